@@ -1,0 +1,91 @@
+import pytest
+
+from people_relation.dataset import DataError, decode_csv_bytes, parse_csv_text, read_csv_file
+
+HEADER = "text,people1,people2,label\n"
+ROW = "1837年，威廉四世辞世，他的侄女维多利亚即位。,威廉四世,维多利亚,亲戚\n"
+
+
+def parse(content: str):
+    return parse_csv_text(content, "train", "train.csv")
+
+
+def test_valid_rows_get_ids_and_line_numbers():
+    rows = parse(HEADER + ROW + '"甲说，乙是他的妻子。",甲,乙,夫妻\n')
+    assert [(r.id, r.line, r.label) for r in rows] == [("train-00001", 2, "亲戚"), ("train-00002", 3, "夫妻")]
+    assert rows[1].text == "甲说，乙是他的妻子。"
+
+
+def test_columns_may_come_in_any_order():
+    rows = parse("label,text,people2,people1\n夫妻,甲娶了乙。,乙,甲\n")
+    assert (rows[0].people1, rows[0].people2, rows[0].label) == ("甲", "乙", "夫妻")
+
+
+def test_quoted_newline_keeps_line_numbers_right():
+    content = HEADER + '"甲与乙\n是夫妻",甲,乙,夫妻\n' + "丙,丁,丙,丁,好友\n"
+    with pytest.raises(DataError) as err:
+        parse(content)
+    assert "line 4: 5 fields where the header has 4" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ("text,people1,label\n甲乙,甲,夫妻\n", "line 1: header 'text,people1,label' lacks column(s) people2"),
+        (HEADER + "甲与乙,甲,乙,朋友\n", "line 2: label '朋友' is not one of the 14 labels"),
+        (HEADER + "甲与乙,甲,丙,夫妻\n", "line 2: people2 '丙' does not occur in the text"),
+        (HEADER + "甲与乙,,乙,夫妻\n", "line 2: column 'people1' is empty"),
+        (HEADER + "甲与乙,甲,乙,\n", "line 2: column 'label' is empty"),
+        (HEADER, "no data rows"),
+        ("", "the file is empty"),
+        (HEADER + '"甲与乙,甲,乙,夫妻\n', "line 2: 1 fields where the header has 4"),
+    ],
+    ids=[
+        "missing-column",
+        "unknown-label",
+        "name-not-in-text",
+        "empty-name",
+        "empty-label",
+        "header-only",
+        "empty",
+        "unterminated-quote",
+    ],
+)
+def test_bad_content_names_line_and_problem(content, message):
+    with pytest.raises(DataError, match="train.csv") as err:
+        parse(content)
+    assert message in str(err.value)
+
+
+def test_every_bad_row_is_reported_at_once():
+    content = HEADER + ROW + "甲与乙,甲,丙,夫妻\n" + ROW + "甲与乙,甲,乙,朋友\n"
+    with pytest.raises(DataError) as err:
+        parse(content)
+    text = str(err.value)
+    assert "2 problem(s)" in text and "line 3:" in text and "line 5:" in text
+
+
+def test_non_utf8_names_the_line():
+    raw = (HEADER + ROW + "甲与乙,甲,乙,夫妻\n").encode("utf-8")
+    raw = raw.replace("甲与乙".encode(), "甲与乙".encode("gbk"), 1)
+    with pytest.raises(DataError, match=r"train.csv: line 3: not valid UTF-8"):
+        decode_csv_bytes(raw, "train.csv")
+
+
+def test_whitespace_only_file_is_empty():
+    with pytest.raises(DataError, match="the file is empty"):
+        decode_csv_bytes(b" \n\n", "train.csv")
+
+
+def test_byte_order_mark_is_accepted():
+    assert decode_csv_bytes(("\ufeff" + HEADER).encode(), "x").startswith("text,")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DataError, match="cannot read the file"):
+        read_csv_file(tmp_path / "nope.csv", "train")
+
+
+def test_real_files_are_valid(real_data):
+    assert len(real_data["train"]) == 3105
+    assert len(real_data["test"]) == 776

@@ -1,0 +1,38 @@
+import pytest
+
+from people_relation.params import ParamsError, get, get_float, get_int, get_str, load_params
+
+
+def test_numbers_written_back_as_strings_are_read_as_numbers():
+    p = {"train": {"lr": "2e-5", "steps": "500", "seed": 7.0}}
+    assert get_float(p, "train.lr") == 2e-5
+    assert get_int(p, "train.steps") == 500
+    assert get_int(p, "train.seed") == 7
+
+
+@pytest.mark.parametrize("value", ["abc", True, None, "1.5", 2.5])
+def test_bad_whole_numbers_name_the_parameter(value):
+    with pytest.raises(ParamsError, match="train.steps"):
+        get_int({"train": {"steps": value}}, "train.steps")
+
+
+def test_missing_and_choices():
+    with pytest.raises(ParamsError, match="missing parameter 'split.seed'"):
+        get({"split": {}}, "split.seed")
+    with pytest.raises(ParamsError, match="use one of published, stratified"):
+        get_str({"s": "random"}, "s", ("published", "stratified"))
+
+
+def test_load_params_errors(tmp_path):
+    with pytest.raises(ParamsError, match="no such params file"):
+        load_params(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1,\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(bad)
+
+
+def test_project_params_are_complete(params):
+    assert get_str(params, "split.strategy") == "published"
+    assert 0 < get_float(params, "split.validation_fraction") < 1
+    assert get_int(params, "split.seed") == 42

@@ -1,0 +1,78 @@
+"""Completions as the policy writes them: after the prefilled ``<think>``."""
+
+import pytest
+
+from people_relation.parsing import parse_completion
+from people_relation.rewards import completion_text, format_reward, label_reward
+
+GOOD = "甲是乙的丈夫。\n</think>\n<answer>夫妻</answer>"
+
+# (completion, format reward, label reward against gold 夫妻, parsed answer)
+CASES = [
+    pytest.param(GOOD, 1.0, 1.0, "夫妻", id="well-formed-correct"),
+    pytest.param("推理</think>\n<answer>父母</answer>", 1.0, 0.0, "父母", id="well-formed-wrong-label"),
+    pytest.param("推理</think>\n<answer>朋友</answer>", 0.5, 0.0, "朋友", id="non-label-answer"),
+    pytest.param("推理</think>\n<answer></answer>", 0.5, 0.0, "", id="empty-answer"),
+    pytest.param("推理</think>\n<answer> 夫妻 </answer>", 1.0, 1.0, "夫妻", id="label-with-spaces"),
+    pytest.param("推理</think>\n<answer>夫妻\n</answer>", 1.0, 1.0, "夫妻", id="label-with-newline"),
+    pytest.param("推理</think>\n<answer>夫妻关系</answer>", 0.5, 0.0, "夫妻关系", id="label-inside-longer-answer"),
+    pytest.param("推理</think>\n<answer>同一个人</answer>", 1.0, 0.0, "同一个人", id="longer-label"),
+    pytest.param("推理</think>\n<answer>父母亲</answer>", 0.5, 0.0, "父母亲", id="label-is-substring-of-answer"),
+    pytest.param(GOOD + "\n", 1.0, 1.0, "夫妻", id="trailing-newline"),
+    pytest.param(GOOD + "  \n\n", 1.0, 1.0, "夫妻", id="trailing-whitespace"),
+    pytest.param(GOOD + "完毕", 0.0, 0.0, "夫妻", id="text-after-answer"),
+    pytest.param(GOOD + "\n<answer>父母</answer>", 0.0, 0.0, None, id="two-answers"),
+    pytest.param("推理</think>\n<answer>夫妻</answer><answer>父母</answer>", 0.0, 0.0, None, id="two-answers-adjacent"),
+    pytest.param("推理</think>\n<answer>夫妻<answer>父母</answer></answer>", 0.0, 0.0, None, id="nested-answer"),
+    pytest.param("a<think>b</think></think>\n<answer>夫妻</answer>", 0.0, 0.0, "夫妻", id="nested-think"),
+    pytest.param("a</think>\n<think>b</think>\n<answer>夫妻</answer>", 0.0, 0.0, "夫妻", id="two-think-blocks"),
+    pytest.param("推理\n<answer>夫妻</answer>", 0.0, 0.0, "夫妻", id="unclosed-think"),
+    pytest.param("推理</think>\n<answer>夫妻", 0.0, 0.0, None, id="unclosed-answer"),
+    pytest.param("推理</think><answer>夫妻</answer>", 0.0, 0.0, "夫妻", id="no-newline-between"),
+    pytest.param("推理</think>\n\n<answer>夫妻</answer>", 0.0, 0.0, "夫妻", id="blank-line-between"),
+    pytest.param("推理</think> \n<answer>夫妻</answer>", 0.0, 0.0, "夫妻", id="space-before-newline"),
+    pytest.param("", 0.0, 0.0, None, id="empty"),
+    pytest.param("夫妻", 0.0, 0.0, None, id="bare-label"),
+    pytest.param("<think>推理</think>\n<answer>夫妻</answer>", 0.0, 0.0, "夫妻", id="repeats-prefilled-think"),
+    pytest.param("</think>\n<answer>夫妻</answer>", 1.0, 1.0, "夫妻", id="empty-reasoning"),
+    pytest.param("多行\n推理\n</think>\n<answer>夫妻</answer>", 1.0, 1.0, "夫妻", id="multiline-reasoning"),
+]
+
+
+@pytest.mark.parametrize("completion,fmt,lab,answer", CASES)
+def test_rewards_and_parse(completion, fmt, lab, answer):
+    assert format_reward([completion]) == [fmt]
+    assert label_reward([completion], label=["夫妻"]) == [lab]
+    parsed = parse_completion(completion)
+    assert parsed.answer == answer
+    assert parsed.format_ok == (fmt > 0)
+
+
+def test_parse_returns_the_reasoning():
+    parsed = parse_completion(GOOD)
+    assert parsed.think == "甲是乙的丈夫。"
+    assert parsed.answer_is_label
+
+
+def test_batch_shape_and_extra_columns_as_trl_passes_them():
+    completions = [GOOD, "x</think>\n<answer>父母</answer>", "garbage"]
+    kwargs = {"prompts": ["p"] * 3, "completion_ids": [[1]] * 3, "text": ["t"] * 3, "trainer_state": None}
+    assert format_reward(completions, **kwargs) == [1.0, 1.0, 0.0]
+    assert label_reward(completions, label=["夫妻", "父母", "夫妻"], **kwargs) == [1.0, 1.0, 0.0]
+
+
+def test_conversational_completions():
+    completion = [{"role": "assistant", "content": GOOD}]
+    assert completion_text(completion) == GOOD
+    assert format_reward([completion]) == [1.0]
+    assert label_reward([completion], label=["夫妻"]) == [1.0]
+
+
+def test_label_reward_needs_one_label_per_completion():
+    with pytest.raises(ValueError, match="2 completions but 1 labels"):
+        label_reward([GOOD, GOOD], label=["夫妻"])
+
+
+def test_completion_of_unknown_shape_is_a_type_error():
+    with pytest.raises(TypeError):
+        completion_text(42)

@@ -1,0 +1,40 @@
+# The two commands of the README, and a few helpers. Everything runs inside .venv.
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+export PATH := $(BIN):$(PATH)
+export VENV
+
+.PHONY: setup pipeline test test-fast lock lint mlflow-ui prefect-ui
+
+## setup: install the locked environment into .venv (no-op when up to date)
+setup:
+	@bash scripts/setup.sh
+
+## pipeline: set up, then run the whole DVC pipeline (CPU profile)
+pipeline: setup
+	dvc repro
+
+## test: set up, then run the whole test suite
+test: setup
+	pytest
+
+## test-fast: only the fast unit tests
+test-fast: setup
+	pytest -m "not integration and not slow"
+
+## lock: re-resolve requirements.lock from pyproject.toml (needs network)
+lock: setup
+	uv pip compile pyproject.toml --extra cpu --extra dev --python-version 3.11 \
+	  --find-links $${TORCH_WHEELS:-/opt/wheels} --overrides lock-overrides.txt \
+	  --generate-hashes -o requirements.lock
+
+lint: setup
+	ruff check .
+
+## mlflow-ui: browse the runs at http://127.0.0.1:5000
+mlflow-ui: setup
+	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+## prefect-ui: a local Prefect server with its UI at http://127.0.0.1:4200
+prefect-ui: setup
+	prefect server start --host 127.0.0.1 --port 4200

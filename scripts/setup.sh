@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Install everything the project needs into .venv, exactly as pinned in requirements.lock.
+# Safe to run again: it returns in a second when nothing changed.
+#   VENV=path      where the environment goes (default .venv)
+#   PYTHON=cmd     the Python 3.11 to build it with (default python3.11, else python3)
+#   TORCH_WHEELS=dir   a folder holding the torch 2.13.0+cpu wheel (default /opt/wheels when
+#                      present); without one, the PyTorch CPU wheel index is used.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
+UV_VERSION=0.13.9
+LOCK=requirements.lock
+
+log() { printf '[setup] %s\n' "$*"; }
+
+fingerprint() { cat "$LOCK" scripts/setup.sh | sha256sum | cut -d' ' -f1; }
+
+install_python_packages() {
+  if [ -f "$VENV/.setup-stamp" ] && [ "$(cat "$VENV/.setup-stamp")" = "$(fingerprint)" ]; then
+    log "Python packages up to date in $VENV"
+    return
+  fi
+  if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version' \
+      || { echo "[setup] error: $PYTHON is not Python 3.11; set PYTHON=/path/to/python3.11" >&2; exit 1; }
+    log "Creating $VENV with $PYTHON"
+    "$PYTHON" -m venv "$VENV"
+  fi
+  if ! "$VENV/bin/uv" --version 2>/dev/null | grep -q "$UV_VERSION"; then
+    log "Installing uv $UV_VERSION (the installer that reads the lock file)"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION"
+  fi
+  local torch_source
+  local wheels=${TORCH_WHEELS:-/opt/wheels}
+  if compgen -G "$wheels/torch-2.13.0+cpu-*.whl" >/dev/null; then
+    torch_source=(--find-links "$wheels")
+  else
+    torch_source=(--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
+  fi
+  log "Installing the locked packages ($(grep -c '^[a-z0-9]' "$LOCK") pins from $LOCK)"
+  "$VENV/bin/uv" pip sync --python "$VENV/bin/python" --require-hashes "${torch_source[@]}" "$LOCK"
+  fingerprint > "$VENV/.setup-stamp"
+}
+
+install_cjk_font() {
+  # Charts carry Chinese labels; matplotlib ships no CJK font.
+  if command -v fc-list >/dev/null && [ -n "$(fc-list :lang=zh family 2>/dev/null)" ]; then
+    log "CJK font present"
+    return
+  fi
+  if [ "$(id -u)" != 0 ] && ! command -v sudo >/dev/null; then
+    echo "[setup] error: no CJK font; install Debian's fonts-noto-cjk (needs root)" >&2
+    exit 1
+  fi
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  log "Installing fonts-noto-cjk (Chinese labels in charts)"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends fonts-noto-cjk fontconfig >/dev/null
+  rm -rf "${MPLCONFIGDIR:-$HOME/.cache/matplotlib}"
+}
+
+install_python_packages
+install_cjk_font
+log "Ready: activate with 'source $VENV/bin/activate'"

@@ -1,0 +1,73 @@
+"""Project paths and crash-safe writes: an output is either complete or absent."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from people_relation.params import load_params
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PARAMS_FILE = "params.yaml"
+
+
+def project_path(value: str | Path, root: Path = PROJECT_ROOT) -> Path:
+    """``value`` as an absolute path; relative values are taken from the project root."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (root / path).resolve()
+
+
+def read_project_params(params_file: str | Path = PARAMS_FILE) -> dict[str, Any]:
+    return load_params(project_path(params_file))
+
+
+@contextmanager
+def staged_dir(target: Path) -> Iterator[Path]:
+    """A scratch directory that replaces ``target`` only when the block succeeds.
+
+    On any error the scratch directory is removed and ``target`` is left as it was.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield scratch
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    replace_dir(scratch, target)
+
+
+def replace_dir(source: Path, target: Path) -> None:
+    """Move ``source`` to ``target``, swapping out any old ``target`` in one rename."""
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(source, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(source, target)
+
+
+def write_json(path: Path, payload: Any) -> None:
+    path.write_text(json.dumps(payload, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
+    count = 0
+    with path.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+def read_jsonl(path: Path, convert: Callable[[dict[str, Any]], Any] = lambda r: r) -> list[Any]:
+    with path.open(encoding="utf-8") as fh:
+        return [convert(json.loads(line)) for line in fh if line.strip()]

@@ -1,0 +1,68 @@
+"""Charts with Chinese labels rendered in a CJK font (matplotlib ships none)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import font_manager  # noqa: E402
+
+CJK_FAMILIES = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Serif CJK SC", "WenQuanYi Zen Hei", "SimHei")
+
+
+class FontError(RuntimeError):
+    pass
+
+
+@cache
+def cjk_font_family() -> str:
+    """The first installed CJK family, or a FontError saying how to install one."""
+    available = {f.name for f in font_manager.fontManager.ttflist}
+    for family in CJK_FAMILIES:
+        if family in available:
+            return family
+    raise FontError(
+        "no CJK font found, Chinese labels would render as boxes. Install one: "
+        "`apt-get install fonts-noto-cjk` (the setup script does this), then remove "
+        "matplotlib's font cache (~/.cache/matplotlib) and run again."
+    )
+
+
+def use_cjk_font() -> None:
+    plt.rcParams["font.family"] = "sans-serif"
+    plt.rcParams["font.sans-serif"] = [cjk_font_family(), "DejaVu Sans"]
+    plt.rcParams["axes.unicode_minus"] = False
+
+
+def grouped_barh(
+    series: Mapping[str, Mapping[str, int]],
+    title: str,
+    xlabel: str,
+    path: Path,
+    dpi: int,
+) -> None:
+    """One horizontal bar group per category (in the mappings' order), one bar per series."""
+    use_cjk_font()
+    names = list(series)
+    categories = list(next(iter(series.values())))
+    height = 0.8 / max(1, len(names))
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(categories) + 1.5))
+    for i, name in enumerate(names):
+        values = [series[name][c] for c in categories]
+        ys = [y + i * height for y in range(len(categories))]
+        bars = ax.barh(ys, values, height=height, label=f"{name} ({sum(values)})")
+        ax.bar_label(bars, fontsize=7, padding=2)
+    ax.set_yticks([y + height * (len(names) - 1) / 2 for y in range(len(categories))], categories)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)

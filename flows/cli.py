@@ -1,4 +1,4 @@
-"""Run a step flow as a command: ``python -m flows.<step> [--params-file FILE]``.
+"""Run a step flow as a command: ``python -m flows.<step> [--params-file FILE] [...]``.
 
 Bad data or bad params end the command with status 1 and one plain message that says
 what is wrong, where, and how to fix it; anything else keeps its full traceback.
@@ -17,12 +17,20 @@ from people_relation.params import ParamsError
 USER_ERRORS = (DataError, ParamsError)
 
 
-def run(flow: Callable[..., Any], argv: list[str] | None = None) -> None:
+def run(
+    flow: Callable[..., Any],
+    argv: list[str] | None = None,
+    add_arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None,
+    instead: Callable[[argparse.Namespace], bool] = lambda args: False,
+) -> None:
+    """Parse the command line and run ``flow``, unless ``instead(args)`` handled it (a dry run)."""
     parser = argparse.ArgumentParser(prog=f"python -m flows.{getattr(flow, 'name', 'step')}")
     parser.add_argument("--params-file", default="params.yaml", help="params file (default: params.yaml)")
+    add_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        flow(params_file=args.params_file)
+        if not instead(args):
+            flow(**vars(args))
     except USER_ERRORS as err:
         print(f"\nerror: {err}", file=sys.stderr)
         sys.exit(1)

@@ -76,3 +76,15 @@ def render_prompt(tokenizer: ChatTemplateTokenizer, text: str, people1: str, peo
             f"expected the prompt to end with {ASSISTANT_PREFILL!r}, got ...{str(rendered)[-40:]!r}"
         )
     return rendered
+
+
+RATIONALE_TEMPLATE = "{people1}和{people2}的关系是{label}。"
+
+
+def target_completion(people1: str, people2: str, label: str) -> str:
+    """The completion the warm-up teaches: a one-line rationale, then the answer.
+
+    It continues the prefilled ``<think>`` and, with it, satisfies the format reward.
+    """
+    rationale = RATIONALE_TEMPLATE.format(people1=people1, people2=people2, label=label)
+    return f"{rationale}\n{THINK_CLOSE}\n{ANSWER_OPEN}{label}{ANSWER_CLOSE}"

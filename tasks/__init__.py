@@ -1,12 +1,13 @@
 """Prefect tasks: thin wrappers that connect the core logic to files, hubs and trackers.
 
-Importing this package applies the project's offline defaults before any tool is
-imported: no telemetry or update checks from Prefect, MLflow, DVC, Hugging Face or vLLM.
-A variable already set in the environment is left alone.
+Importing this package applies the project's defaults before any tool is imported: no
+telemetry or update checks from Prefect, MLflow, DVC, Hugging Face or vLLM, and the
+project's loggers shown in Prefect's run logs. A variable already set is left alone.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 
 OFFLINE_DEFAULTS = {
@@ -21,6 +22,8 @@ OFFLINE_DEFAULTS = {
     "VLLM_NO_USAGE_STATS": "1",
     "VLLM_DO_NOT_TRACK": "1",
     "TOKENIZERS_PARALLELISM": "false",
+    # show this project's own log lines (warm-up progress, GRPO steps) in Prefect's run logs
+    "PREFECT_LOGGING_EXTRA_LOGGERS": "tasks",
 }
 
 
@@ -30,3 +33,5 @@ def apply_offline_defaults() -> None:
 
 
 apply_offline_defaults()
+# Prefect attaches its handlers to the loggers above; INFO is what shows progress.
+logging.getLogger(__name__).setLevel(logging.INFO)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -53,6 +54,19 @@ def replace_dir(source: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(source, target)
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short hash of settings and inputs; a folder path stands for its files' contents."""
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, Path) and part.is_dir():
+            for file in sorted(p for p in part.rglob("*") if p.is_file()):
+                digest.update(file.name.encode())
+                digest.update(hashlib.sha256(file.read_bytes()).digest())
+        else:
+            digest.update(json.dumps(part, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
 
 
 def write_json(path: Path, payload: Any) -> None:

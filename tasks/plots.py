@@ -66,3 +66,28 @@ def grouped_barh(
     fig.tight_layout()
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
+
+
+def line_chart(
+    rows: list[dict[str, float]],
+    x: str,
+    ys: Mapping[str, str],
+    title: str,
+    path: Path,
+    dpi: int,
+) -> None:
+    """One line per column in ``ys`` (column -> legend label) against column ``x``."""
+    use_cjk_font()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for column, label in ys.items():
+        points = [(r[x], r[column]) for r in rows if x in r and column in r]
+        if points:
+            ax.plot([p[0] for p in points], [p[1] for p in points], label=label, linewidth=1.2)
+    ax.set_xlabel(x)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)

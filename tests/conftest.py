@@ -45,30 +45,37 @@ def prefect_api():
         yield PREFECT_API_URL.value()
 
 
-@pytest.fixture
-def sandbox_params(tmp_path, params, data_dir):
-    """Project params with every output, and the MLflow store, inside ``tmp_path``."""
+def write_sandbox_params(params: dict, root: Path, data_dir: Path, **overrides) -> Path:
+    """Project params with every output, and the MLflow store, inside ``root``.
+
+    ``overrides`` use ``__`` between keys: ``data__local_dir="/x"`` sets ``data.local_dir``.
+    """
     import copy
 
     import yaml
 
-    def make(**overrides) -> Path:
-        p = copy.deepcopy(params)
-        p["data"]["local_dir"] = str(data_dir)
-        p["data"]["prepared_dir"] = str(tmp_path / "data" / "prepared")
-        p["split"]["out_dir"] = str(tmp_path / "data" / "split")
-        p["reports"]["data_dir"] = str(tmp_path / "reports" / "data")
-        p["reports"]["split_dir"] = str(tmp_path / "reports" / "split")
-        p["tracking"]["uri"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
-        p["tracking"]["artifact_dir"] = str(tmp_path / "mlartifacts")
-        for dotted, value in overrides.items():
-            node = p
-            *parents, leaf = dotted.split("__")
-            for part in parents:
-                node = node[part]
-            node[leaf] = value
-        path = tmp_path / "params.yaml"
-        path.write_text(yaml.safe_dump(p, allow_unicode=True), encoding="utf-8")
-        return path
+    p = copy.deepcopy(params)
+    p["data"]["local_dir"] = str(data_dir)
+    p["data"]["prepared_dir"] = str(root / "data" / "prepared")
+    p["split"]["out_dir"] = str(root / "data" / "split")
+    p["reports"]["data_dir"] = str(root / "reports" / "data")
+    p["reports"]["split_dir"] = str(root / "reports" / "split")
+    p["train"]["models_dir"] = str(root / "models")
+    p["train"]["checkpoints_dir"] = str(root / "checkpoints")
+    p["train"]["reports_dir"] = str(root / "reports" / "train")
+    p["tracking"]["uri"] = f"sqlite:///{root / 'mlflow.db'}"
+    p["tracking"]["artifact_dir"] = str(root / "mlartifacts")
+    for dotted, value in overrides.items():
+        node = p
+        *parents, leaf = dotted.split("__")
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    path = root / "params.yaml"
+    path.write_text(yaml.safe_dump(p, allow_unicode=True), encoding="utf-8")
+    return path
 
-    return make
+
+@pytest.fixture
+def sandbox_params(tmp_path, params, data_dir):
+    return lambda **overrides: write_sandbox_params(params, tmp_path, data_dir, **overrides)

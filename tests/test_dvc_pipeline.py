@@ -26,6 +26,21 @@ def project_files(root: Path) -> list[str]:
     return [line for line in out.stdout.splitlines() if line and (root / line).is_file()]
 
 
+def shrink_cpu_profile(params: dict) -> None:
+    """The smallest CPU configuration: a tiny model, one warm-up epoch, two GRPO steps."""
+    cpu = params["profiles"]["cpu"]
+    cpu["model"]["arch"] |= {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_layers": 2,
+        "num_heads": 2,
+        "num_kv_heads": 1,
+    }
+    cpu["warmup"] |= {"epochs": 1, "log_every": 50}
+    cpu["grpo"] |= {"max_steps": 2, "save_steps": 2, "max_completion_length": 32}
+    params["validation"]["max_new_tokens"] = 32
+
+
 @pytest.fixture
 def project_copy(tmp_path, project_root, data_dir):
     copy = tmp_path / "project"
@@ -36,6 +51,7 @@ def project_copy(tmp_path, project_root, data_dir):
     params_file = copy / "params.yaml"
     params = yaml.safe_load(params_file.read_text(encoding="utf-8"))
     params["data"]["local_dir"] = str(data_dir)
+    shrink_cpu_profile(params)
     params_file.write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False), encoding="utf-8")
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
     subprocess.run(["git", "init", "-q"], cwd=copy, check=True)
@@ -61,7 +77,10 @@ def test_repro_runs_then_skips_then_reruns_only_what_changed(project_copy, prefe
     out, _ = dvc(project_copy, "repro", env=env)
     assert "Running stage 'prepare'" in out and "Running stage 'split'" in out
     lock = yaml.safe_load((project_copy / "dvc.lock").read_text())
-    assert set(lock["stages"]) == {"prepare", "split"}
+    assert set(lock["stages"]) == {"prepare", "split", "train"}
+    assert (project_copy / "models/cpu/grpo/model.safetensors").is_file()
+    metrics, _ = dvc(project_copy, "metrics", "show", env=env)
+    assert "grpo.weighted_f1" in metrics
     assert sum(1 for _ in open(project_copy / "data/split/test.jsonl", encoding="utf-8")) == 776
     assert (project_copy / "mlflow.db").is_file()
 
@@ -79,8 +98,16 @@ def test_repro_runs_then_skips_then_reruns_only_what_changed(project_copy, prefe
     before = (project_copy / "data/split/validation.jsonl").read_text(encoding="utf-8")
     out, _ = dvc(project_copy, "repro", env=env)
     assert "Stage 'prepare' didn't change, skipping" in out
-    assert "Running stage 'split'" in out
+    assert "Running stage 'split'" in out and "Running stage 'train'" in out
     assert (project_copy / "data/split/validation.jsonl").read_text(encoding="utf-8") != before
+
+    # A GRPO-only change re-runs train alone, and the warm-up is not redone: its finished
+    # state (fingerprinted by its settings and inputs) is reused.
+    params["profiles"]["cpu"]["grpo"]["temperature"] = 0.8
+    params_file.write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    out, _ = dvc(project_copy, "repro", env=env)
+    assert "Stage 'split' didn't change, skipping" in out and "Running stage 'train'" in out
+    assert "Resuming the warm-up after epoch 1" in out
 
     # Outputs are in DVC's cache: a deleted split comes back without re-running anything.
     shutil.rmtree(project_copy / "data/split")

@@ -1,0 +1,306 @@
+"""train: tokenizer and model (CPU profile), supervised warm-up, then GRPO with TRL.
+
+One code path for every profile; only ``params.yaml`` differs:
+  cpu            build a character tokenizer and a small Qwen2 from scratch, warm it up,
+                 then GRPO in this machine's CPU, in one process.
+  qwen2.5-7b     the published recipe: GRPO on Qwen2.5-7B-Instruct under
+                 ``accelerate launch`` with DeepSpeed ZeRO-3, generation by TRL's vLLM server.
+
+``--dry-run`` prints the exact commands and the fully resolved GRPO config, and starts
+nothing. Outputs: ``models/<profile>/`` (base, warmup, grpo), ``reports/train/<profile>/``
+(metrics.json, reward_history.csv, reward_curve.png).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+
+from flows.cli import run
+from people_relation.params import get, get_int, get_str
+from people_relation.recipe import (
+    batch_arithmetic,
+    grpo_config_kwargs,
+    launch_command,
+    profile,
+    profile_name,
+    vllm_server_command,
+)
+from tasks.io import PROJECT_ROOT, project_path, read_project_params, staged_dir, write_json
+from tasks.tracking import tracking_uri
+from tasks.train_paths import train_paths
+
+METRICS_FILE = "metrics.json"
+CURVE_FILE = "reward_curve.png"
+
+
+def plan(params: dict[str, Any], name: str, params_file: str) -> dict[str, Any]:
+    """Everything a run of profile ``name`` would do, resolved, without doing it."""
+    prof = profile(params, name)
+    paths = train_paths(params, name)
+    command = launch_command(prof, name, params_file)
+    server = vllm_server_command(prof, str(paths["start_model"]))
+    server_env = [f"CUDA_VISIBLE_DEVICES={','.join(str(g) for g in get(prof, 'vllm')['gpus'])}"] if server else []
+    return {
+        "profile": name,
+        "start_model": str(paths["start_model"]),
+        "warmup": bool(prof.get("warmup", {}).get("enabled")),
+        "batch": batch_arithmetic(prof),
+        "grpo_config": grpo_config_kwargs(prof, str(paths["checkpoints"])),
+        "vllm_server_command": server_env + server if server else None,
+        "train_command": command,
+        "final_model": str(paths["final_model"]),
+    }
+
+
+def reward_summary(history: list[dict[str, float]], window: int) -> dict[str, float | None]:
+    """First and last logged rewards, and their means over ``window`` steps (single steps are noisy)."""
+
+    def mean(rows: list[dict[str, float]], key: str) -> float | None:
+        values = [r[key] for r in rows if key in r]
+        return sum(values) / len(values) if values else None
+
+    summary: dict[str, float | None] = {
+        "first": history[0].get("reward") if history else None,
+        "last": history[-1].get("reward") if history else None,
+    }
+    for key, short in (
+        ("reward", "reward"),
+        ("rewards/label_reward/mean", "label"),
+        ("rewards/format_reward/mean", "format"),
+    ):
+        summary[f"{short}_first_{window}_mean"] = mean(history[:window], key)
+        summary[f"{short}_last_{window}_mean"] = mean(history[-window:], key)
+    return summary
+
+
+@task(name="build-scratch-model")
+def build_scratch_model(params: dict[str, Any], prof: dict[str, Any], out: Path) -> dict[str, Any]:
+    from tasks.data import read_examples
+    from tasks.tiny_model import build_model, parameter_count, save_model
+    from tasks.tokenizer import build_tokenizer
+
+    logger = get_run_logger()
+    train = read_examples(project_path(get_str(params, "split.out_dir")) / "train.jsonl")
+    tokenizer = build_tokenizer([t for e in train for t in (e.text, e.people1, e.people2)])
+    model = build_model(tokenizer, get(prof, "model.arch"), get_int(prof, "model.seed"))
+    with staged_dir(out) as staging:
+        save_model(model, tokenizer, staging)
+    info = {"parameters": parameter_count(model), "vocab_size": len(tokenizer)}
+    logger.info("Built a %d-parameter Qwen2 with a %d-token vocabulary in %s", info["parameters"], len(tokenizer), out)
+    return info
+
+
+@task(name="warm-up")
+def warm_up(params: dict[str, Any], prof: dict[str, Any], paths: dict[str, Path], run_id: str) -> None:
+    import mlflow
+    import torch
+
+    from tasks.data import read_examples
+    from tasks.grpo import claim_checkpoint_dir
+    from tasks.io import fingerprint
+    from tasks.tiny_model import load_model, save_model
+    from tasks.tokenizer import load_tokenizer
+    from tasks.warmup import WarmupSettings, train_warmup
+
+    w = get(prof, "warmup")
+    settings = WarmupSettings(
+        epochs=get_int(w, "epochs"),
+        batch_size=get_int(w, "batch_size"),
+        learning_rate=float(get(w, "learning_rate")),
+        weight_decay=float(get(w, "weight_decay")),
+        warmup_ratio=float(get(w, "warmup_ratio")),
+        lm_weight=float(get(w, "lm_weight")),
+        swap_prob=float(get(w, "swap_prob")),
+        seed=get_int(w, "seed"),
+        bf16=bool(get(w, "bf16")),
+        log_every=get_int(w, "log_every"),
+    )
+    train = read_examples(project_path(get_str(params, "split.out_dir")) / "train.jsonl")
+    tokenizer = load_tokenizer(paths["base"])
+    model = load_model(paths["base"])
+    claim_checkpoint_dir(paths["warmup_state"], fingerprint(settings.__dict__, paths["base"], [e.id for e in train]))
+    torch.manual_seed(settings.seed)
+    train_warmup(
+        model,
+        tokenizer,
+        train,
+        settings,
+        paths["warmup_state"],
+        on_log=lambda metrics, step: mlflow.log_metrics(metrics, step=step, run_id=run_id),
+    )
+    with staged_dir(paths["warmup"]) as staging:
+        save_model(model, tokenizer, staging)
+
+
+@contextmanager
+def generation_server(prof: dict[str, Any], model: str) -> Iterator[None]:
+    """TRL's vLLM server on its own GPU(s) for ``vllm_mode: server``; always stopped after."""
+    command = vllm_server_command(prof, model, python=sys.executable)
+    if command is None:
+        yield
+        return
+    import httpx
+
+    logger = get_run_logger()
+    vllm = get(prof, "vllm")
+    env = os.environ | {"CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in vllm["gpus"])}
+    logger.info("Starting the vLLM generation server: %s", shlex.join(command))
+    server = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, start_new_session=True)
+    url = f"http://{vllm['host']}:{vllm['port']}/health/"
+    deadline = time.monotonic() + float(vllm.get("startup_timeout", 900))
+    try:
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"the vLLM server exited with status {server.returncode} during start-up")
+            try:
+                if httpx.get(url, timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the vLLM server did not answer {url} in time")
+            time.sleep(5)
+        yield
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+
+
+@task(name="grpo", retries=0)
+def grpo(params_file: str, name: str, prof: dict[str, Any], run_id: str, uri: str, start_model: str) -> None:
+    """Run the GRPO process (plain, or under accelerate launch) and stream its log."""
+    logger = get_run_logger()
+    command = launch_command(prof, name, params_file, python=sys.executable)
+    logger.info("Starting GRPO: %s", shlex.join(command))
+    env = os.environ | {"MLFLOW_RUN_ID": run_id, "MLFLOW_TRACKING_URI": uri, "PYTHONUNBUFFERED": "1"}
+    with (
+        generation_server(prof, start_model),
+        subprocess.Popen(
+            command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        ) as proc,
+    ):
+        tail: list[str] = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip()
+            tail = (tail + [line])[-40:]
+            if " tasks.grpo: " in line or " grpo: " in line or "Error" in line:
+                logger.info(line)
+            else:
+                print(line, flush=True)
+        code = proc.wait()
+    if code != 0:
+        raise RuntimeError(f"GRPO exited with status {code}; last lines:\n" + "\n".join(tail))
+
+
+@task(name="validate")
+def validate(params: dict[str, Any], model_dir: Path, tokenizer_kind: str) -> tuple[dict[str, float], list[str]]:
+    from tasks.data import read_examples
+    from tasks.generation import evaluate_examples
+    from tasks.grpo_entry import load_processing_class
+    from tasks.tiny_model import load_model
+
+    rows = read_examples(project_path(get_str(params, "split.out_dir")) / "validation.jsonl")
+    result, completions = evaluate_examples(
+        load_model(model_dir),
+        load_processing_class(model_dir, tokenizer_kind),
+        rows,
+        get_int(params, "validation.max_new_tokens"),
+        get_int(params, "validation.batch_size"),
+    )
+    get_run_logger().info("Validation of %s: %s", model_dir.name, json.dumps(result))
+    return result, completions
+
+
+@flow(name="train", log_prints=True)
+def train_flow(params_file: str = "params.yaml", profile_name_: str | None = None) -> dict:
+    import mlflow
+
+    from tasks.grpo import numeric
+    from tasks.plots import line_chart
+    from tasks.tracking import flatten, mlflow_run
+
+    logger = get_run_logger()
+    params = read_project_params(params_file)
+    name = profile_name_ or profile_name(params)
+    the_plan = plan(params, name, params_file)
+    prof = profile(params, name)
+    paths = train_paths(params, name)
+    tokenizer_kind = get_str(prof, "model.tokenizer")
+    with mlflow_run(params, "train", {"profile": name, "validation": get(params, "validation")}) as active:
+        run_id = active.info.run_id
+        mlflow.log_params(flatten(prof, f"{name}."))
+        mlflow.log_dict(the_plan, "train/plan.json")
+        results: dict[str, Any] = {"profile": name}
+        if get_str(prof, "model.source") == "scratch":
+            results["model"] = build_scratch_model(params, prof, paths["base"])
+            mlflow.log_params({f"model.{k}": v for k, v in results["model"].items()})
+        if the_plan["warmup"]:
+            warm_up(params, prof, paths, run_id)
+            results["warmup"], completions = validate(params, paths["warmup"], tokenizer_kind)
+            mlflow.log_metrics({f"warmup/val_{k}": v for k, v in results["warmup"].items()})
+            mlflow.log_text("\n---\n".join(completions[:50]), "train/warmup_validation_samples.txt")
+        grpo(params_file, name, prof, run_id, tracking_uri(params), str(paths["start_model"]))
+        results["grpo"], completions = validate(params, paths["final_model"], tokenizer_kind)
+        mlflow.log_metrics({f"grpo/val_{k}": v for k, v in results["grpo"].items()})
+        mlflow.log_text("\n---\n".join(completions[:50]), "train/grpo_validation_samples.txt")
+
+        import csv
+
+        with paths["history"].open(encoding="utf-8") as fh:
+            history = [numeric({k: float(v) for k, v in row.items() if v}) for row in csv.DictReader(fh)]
+        results["reward"] = reward_summary(history, get_int(params, "train.reward_window"))
+        write_json(paths["reports"] / METRICS_FILE, results)
+        line_chart(
+            history,
+            x="step",
+            ys={"reward": "total", "rewards/format_reward/mean": "format", "rewards/label_reward/mean": "label"},
+            title=f"GRPO rewards ({name})",
+            path=paths["reports"] / CURVE_FILE,
+            dpi=get_int(params, "reports.chart_dpi"),
+        )
+        for file in (METRICS_FILE, CURVE_FILE):
+            mlflow.log_artifact(str(paths["reports"] / file), "train")
+        mlflow.log_artifact(str(paths["history"]), "train")
+    logger.info("Train step done: %s", json.dumps(results, ensure_ascii=False))
+    return results
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", dest="profile_name_", default=None, help="override train.profile")
+    parser.add_argument("--dry-run", action="store_true", help="print the resolved plan; start nothing")
+
+
+def _dry_run(args: argparse.Namespace) -> bool:
+    """Print what a run would launch, with no Prefect run, model or GPU package involved."""
+    if not vars(args).pop("dry_run"):
+        return False
+    params = read_project_params(args.params_file)
+    the_plan = plan(params, args.profile_name_ or profile_name(params), args.params_file)
+    print(json.dumps(the_plan, indent=2, ensure_ascii=False))
+    print("\n# launch")
+    if the_plan["vllm_server_command"]:
+        print(shlex.join(the_plan["vllm_server_command"]) + " &")
+    print(shlex.join(the_plan["train_command"]))
+    return True
+
+
+if __name__ == "__main__":
+    run(train_flow, add_arguments=_arguments, instead=_dry_run)

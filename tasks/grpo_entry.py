@@ -1,0 +1,92 @@
+"""GRPO training process: ``python -m tasks.grpo_entry --profile NAME``.
+
+The train flow starts this directly for one process, or under ``accelerate launch`` (with
+DeepSpeed ZeRO-3) for several; the code is the same. It reads the start model from
+``paths.start_model``, trains, and publishes the final model to ``paths.final_model``
+only when training finished (a crash leaves the previous model, or none, in place).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import tasks  # noqa: F401  (offline defaults)
+from people_relation.params import get, get_int, get_str
+from people_relation.recipe import grpo_config_kwargs, profile
+from tasks.data import read_examples
+from tasks.grpo import claim_checkpoint_dir, prompt_dataset, run_grpo, write_history
+from tasks.io import fingerprint, project_path, read_project_params, replace_dir
+from tasks.train_paths import train_paths
+
+log = logging.getLogger("grpo")
+
+
+def load_processing_class(model_dir: Path, kind: str):
+    if kind == "project":
+        from tasks.tokenizer import load_tokenizer
+
+        return load_tokenizer(model_dir)
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model_dir)
+
+
+def lora_config(prof: dict):
+    lora = get(prof, "model").get("lora")
+    if not lora:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=int(lora["r"]),
+        lora_alpha=int(lora["alpha"]),
+        lora_dropout=float(lora["dropout"]),
+        target_modules=list(lora["target_modules"]),
+        task_type="CAUSAL_LM",
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params-file", default="params.yaml")
+    parser.add_argument("--profile", required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+
+    params = read_project_params(args.params_file)
+    prof = profile(params, args.profile)
+    paths = train_paths(params, args.profile)
+    start_model = paths["start_model"]
+    tokenizer = load_processing_class(start_model, get_str(prof, "model.tokenizer"))
+    train_rows = read_examples(project_path(get_str(params, "split.out_dir")) / "train.jsonl")
+    dataset, truncated = prompt_dataset(tokenizer, train_rows, get_int(prof, "grpo.max_prompt_length"))
+    log.info("GRPO on %d prompts from %s (%d truncated to max_prompt_length)", len(dataset), start_model, truncated)
+    kwargs = grpo_config_kwargs(prof, str(paths["checkpoints"]))
+    claim_checkpoint_dir(paths["checkpoints"], fingerprint(kwargs, start_model, list(dataset["id"])))
+    trainer = run_grpo(
+        start_model,
+        tokenizer,
+        dataset,
+        kwargs,
+        completions_every=get_int(prof, "grpo.completions_every"),
+        mlflow_run_id=os.environ.get("MLFLOW_RUN_ID"),
+        peft_config=lora_config(prof),
+    )
+    if trainer.accelerator.is_main_process:
+        staging = paths["final_model"].with_name(paths["final_model"].name + ".partial")
+        trainer.save_model(str(staging))
+        tokenizer.save_pretrained(staging)
+        replace_dir(staging, paths["final_model"])
+        steps = write_history(trainer.state.log_history, paths["history"])
+        log.info("Saved the GRPO model to %s and %d logged steps to %s", paths["final_model"], steps, paths["history"])
+        # The run is complete and published: its checkpoints must not be resumed again.
+        shutil.rmtree(paths["checkpoints"], ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Where the train step reads and writes, per profile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from people_relation.params import get_str
+from people_relation.recipe import profile
+from tasks.io import project_path
+
+
+def train_paths(params: dict[str, Any], name: str) -> dict[str, Path]:
+    """Models under ``train.models_dir/<profile>`` (one DVC output), resumable state under
+    ``train.checkpoints_dir/<profile>`` (kept across a crash, never a DVC output), reports
+    under ``train.reports_dir/<profile>``.
+
+    ``start_model`` is what GRPO starts from: the warm-up model when the profile has a
+    warm-up, else the profile's ``model.source`` (a hub id or a local folder).
+    """
+    prof = profile(params, name)
+    root = project_path(get_str(params, "train.models_dir")) / name
+    state = project_path(get_str(params, "train.checkpoints_dir")) / name
+    reports = project_path(get_str(params, "train.reports_dir")) / name
+    paths = {
+        "root": root,
+        "base": root / "base",
+        "warmup": root / "warmup",
+        "warmup_state": state / "warmup",
+        "checkpoints": state / "grpo",
+        "final_model": root / "grpo",
+        "reports": reports,
+        "history": reports / "reward_history.csv",
+    }
+    source = get_str(prof, "model.source")
+    if prof.get("warmup", {}).get("enabled"):
+        paths["start_model"] = paths["warmup"]
+    elif source == "scratch":
+        paths["start_model"] = paths["base"]
+    else:
+        local = project_path(source)
+        paths["start_model"] = local if local.exists() else Path(source)
+    return paths

@@ -1,0 +1,166 @@
+"""Supervised warm-up of the from-scratch model, before GRPO.
+
+Teaches the format and gives the policy a useful prior: cross-entropy on the target
+completion (rationale, answer, end of turn), plus a language-model loss on the prompt
+(weight ``lm_weight``), which makes the model read the sentence and not only the labels.
+Name-swap augmentation re-draws the two people of a row with probability ``swap_prob``.
+
+Checkpoints every epoch into ``checkpoint_dir``; started again after a crash, it resumes
+from the last finished epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from transformers import PreTrainedTokenizerFast
+
+from people_relation.augment import swap_names
+from people_relation.dataset import Example
+from people_relation.prompt import render_prompt, target_completion
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WarmupSettings:
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    weight_decay: float
+    warmup_ratio: float
+    lm_weight: float
+    swap_prob: float
+    seed: int
+    bf16: bool
+    log_every: int
+
+
+def encode(tokenizer: PreTrainedTokenizerFast, example: Example, lm_weight: float) -> tuple[list[int], list[float]]:
+    """Token ids of prompt + target completion + end of turn, and each token's loss weight."""
+    prompt = render_prompt(tokenizer, example.text, example.people1, example.people2)
+    completion = target_completion(example.people1, example.people2, example.label)
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    return prompt_ids + completion_ids, [lm_weight] * len(prompt_ids) + [1.0] * len(completion_ids)
+
+
+def collate(batch: Sequence[tuple[list[int], list[float]]], pad_id: int) -> dict[str, torch.Tensor]:
+    width = max(len(ids) for ids, _ in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    weights = torch.zeros((len(batch), width))
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for i, (row, w) in enumerate(batch):
+        ids[i, : len(row)] = torch.tensor(row)
+        weights[i, : len(w)] = torch.tensor(w)
+        mask[i, : len(row)] = 1
+    return {"input_ids": ids, "attention_mask": mask, "weights": weights}
+
+
+def weighted_loss(logits: torch.Tensor, input_ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy, each target token weighted; the first token is never a target."""
+    targets = input_ids[:, 1:]
+    w = weights[:, 1:]
+    ce = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="none")
+    return (ce * w.reshape(-1)).sum() / w.sum().clamp(min=1.0)
+
+
+def length_bucketed_batches(
+    examples: Sequence[Example], batch_size: int, rng: random.Random, bucket_batches: int = 16
+) -> list[list[Example]]:
+    """Shuffled batches of similar text length (less padding), in a shuffled order."""
+    order = list(examples)
+    rng.shuffle(order)
+    span = batch_size * bucket_batches
+    batches = []
+    for start in range(0, len(order), span):
+        chunk = sorted(order[start : start + span], key=lambda e: len(e.text))
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def cosine_with_warmup(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / max(1, warmup)
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def train_warmup(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerFast,
+    examples: Sequence[Example],
+    settings: WarmupSettings,
+    checkpoint_dir: Path,
+    on_log: Callable[[dict[str, float], int], None] = lambda metrics, step: None,
+    on_epoch: Callable[[int], None] = lambda epoch: None,
+) -> None:
+    names = sorted({e.people1 for e in examples} | {e.people2 for e in examples})
+    steps_per_epoch = len(length_bucketed_batches(examples, settings.batch_size, random.Random(0)))
+    total = steps_per_epoch * settings.epochs
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: cosine_with_warmup(s, total, int(settings.warmup_ratio * total))
+    )
+    first_epoch = 0
+    state_file = checkpoint_dir / "warmup_state.pt"
+    if state_file.is_file():
+        state = torch.load(state_file, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        first_epoch = state["epoch"] + 1
+        log.info("Resuming the warm-up after epoch %d from %s", first_epoch, state_file)
+    step = first_epoch * steps_per_epoch
+    for epoch in range(first_epoch, settings.epochs):
+        rng = random.Random(settings.seed * 1000 + epoch)
+        batches = length_bucketed_batches(examples, settings.batch_size, rng)
+        model.train()
+        start, running = time.monotonic(), 0.0
+        for b, rows in enumerate(batches):
+            rows = [swap_names(e, names, rng) if rng.random() < settings.swap_prob else e for e in rows]
+            batch = collate([encode(tokenizer, e, settings.lm_weight) for e in rows], tokenizer.pad_token_id)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=settings.bf16):
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            loss = weighted_loss(logits, batch["input_ids"], batch["weights"])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            running += loss.item()
+            if step % settings.log_every == 0 or b == steps_per_epoch - 1:
+                metrics = {"warmup/loss": running / (b + 1), "warmup/lr": scheduler.get_last_lr()[0]}
+                on_log(metrics, step)
+                log.info(
+                    "warm-up epoch %d/%d step %d/%d loss %.4f (%.0fs)",
+                    epoch + 1,
+                    settings.epochs,
+                    step,
+                    total,
+                    metrics["warmup/loss"],
+                    time.monotonic() - start,
+                )
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        tmp = state_file.with_suffix(".tmp")
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "epoch": epoch,
+            },
+            tmp,
+        )
+        tmp.replace(state_file)
+        on_epoch(epoch)

@@ -1,0 +1,133 @@
+"""What the GPU profiles would launch, checked without a GPU."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from people_relation.params import ParamsError
+from people_relation.recipe import batch_arithmetic, grpo_config_kwargs, launch_command, profile, vllm_server_command
+
+
+@pytest.fixture
+def published(params):
+    return profile(params, "qwen2.5-7b")
+
+
+def test_published_batch_is_192_completions_of_24_prompts(published):
+    batch = batch_arithmetic(published)
+    assert batch["per_device_train_batch_size"] == 8  # 1 prompt x 8 generations
+    assert batch["gradient_accumulation_steps"] == 8
+    assert batch["num_processes"] == 3
+    assert batch["prompts_per_step"] == 24
+    assert batch["completions_per_step"] == 192
+
+
+def test_published_recipe_values_are_explicit(published):
+    kw = grpo_config_kwargs(published, "out")
+    assert kw["max_steps"] == 500
+    assert kw["learning_rate"] == 5e-7
+    assert kw["lr_scheduler_type"] == "cosine"
+    assert kw["warmup_steps"] == 0.03
+    assert kw["beta"] == 0.001  # current TRL defaults to 0
+    assert kw["loss_type"] == "grpo"  # current TRL defaults to dapo; grpo is TRL 0.14's loss
+    assert kw["scale_rewards"] == "group"
+    assert kw["num_generations"] == 8
+    assert kw["max_completion_length"] == 1024
+    assert kw["temperature"] == 0.9
+    assert kw["bf16"] is True and kw["gradient_checkpointing"] is True
+    assert kw["save_steps"] == 25 and kw["seed"] == 42
+    assert kw["use_vllm"] is True and kw["vllm_mode"] == "server"
+    assert published["grpo"]["max_prompt_length"] == 256
+
+
+def test_published_launch_uses_accelerate_with_zero3_and_a_separate_vllm_gpu(published, project_root):
+    command = launch_command(published, "qwen2.5-7b", "params.yaml")
+    assert command[:3] == ["python", "-m", "accelerate.commands.launch"]
+    config_file = command[command.index("--config_file") + 1]
+    assert command[command.index("--num_processes") + 1] == "3"
+    assert command[command.index("--gpu_ids") + 1] == "0,1,2"
+    assert command[-4:] == ["--params-file", "params.yaml", "--profile", "qwen2.5-7b"]
+    config = yaml.safe_load((project_root / config_file).read_text())
+    assert config["distributed_type"] == "DEEPSPEED"
+    assert config["deepspeed_config"]["zero_stage"] == 3
+    assert config["mixed_precision"] == "bf16"
+    server = vllm_server_command(published, "Qwen/Qwen2.5-7B-Instruct")
+    assert server[:3] == ["python", "-m", "trl.scripts.vllm_serve"]
+    assert set(published["vllm"]["gpus"]).isdisjoint(published["launch"]["training_gpus"])
+    assert int(server[server.index("--max_model_len") + 1]) >= 256 + 1024
+
+
+def test_zero3_config_is_valid_for_deepspeed(project_root):
+    """accelerate turns the YAML into a DeepSpeed config; its plugin must accept it."""
+    from accelerate.utils import DeepSpeedPlugin
+
+    config = yaml.safe_load((project_root / "configs/accelerate/deepspeed_zero3.yaml").read_text())
+    ds = config["deepspeed_config"]
+    plugin = DeepSpeedPlugin(
+        zero_stage=ds["zero_stage"],
+        offload_optimizer_device=ds["offload_optimizer_device"],
+        offload_param_device=ds["offload_param_device"],
+        zero3_init_flag=ds["zero3_init_flag"],
+        zero3_save_16bit_model=ds["zero3_save_16bit_model"],
+    )
+    assert plugin.deepspeed_config["zero_optimization"]["stage"] == 3
+    assert plugin.deepspeed_config["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
+
+
+def test_single_gpu_lora_profile_keeps_the_published_batch(params):
+    lora = profile(params, "qwen2.5-7b-lora")
+    assert batch_arithmetic(lora)["completions_per_step"] == 192
+    assert launch_command(lora, "qwen2.5-7b-lora", "params.yaml")[:3] == ["python", "-m", "tasks.grpo_entry"]
+    assert grpo_config_kwargs(lora, "out")["vllm_mode"] == "colocate"
+    assert vllm_server_command(lora, "m") is None
+
+
+@pytest.mark.parametrize("name", ["cpu", "qwen2.5-7b", "qwen2.5-7b-lora"])
+def test_every_profile_builds_a_real_grpo_config(params, name, tmp_path):
+    from trl import GRPOConfig
+
+    kw = grpo_config_kwargs(profile(params, name), str(tmp_path))
+    if not kw["use_cpu"]:
+        kw |= {"use_cpu": True, "bf16": False}  # no GPU here: check the rest of the config
+    config = GRPOConfig(**kw)
+    assert config.loss_type == "grpo" and config.beta == kw["beta"]
+    assert config.per_device_train_batch_size % config.num_generations == 0
+
+
+def test_bad_profile_values_are_named(params):
+    import copy
+
+    bad = copy.deepcopy(profile(params, "cpu"))
+    bad["grpo"]["loss_type"] = "ppo"
+    with pytest.raises(ParamsError, match="grpo.loss_type|loss_type"):
+        grpo_config_kwargs(bad, "out")
+    bad = copy.deepcopy(profile(params, "cpu"))
+    bad["launch"]["num_processes"] = 2
+    with pytest.raises(ParamsError, match="accelerate_config"):
+        launch_command(bad, "cpu", "params.yaml")
+    with pytest.raises(ParamsError, match="no profile 'tpu'"):
+        profile(params, "tpu")
+
+
+def test_dry_run_prints_the_launch_without_running(project_root):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "flows.train", "--dry-run", "--profile", "qwen2.5-7b"],
+        cwd=project_root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    body, launch = result.stdout.split("\n# launch\n")
+    plan = json.loads(body)
+    assert plan["batch"]["completions_per_step"] == 192
+    assert plan["grpo_config"]["beta"] == 0.001
+    assert "CUDA_VISIBLE_DEVICES=3" in launch and "trl.scripts.vllm_serve" in launch
+    assert "accelerate.commands.launch --config_file configs/accelerate/deepspeed_zero3.yaml" in launch
+    assert "Flow run" not in result.stdout + result.stderr  # no Prefect run for a dry run
+    assert not Path(plan["final_model"]).exists()

@@ -1,0 +1,190 @@
+"""The train step on the smallest configuration: real tokenizer, model, warm-up and TRL GRPO."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import mlflow
+import pytest
+from conftest import write_sandbox_params
+
+from people_relation.params import load_params
+from tasks.train_paths import train_paths
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+TINY = {
+    "profiles__cpu__model__arch": {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_layers": 2,
+        "num_heads": 2,
+        "num_kv_heads": 1,
+        "max_positions": 512,
+    },
+}
+
+
+def tiny_params(params, root, data_dir, **overrides):
+    import copy
+
+    p = copy.deepcopy(params)
+    cpu = p["profiles"]["cpu"]
+    cpu["model"]["arch"] = TINY["profiles__cpu__model__arch"]
+    cpu["warmup"]["epochs"] = 1
+    cpu["warmup"]["log_every"] = 50
+    cpu["grpo"] |= {"max_steps": 4, "save_steps": 2, "completions_every": 2, "max_completion_length": 32}
+    p["validation"]["max_new_tokens"] = 32
+    return write_sandbox_params(p, root, data_dir, **overrides)
+
+
+@pytest.fixture(scope="module")
+def split_sandbox(tmp_path_factory, params, data_dir, prefect_api):
+    """Prepared and split data in a sandbox, shared by this module's tests."""
+    from flows.prepare import prepare_flow
+    from flows.split import split_flow
+
+    root = tmp_path_factory.mktemp("train")
+    params_file = tiny_params(params, root, data_dir)
+    prepare_flow(params_file=str(params_file))
+    split_flow(params_file=str(params_file))
+    return root
+
+
+def test_train_flow_builds_warms_up_runs_grpo_and_tracks_it(split_sandbox, params, data_dir, prefect_api):
+    from flows.train import train_flow
+
+    params_file = tiny_params(params, split_sandbox, data_dir)
+    results = train_flow(params_file=str(params_file))
+    paths = train_paths(load_params(params_file), "cpu")
+
+    for name in ("base", "warmup", "final_model"):
+        assert (paths[name] / "model.safetensors").is_file(), name
+        assert (paths[name] / "tokenizer.json").is_file(), name
+    assert not list(paths["root"].glob("*.partial"))
+    assert results["model"]["parameters"] > 0
+    for phase in ("warmup", "grpo"):
+        assert 0.0 <= results[phase]["weighted_f1"] <= 1.0
+        assert 0.0 <= results[phase]["format_ok_rate"] <= 1.0
+
+    with paths["history"].open(encoding="utf-8") as fh:
+        history = list(csv.DictReader(fh))
+    assert [int(float(r["step"])) for r in history] == [1, 2, 3, 4]
+    assert {"reward", "rewards/format_reward/mean", "rewards/label_reward/mean", "kl"} <= set(history[0])
+    metrics = json.loads((paths["reports"] / "metrics.json").read_text())
+    assert metrics["reward"]["first"] == pytest.approx(float(history[0]["reward"]))
+    assert (paths["reports"] / "reward_curve.png").stat().st_size > 5_000
+
+    mlflow.set_tracking_uri(f"sqlite:///{split_sandbox / 'mlflow.db'}")
+    run = next(
+        r
+        for r in mlflow.search_runs(experiment_names=["people-relation-grpo"], output_format="list")
+        if r.data.tags["pipeline.step"] == "train"
+    )
+    client = mlflow.MlflowClient()
+    assert len(client.get_metric_history(run.info.run_id, "grpo/reward")) == 4
+    assert len(client.get_metric_history(run.info.run_id, "warmup/loss")) >= 1
+    assert "grpo/val_weighted_f1" in run.data.metrics and "warmup/val_weighted_f1" in run.data.metrics
+    assert run.data.params["cpu.grpo.loss_type"] == "grpo"
+    completions = [a.path for a in client.list_artifacts(run.info.run_id, "completions")]
+    assert completions == ["completions/step_00002.json", "completions/step_00004.json"]
+    train_artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "train")}
+    assert {
+        "train/plan.json",
+        "train/metrics.json",
+        "train/reward_curve.png",
+        "train/reward_history.csv",
+    } <= train_artifacts
+
+
+def test_grpo_killed_mid_run_resumes_from_its_last_checkpoint(split_sandbox, params, data_dir, project_root):
+    """A real kill: SIGKILL after the first checkpoint, then a restart that finishes the run."""
+    root, params_file, p, paths = _base_model_only(split_sandbox, params, data_dir, "resume", max_steps=8, save_steps=2)
+
+    command = [sys.executable, "-m", "tasks.grpo_entry", "--params-file", str(params_file), "--profile", "cpu"]
+    env = os.environ | {"PYTHONUNBUFFERED": "1"}
+    env.pop("MLFLOW_RUN_ID", None)
+    log1 = open(root / "first.log", "w")
+    first = subprocess.Popen(command, cwd=project_root, env=env, stdout=log1, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 300
+    while not (paths["checkpoints"] / "checkpoint-2" / "trainer_state.json").is_file():
+        assert first.poll() is None, (root / "first.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, "no checkpoint within 5 minutes"
+        time.sleep(0.5)
+    time.sleep(1.0)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    log1.close()
+    assert first.returncode == -signal.SIGKILL
+    assert not paths["final_model"].exists(), "a killed run must not publish a model"
+
+    second = subprocess.run(command, cwd=project_root, env=env, capture_output=True, text=True, timeout=600)
+    output = second.stdout + second.stderr
+    assert second.returncode == 0, output[-3000:]
+    resumed = re.search(r"Resuming GRPO from \S*checkpoint-(\d+)", output)
+    assert resumed, output[-3000:]
+    assert int(resumed.group(1)) >= 2
+    assert "GRPO step 8/8" in output
+    assert not paths["checkpoints"].exists(), "a finished run's checkpoints are removed once it is published"
+    with paths["history"].open(encoding="utf-8") as fh:
+        steps = [int(float(r["step"])) for r in csv.DictReader(fh)]
+    assert steps == list(range(1, 9))  # every step once: the resumed run kept the earlier history
+    assert (paths["final_model"] / "model.safetensors").is_file()
+
+
+def _base_model_only(split_sandbox, params, data_dir, name, **grpo):
+    """A sandbox whose GRPO starts from a fresh tiny model (no warm-up)."""
+    import yaml
+
+    from tasks.tiny_model import build_model, save_model
+    from tasks.tokenizer import build_tokenizer
+
+    root = split_sandbox / name
+    root.mkdir()
+    params_file = tiny_params(
+        params,
+        root,
+        data_dir,
+        split__out_dir=str(split_sandbox / "data" / "split"),
+        profiles__cpu__warmup__enabled=False,
+    )
+    p = load_params(params_file)
+    p["profiles"]["cpu"]["grpo"] |= grpo
+    params_file.write_text(yaml.safe_dump(p, allow_unicode=True), encoding="utf-8")
+    paths = train_paths(p, "cpu")
+    with open(split_sandbox / "data/split/train.jsonl", encoding="utf-8") as fh:
+        texts = [json.loads(line)["text"] for line in fh]
+    tokenizer = build_tokenizer(texts)
+    save_model(build_model(tokenizer, TINY["profiles__cpu__model__arch"], seed=0), tokenizer, paths["base"])
+    return root, params_file, p, paths
+
+
+def test_grpo_runs_under_accelerate_launch_with_deepspeed_zero3(split_sandbox, params, data_dir, project_root):
+    """The GPU profile's launch path (accelerate launch + DeepSpeed ZeRO-3), on CPU."""
+    from people_relation.recipe import launch_command, profile
+
+    root, params_file, p, paths = _base_model_only(
+        split_sandbox, params, data_dir, "zero3", max_steps=2, save_steps=2, bf16=False
+    )
+    p["profiles"]["cpu"]["launch"]["accelerate_config"] = "configs/accelerate/deepspeed_zero3_cpu.yaml"
+    import yaml
+
+    params_file.write_text(yaml.safe_dump(p, allow_unicode=True), encoding="utf-8")
+    command = launch_command(profile(p, "cpu"), "cpu", str(params_file), python=sys.executable)
+    assert command[1:3] == ["-m", "accelerate.commands.launch"]
+    env = os.environ | {"PYTHONUNBUFFERED": "1"}
+    env.pop("MLFLOW_RUN_ID", None)
+    result = subprocess.run(command, cwd=project_root, env=env, capture_output=True, text=True, timeout=900)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "zero" in output.lower() or "deepspeed" in output.lower()
+    assert (paths["final_model"] / "model.safetensors").is_file()
+    with paths["history"].open(encoding="utf-8") as fh:
+        assert [int(float(r["step"])) for r in csv.DictReader(fh)] == [1, 2]

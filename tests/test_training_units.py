@@ -1,0 +1,100 @@
+import random
+
+import pytest
+import torch
+
+from people_relation.augment import swap_names, swappable
+from people_relation.dataset import Example
+from people_relation.labels import LABELS
+from people_relation.metrics import INVALID, scores
+from people_relation.prompt import TAGS, render_prompt, target_completion
+from people_relation.rewards import format_reward, label_reward
+from tasks.tokenizer import build_tokenizer, load_tokenizer
+from tasks.warmup import collate, encode, weighted_loss
+
+TEXT = "程砚秋与果素瑛生有三子一女，即程永光、程永源、程永江和程慧贞。"
+EX = Example("train-00001", "train", 2, TEXT, "果素瑛", "程永光", "父母")
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_tokenizer([TEXT, "张三李四王五赵六", "甲乙丙丁"])
+
+
+def test_target_completion_earns_both_rewards():
+    completion = target_completion("甲", "乙", "夫妻")
+    assert format_reward([completion]) == [1.0]
+    assert label_reward([completion], label=["夫妻"]) == [1.0]
+
+
+def test_prompt_round_trips_and_is_short(tokenizer):
+    prompt = render_prompt(tokenizer, EX.text, EX.people1, EX.people2)
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    assert tokenizer.decode(ids) == prompt
+    assert len(ids) < len(TEXT) + 30  # the constant pieces are single tokens
+
+
+def test_tags_and_labels_are_single_tokens_kept_by_skip_special(tokenizer):
+    for piece in (*TAGS, *LABELS):
+        assert len(tokenizer(piece, add_special_tokens=False)["input_ids"]) == 1, piece
+    completion = target_completion("程永光", "果素瑛", "父母")
+    ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    assert tokenizer.decode(ids, skip_special_tokens=True) == completion
+
+
+def test_saved_tokenizer_loads_identically(tokenizer, tmp_path):
+    from transformers import Qwen2Config
+
+    tokenizer.save_pretrained(tmp_path)
+    Qwen2Config(vocab_size=len(tokenizer)).save_pretrained(tmp_path)  # a qwen2 model folder
+    loaded = load_tokenizer(tmp_path)
+    prompt = render_prompt(loaded, EX.text, EX.people1, EX.people2)
+    assert loaded(prompt)["input_ids"] == tokenizer(prompt)["input_ids"]
+    assert loaded.decode(loaded(prompt)["input_ids"]) == prompt
+    assert loaded.eos_token == "<|im_end|>" and loaded.pad_token == "<|endoftext|>"
+
+
+def test_name_swap_replaces_every_occurrence():
+    ex = Example("x", "train", 2, "甲是乙的父亲，乙敬爱甲。", "甲", "乙", "父母")
+    swapped = swap_names(ex, ["张三", "李四", "王五"], random.Random(0))
+    assert swapped.label == "父母"
+    assert swapped.people1 != "甲" and swapped.people2 != "乙"
+    assert swapped.text == f"{swapped.people1}是{swapped.people2}的父亲，{swapped.people2}敬爱{swapped.people1}。"
+
+
+def test_name_swap_leaves_nested_or_identical_names():
+    nested = Example("x", "train", 2, "伊丽莎白·泰勒即泰勒", "伊丽莎白·泰勒", "泰勒", "同一个人")
+    assert not swappable(nested)
+    assert swap_names(nested, ["张三", "李四"], random.Random(0)) is nested
+
+
+def test_warmup_weights_prompt_and_completion(tokenizer):
+    ids, weights = encode(tokenizer, EX, lm_weight=0.25)
+    assert ids[-1] == tokenizer.eos_token_id
+    completion_len = len(tokenizer(target_completion(EX.people1, EX.people2, EX.label))["input_ids"]) + 1
+    assert weights[-completion_len:] == [1.0] * completion_len
+    assert set(weights[:-completion_len]) == {0.25}
+
+
+def test_weighted_loss_ignores_zero_weight_and_padding():
+    batch = collate([([1, 2, 3], [0.0, 1.0, 1.0]), ([1, 2], [0.0, 1.0])], pad_id=0)
+    assert batch["input_ids"].tolist() == [[1, 2, 3], [1, 2, 0]]
+    logits = torch.zeros(2, 3, 5)
+    logits[:, :, 2] = 10.0  # confident in token 2 everywhere
+    loss = weighted_loss(logits, batch["input_ids"], batch["weights"])
+    # targets: row0 -> 2 (right), 3 (wrong); row1 -> 2 (right); padding has weight 0
+    expected = (
+        torch.log1p(torch.tensor(4 * torch.exp(torch.tensor(-10.0)).item())) * 2
+        + torch.log(torch.tensor(4.0) + torch.exp(torch.tensor(10.0)))
+    ) / 3
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+def test_scores_count_invalid_answers_as_wrong():
+    result = scores(["夫妻", "父母", "不知道", "夫妻"], ["夫妻", None, "朋友", "夫妻"])
+    assert result["accuracy"] == 0.5
+    assert result["invalid_rate"] == 0.5
+    assert 0 < result["weighted_f1"] < 1
+    assert INVALID not in LABELS
+    with pytest.raises(ValueError):
+        scores(["夫妻"], [])

@@ -27,6 +27,12 @@ OFFLINE_DEFAULTS = {
 }
 
 
+# The tracking server the user asked for, read before MLflow is imported: MLflow's own
+# set_tracking_uri() writes MLFLOW_TRACKING_URI into the environment, so reading it later
+# would return whatever store the last run in this process used.
+USER_MLFLOW_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
+
+
 def apply_offline_defaults() -> None:
     for name, value in OFFLINE_DEFAULTS.items():
         os.environ.setdefault(name, value)

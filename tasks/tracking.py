@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -10,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from people_relation.params import get_str
+from tasks import USER_MLFLOW_TRACKING_URI
 from tasks.io import PROJECT_ROOT, project_path
 
 SQLITE_PREFIX = "sqlite:///"
@@ -17,7 +17,7 @@ SQLITE_PREFIX = "sqlite:///"
 
 def tracking_uri(params: Mapping[str, Any]) -> str:
     """``MLFLOW_TRACKING_URI`` if set, else ``tracking.uri`` with a relative sqlite path made absolute."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or get_str(params, "tracking.uri")
+    uri = USER_MLFLOW_TRACKING_URI or get_str(params, "tracking.uri")
     if uri.startswith(SQLITE_PREFIX) and not uri.startswith(SQLITE_PREFIX + "/"):
         uri = SQLITE_PREFIX + str(project_path(uri[len(SQLITE_PREFIX) :]))
     return uri

@@ -36,3 +36,16 @@ def test_project_params_are_complete(params):
     assert get_str(params, "split.strategy") == "published"
     assert 0 < get_float(params, "split.validation_fraction") < 1
     assert get_int(params, "split.seed") == 42
+
+
+def test_tracking_uri_is_the_users_not_the_last_one_mlflow_set(params, monkeypatch, tmp_path):
+    import mlflow
+
+    import tasks.tracking as tracking
+
+    monkeypatch.setattr(tracking, "USER_MLFLOW_TRACKING_URI", None)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'other.db'}")  # MLflow exports this to the environment
+    p = dict(params, tracking=dict(params["tracking"], uri="sqlite:///mlflow.db"))
+    assert tracking.tracking_uri(p) == f"sqlite:///{tracking.PROJECT_ROOT / 'mlflow.db'}"
+    monkeypatch.setattr(tracking, "USER_MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert tracking.tracking_uri(p) == "http://127.0.0.1:5000"

@@ -19,8 +19,6 @@ LABELS: tuple[str, ...] = (
     "亲戚",
 )
 
-NO_RELATION = "不知道"
-
 _LABEL_SET = frozenset(LABELS)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,13 +117,5 @@ def read_examples(path: Path) -> list[Example]:
     return read_jsonl(path, example_from_dict)
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def write_provenance(path: Path, provenance: dict[str, Any], counts: dict[str, int]) -> None:
     write_json(path, provenance | {"rows": counts})
-
-
-def read_provenance(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8"))

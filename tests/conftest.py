@@ -45,6 +45,25 @@ def prefect_api():
         yield PREFECT_API_URL.value()
 
 
+TINY_ARCH = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_layers": 2,
+    "num_heads": 2,
+    "num_kv_heads": 1,
+    "max_positions": 512,
+}
+
+
+def shrink_cpu_profile(params: dict) -> None:
+    """The smallest CPU configuration: a tiny model, one warm-up epoch, a few GRPO steps."""
+    cpu = params["profiles"]["cpu"]
+    cpu["model"]["arch"] = dict(TINY_ARCH)
+    cpu["warmup"] |= {"epochs": 1, "log_every": 50}
+    cpu["grpo"] |= {"max_steps": 4, "save_steps": 2, "completions_every": 2, "max_completion_length": 32}
+    params["validation"]["max_new_tokens"] = 32
+
+
 def write_sandbox_params(params: dict, root: Path, data_dir: Path, **overrides) -> Path:
     """Project params with every output, and the MLflow store, inside ``root``.
 

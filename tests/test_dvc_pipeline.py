@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import shrink_cpu_profile
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -26,21 +27,6 @@ def project_files(root: Path) -> list[str]:
     return [line for line in out.stdout.splitlines() if line and (root / line).is_file()]
 
 
-def shrink_cpu_profile(params: dict) -> None:
-    """The smallest CPU configuration: a tiny model, one warm-up epoch, two GRPO steps."""
-    cpu = params["profiles"]["cpu"]
-    cpu["model"]["arch"] |= {
-        "hidden_size": 64,
-        "intermediate_size": 128,
-        "num_layers": 2,
-        "num_heads": 2,
-        "num_kv_heads": 1,
-    }
-    cpu["warmup"] |= {"epochs": 1, "log_every": 50}
-    cpu["grpo"] |= {"max_steps": 2, "save_steps": 2, "max_completion_length": 32}
-    params["validation"]["max_new_tokens"] = 32
-
-
 @pytest.fixture
 def project_copy(tmp_path, project_root, data_dir):
     copy = tmp_path / "project"
@@ -52,6 +38,7 @@ def project_copy(tmp_path, project_root, data_dir):
     params = yaml.safe_load(params_file.read_text(encoding="utf-8"))
     params["data"]["local_dir"] = str(data_dir)
     shrink_cpu_profile(params)
+    params["profiles"]["cpu"]["grpo"]["max_steps"] = 2
     params_file.write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False), encoding="utf-8")
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
     subprocess.run(["git", "init", "-q"], cwd=copy, check=True)

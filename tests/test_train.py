@@ -13,35 +13,19 @@ import time
 
 import mlflow
 import pytest
-from conftest import write_sandbox_params
+from conftest import TINY_ARCH, shrink_cpu_profile, write_sandbox_params
 
 from people_relation.params import load_params
 from tasks.train_paths import train_paths
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-TINY = {
-    "profiles__cpu__model__arch": {
-        "hidden_size": 64,
-        "intermediate_size": 128,
-        "num_layers": 2,
-        "num_heads": 2,
-        "num_kv_heads": 1,
-        "max_positions": 512,
-    },
-}
-
 
 def tiny_params(params, root, data_dir, **overrides):
     import copy
 
     p = copy.deepcopy(params)
-    cpu = p["profiles"]["cpu"]
-    cpu["model"]["arch"] = TINY["profiles__cpu__model__arch"]
-    cpu["warmup"]["epochs"] = 1
-    cpu["warmup"]["log_every"] = 50
-    cpu["grpo"] |= {"max_steps": 4, "save_steps": 2, "completions_every": 2, "max_completion_length": 32}
-    p["validation"]["max_new_tokens"] = 32
+    shrink_cpu_profile(p)
     return write_sandbox_params(p, root, data_dir, **overrides)
 
 
@@ -162,7 +146,7 @@ def _base_model_only(split_sandbox, params, data_dir, name, **grpo):
     with open(split_sandbox / "data/split/train.jsonl", encoding="utf-8") as fh:
         texts = [json.loads(line)["text"] for line in fh]
     tokenizer = build_tokenizer(texts)
-    save_model(build_model(tokenizer, TINY["profiles__cpu__model__arch"], seed=0), tokenizer, paths["base"])
+    save_model(build_model(tokenizer, TINY_ARCH, seed=0), tokenizer, paths["base"])
     return root, params_file, p, paths
 
 

@@ -1,7 +1,8 @@
 """Run a step flow as a command: ``python -m flows.<step> [--params-file FILE] [...]``.
 
-Bad data or bad params end the command with status 1 and one plain message that says
-what is wrong, where, and how to fix it; anything else keeps its full traceback.
+Bad data, bad params, or a server that cannot start or stopped answering end the command
+with status 1 and one plain message that says what is wrong, where, and how to fix it;
+anything else keeps its full traceback.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ from typing import Any
 
 from people_relation.dataset import DataError
 from people_relation.params import ParamsError
+from tasks.client import EvaluationInterrupted
+from tasks.server import ServerError
 
-USER_ERRORS = (DataError, ParamsError)
+# Failures whose message says everything (what, where, how to fix): no traceback needed.
+USER_ERRORS = (DataError, ParamsError, ServerError, EvaluationInterrupted)
 
 
 def run(

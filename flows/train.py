@@ -123,6 +123,7 @@ def warm_up(params: dict[str, Any], prof: dict[str, Any], paths: dict[str, Path]
         weight_decay=float(get(w, "weight_decay")),
         warmup_ratio=float(get(w, "warmup_ratio")),
         lm_weight=float(get(w, "lm_weight")),
+        label_weight=float(get(w, "label_weight")),
         swap_prob=float(get(w, "swap_prob")),
         seed=get_int(w, "seed"),
         bf16=bool(get(w, "bf16")),

@@ -4,24 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sklearn.metrics import accuracy_score, f1_score
+from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
 from people_relation.labels import LABELS, is_label
 
 INVALID = "<invalid>"
+REPORT_DIGITS = 4  # as the published classification reports
 
 
 def normalise_prediction(answer: str | None) -> str:
     return answer if answer is not None and is_label(answer) else INVALID
 
 
-def scores(gold: Sequence[str], predicted: Sequence[str | None]) -> dict[str, float]:
-    """Weighted F1 (the published metric), macro F1, accuracy and the invalid-answer rate."""
+def _checked(gold: Sequence[str], predicted: Sequence[str | None]) -> list[str]:
     if len(gold) != len(predicted):
         raise ValueError(f"{len(gold)} gold labels but {len(predicted)} predictions")
     if not gold:
         raise ValueError("nothing to score")
-    pred = [normalise_prediction(p) for p in predicted]
+    return [normalise_prediction(p) for p in predicted]
+
+
+def scores(gold: Sequence[str], predicted: Sequence[str | None]) -> dict[str, float]:
+    """Weighted F1 (the published metric), macro F1, accuracy and the invalid-answer rate."""
+    pred = _checked(gold, predicted)
     labels = list(LABELS)
     return {
         "weighted_f1": float(f1_score(gold, pred, labels=labels, average="weighted", zero_division=0)),
@@ -29,3 +34,17 @@ def scores(gold: Sequence[str], predicted: Sequence[str | None]) -> dict[str, fl
         "accuracy": float(accuracy_score(gold, pred)),
         "invalid_rate": sum(p == INVALID for p in pred) / len(pred),
     }
+
+
+def report_text(gold: Sequence[str], predicted: Sequence[str | None]) -> str:
+    """scikit-learn's classification report over the 14 labels, 4 digits."""
+    pred = _checked(gold, predicted)
+    return classification_report(gold, pred, labels=list(LABELS), digits=REPORT_DIGITS, zero_division=0)
+
+
+def confusion(gold: Sequence[str], predicted: Sequence[str | None]) -> tuple[list[str], list[list[int]]]:
+    """Rows: gold labels; columns: the labels plus ``<invalid>`` (a row never has gold invalid)."""
+    pred = _checked(gold, predicted)
+    columns = [*LABELS, INVALID]
+    matrix = confusion_matrix(gold, pred, labels=columns)
+    return columns, [[int(v) for v in row] for row in matrix[: len(LABELS)]]

@@ -41,3 +41,6 @@ def apply_offline_defaults() -> None:
 apply_offline_defaults()
 # Prefect attaches its handlers to the loggers above; INFO is what shows progress.
 logging.getLogger(__name__).setLevel(logging.INFO)
+# one INFO line per HTTP request would drown the evaluation's progress lines
+for _noisy in ("httpx", "httpx2", "openai"):
+    logging.getLogger(_noisy).setLevel(logging.WARNING)

@@ -79,8 +79,19 @@ def main(argv: list[str] | None = None) -> None:
     )
     if trainer.accelerator.is_main_process:
         staging = paths["final_model"].with_name(paths["final_model"].name + ".partial")
-        trainer.save_model(str(staging))
-        tokenizer.save_pretrained(staging)
+        if lora_config(prof) is not None:
+            # publish a full model (adapter merged), so vLLM serves it like any other
+            trainer.accelerator.unwrap_model(trainer.model).merge_and_unload().save_pretrained(
+                str(staging), safe_serialization=True
+            )
+        else:
+            trainer.save_model(str(staging))
+        if get_str(prof, "model.tokenizer") == "project":
+            from tasks.tokenizer import save_tokenizer
+
+            save_tokenizer(tokenizer, staging)
+        else:
+            tokenizer.save_pretrained(staging)
         replace_dir(staging, paths["final_model"])
         steps = write_history(trainer.state.log_history, paths["history"])
         log.info("Saved the GRPO model to %s and %d logged steps to %s", paths["final_model"], steps, paths["history"])

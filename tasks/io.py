@@ -73,6 +73,13 @@ def write_json(path: Path, payload: Any) -> None:
     path.write_text(json.dumps(payload, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
 
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """``write_json`` through a temporary file: a reader sees the old file or the new one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    write_json(tmp, payload)
+    os.replace(tmp, path)
+
+
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
     count = 0
     with path.open("w", encoding="utf-8") as fh:

@@ -91,3 +91,52 @@ def line_chart(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
+
+
+def confusion_heatmap(
+    rows: list[str], columns: list[str], matrix: list[list[int]], title: str, path: Path, dpi: int
+) -> None:
+    """Counts of gold label (rows) against predicted label (columns), each cell annotated."""
+    use_cjk_font()
+    fig, ax = plt.subplots(figsize=(0.55 * len(columns) + 2.5, 0.5 * len(rows) + 2))
+    image = ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(columns)), columns, rotation=60, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    peak = max((v for row in matrix for v in row), default=0)
+    for i, row in enumerate(matrix):
+        for j, value in enumerate(row):
+            if value:
+                color = "white" if value > peak / 2 else "black"
+                ax.text(j, i, str(value), ha="center", va="center", fontsize=7, color=color)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, fraction=0.03)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+
+
+SOURCE_COLORS = {"this run": "#d62728", "measured here": "#ff7f0e", "published": "#1f77b4"}
+
+
+def comparison_bars(rows: list[tuple[str, float, str]], title: str, path: Path, dpi: int) -> None:
+    """One bar per (label, weighted F1, source), best first, coloured by source."""
+    use_cjk_font()
+    fig, ax = plt.subplots(figsize=(9, 0.42 * len(rows) + 1.6))
+    labels = [r[0] for r in rows]
+    values = [r[1] * 100 for r in rows]
+    bars = ax.barh(range(len(rows)), values, color=[SOURCE_COLORS.get(r[2], "grey") for r in rows])
+    ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], fontsize=8, padding=2)
+    ax.set_yticks(range(len(rows)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("weighted F1 (%) on the 776-row test set")
+    ax.set_title(title)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in SOURCE_COLORS.values()]
+    ax.legend(handles, list(SOURCE_COLORS), loc="lower right", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)

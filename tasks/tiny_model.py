@@ -40,8 +40,10 @@ def save_model(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, direc
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.bos_token_id = None
+    from tasks.tokenizer import save_tokenizer
+
     model.save_pretrained(directory, safe_serialization=True)
-    tokenizer.save_pretrained(directory)
+    save_tokenizer(tokenizer, directory)
 
 
 def load_model(directory: Path) -> torch.nn.Module:

@@ -64,14 +64,23 @@ def build_tokenizer(texts: Iterable[str], extra_pieces: Iterable[str] = ()) -> P
     return tokenizer
 
 
+# A copy of the tokenizer alone, for tools that load it with ``AutoTokenizer`` (vLLM): with no
+# model config beside it, AutoTokenizer reads ``tokenizer.json`` as is (see load_tokenizer).
+STANDALONE_SUBDIR = "tokenizer"
+
+
 def save_tokenizer(tokenizer: PreTrainedTokenizerFast, directory: Path) -> None:
+    """Save into ``directory`` (beside the model) and, alone, into ``directory/tokenizer``."""
     tokenizer.save_pretrained(directory)
+    tokenizer.save_pretrained(Path(directory) / STANDALONE_SUBDIR)
 
 
 def load_tokenizer(directory: Path) -> PreTrainedTokenizerFast:
     """Our saved tokenizer, exactly: ``PreTrainedTokenizerFast`` reads ``tokenizer.json`` as is.
 
-    (``AutoTokenizer`` on a directory whose model config says qwen2 may build Qwen's own
-    tokenizer classes, which rebuild Qwen's normaliser and pre-tokenizer.)
+    (``AutoTokenizer`` on a directory whose model config says qwen2 builds Qwen's own
+    tokenizer class, which rebuilds Qwen's normaliser and pre-tokenizer and garbles Chinese;
+    the standalone copy in ``STANDALONE_SUBDIR`` has no model config, so AutoTokenizer
+    loads it exactly.)
     """
     return PreTrainedTokenizerFast.from_pretrained(directory)

@@ -41,3 +41,28 @@ def train_paths(params: dict[str, Any], name: str) -> dict[str, Path]:
         local = project_path(source)
         paths["start_model"] = local if local.exists() else Path(source)
     return paths
+
+
+MODEL_STAGES = ("base", "warmup", "grpo")
+
+
+def model_dir(params: dict[str, Any], name: str, stage: str) -> Path:
+    """The model of ``stage``: ``grpo`` (the trained policy), ``warmup`` (its supervised
+    start, CPU profile) or ``base`` (the model before any training: the hub model)."""
+    paths = train_paths(params, name)
+    if stage == "grpo":
+        return paths["final_model"]
+    if stage == "warmup":
+        return paths["warmup"]
+    if stage == "base":
+        return paths["base"] if get_str(profile(params, name), "model.source") == "scratch" else paths["start_model"]
+    raise ValueError(f"unknown model stage {stage!r}; one of {', '.join(MODEL_STAGES)}")
+
+
+def tokenizer_dir(params: dict[str, Any], name: str, model: Path) -> Path | None:
+    """Where vLLM should load the tokenizer from, when not from the model folder itself."""
+    from tasks.tokenizer import STANDALONE_SUBDIR
+
+    if get_str(profile(params, name), "model.tokenizer") == "project":
+        return model / STANDALONE_SUBDIR
+    return None

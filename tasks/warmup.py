@@ -38,19 +38,30 @@ class WarmupSettings:
     weight_decay: float
     warmup_ratio: float
     lm_weight: float
+    label_weight: float
     swap_prob: float
     seed: int
     bf16: bool
     log_every: int
 
 
-def encode(tokenizer: PreTrainedTokenizerFast, example: Example, lm_weight: float) -> tuple[list[int], list[float]]:
-    """Token ids of prompt + target completion + end of turn, and each token's loss weight."""
+def encode(
+    tokenizer: PreTrainedTokenizerFast, example: Example, lm_weight: float, label_weight: float = 1.0
+) -> tuple[list[int], list[float]]:
+    """Token ids of prompt + target completion + end of turn, and each token's loss weight.
+
+    The first label token of the completion (where the model decides; the answer tag
+    repeats it) weighs ``label_weight``: it is one token among ~20 otherwise easy ones.
+    """
     prompt = render_prompt(tokenizer, example.text, example.people1, example.people2)
     completion = target_completion(example.people1, example.people2, example.label)
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    return prompt_ids + completion_ids, [lm_weight] * len(prompt_ids) + [1.0] * len(completion_ids)
+    weights = [1.0] * len(completion_ids)
+    label_id = tokenizer.convert_tokens_to_ids(example.label)
+    if label_id in completion_ids:
+        weights[completion_ids.index(label_id)] = label_weight
+    return prompt_ids + completion_ids, [lm_weight] * len(prompt_ids) + weights
 
 
 def collate(batch: Sequence[tuple[list[int], list[float]]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -128,7 +139,9 @@ def train_warmup(
         start, running = time.monotonic(), 0.0
         for b, rows in enumerate(batches):
             rows = [swap_names(e, names, rng) if rng.random() < settings.swap_prob else e for e in rows]
-            batch = collate([encode(tokenizer, e, settings.lm_weight) for e in rows], tokenizer.pad_token_id)
+            batch = collate(
+                [encode(tokenizer, e, settings.lm_weight, settings.label_weight) for e in rows], tokenizer.pad_token_id
+            )
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=settings.bf16):
                 logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             loss = weighted_loss(logits, batch["input_ids"], batch["weights"])

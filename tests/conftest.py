@@ -82,6 +82,13 @@ def write_sandbox_params(params: dict, root: Path, data_dir: Path, **overrides) 
     p["train"]["models_dir"] = str(root / "models")
     p["train"]["checkpoints_dir"] = str(root / "checkpoints")
     p["train"]["reports_dir"] = str(root / "reports" / "train")
+    p["serve"]["reports_dir"] = str(root / "reports" / "serve")
+    p["serve"]["cache_dir"] = str(root / "cache" / "vllm")
+    p["evaluate"]["state_dir"] = str(root / "checkpoints" / "evaluate")
+    p["evaluate"]["reports_dir"] = str(root / "reports" / "evaluate")
+    p["evaluate"]["metrics_file"] = str(root / "reports" / "metrics.json")
+    p["baseline"]["reports_dir"] = str(root / "reports" / "baseline")
+    p["report"]["dir"] = str(root / "reports" / "comparison")
     p["tracking"]["uri"] = f"sqlite:///{root / 'mlflow.db'}"
     p["tracking"]["artifact_dir"] = str(root / "mlartifacts")
     for dotted, value in overrides.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -39,6 +40,8 @@ def project_copy(tmp_path, project_root, data_dir):
     params["data"]["local_dir"] = str(data_dir)
     shrink_cpu_profile(params)
     params["profiles"]["cpu"]["grpo"]["max_steps"] = 2
+    params["profiles"]["cpu"]["evaluate_models"] = ["grpo"]
+    params["evaluate"]["max_rows"] = 24
     params_file.write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False), encoding="utf-8")
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
     subprocess.run(["git", "init", "-q"], cwd=copy, check=True)
@@ -64,10 +67,15 @@ def test_repro_runs_then_skips_then_reruns_only_what_changed(project_copy, prefe
     out, _ = dvc(project_copy, "repro", env=env)
     assert "Running stage 'prepare'" in out and "Running stage 'split'" in out
     lock = yaml.safe_load((project_copy / "dvc.lock").read_text())
-    assert set(lock["stages"]) == {"prepare", "split", "train"}
+    assert set(lock["stages"]) == {"prepare", "split", "train", "baseline", "serve", "evaluate", "report"}
     assert (project_copy / "models/cpu/grpo/model.safetensors").is_file()
-    metrics, _ = dvc(project_copy, "metrics", "show", env=env)
-    assert "grpo.weighted_f1" in metrics
+    metrics, _ = dvc(project_copy, "metrics", "show", "--json", env=env)
+    shown = json.loads(metrics)[""]["data"]
+    assert 0 <= shown["reports/metrics.json"]["data"]["grpo"]["weighted_f1"] <= 1  # test split, served
+    assert shown["reports/metrics.json"]["data"]["rows"] == 24
+    assert "weighted_f1" in shown["reports/train/cpu/metrics.json"]["data"]["grpo"]  # validation split
+    comparison = (project_copy / "reports/comparison/comparison.md").read_text(encoding="utf-8")
+    assert "88.84%" in comparison and "this run" in comparison and "measured here" in comparison
     assert sum(1 for _ in open(project_copy / "data/split/test.jsonl", encoding="utf-8")) == 776
     assert (project_copy / "mlflow.db").is_file()
 
@@ -83,7 +91,7 @@ def test_repro_runs_then_skips_then_reruns_only_what_changed(project_copy, prefe
     params["split"]["seed"] = 7
     params_file.write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False), encoding="utf-8")
     before = (project_copy / "data/split/validation.jsonl").read_text(encoding="utf-8")
-    out, _ = dvc(project_copy, "repro", env=env)
+    out, _ = dvc(project_copy, "repro", "train", env=env)  # up to train: serving is covered above
     assert "Stage 'prepare' didn't change, skipping" in out
     assert "Running stage 'split'" in out and "Running stage 'train'" in out
     assert (project_copy / "data/split/validation.jsonl").read_text(encoding="utf-8") != before
@@ -92,7 +100,7 @@ def test_repro_runs_then_skips_then_reruns_only_what_changed(project_copy, prefe
     # state (fingerprinted by its settings and inputs) is reused.
     params["profiles"]["cpu"]["grpo"]["temperature"] = 0.8
     params_file.write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    out, _ = dvc(project_copy, "repro", env=env)
+    out, _ = dvc(project_copy, "repro", "train", env=env)
     assert "Stage 'split' didn't change, skipping" in out and "Running stage 'train'" in out
     assert "Resuming the warm-up after epoch 1" in out
 

@@ -1,0 +1,148 @@
+"""serve: put a trained model behind vLLM's OpenAI-compatible API.
+
+As a pipeline step (``dvc repro serve``) it starts the server on ``serve.model`` of the
+profile, waits for ``/health``, asks ``serve.smoke_rows`` validation rows through the
+chat endpoint, checks the answers parse, and stops the server; the server log and a
+report (command, start-up time, answers) land in ``reports/serve/<profile>/``.
+
+To keep serving for other clients: ``python -m flows.serve --hold`` (Ctrl-C stops it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import mlflow
+from prefect import flow, get_run_logger, task
+
+from flows.cli import run
+from people_relation.params import get, get_int, get_str
+from people_relation.predictions import read_records
+from people_relation.recipe import profile, profile_name
+from tasks.client import ClientSettings, Sampling, answer_rows
+from tasks.data import read_examples
+from tasks.io import project_path, read_project_params, write_json_atomic
+from tasks.server import Server, served_model
+from tasks.tracking import mlflow_run
+
+REPORT_FILE = "server.json"
+LOG_FILE = "server.log"
+
+
+def client_settings(params: dict[str, Any]) -> ClientSettings:
+    return ClientSettings(
+        concurrency=get_int(params, "evaluate.concurrency"),
+        timeout_s=float(get(params, "evaluate.request_timeout_s")),
+        max_retries=get_int(params, "evaluate.max_retries"),
+    )
+
+
+def sampling(prof: dict[str, Any]) -> Sampling:
+    return Sampling(max_tokens=get_int(prof, "serve.max_tokens"), temperature=0.0, seed=get_int(prof, "serve.seed"))
+
+
+@task(name="smoke-check")
+def smoke_check(params: dict[str, Any], prof: dict[str, Any], server: Server, out_file) -> dict[str, Any]:
+    """Ask a few validation rows; every answer must come back and parse."""
+    rows = read_examples(project_path(get_str(params, "split.out_dir")) / "validation.jsonl")
+    rows = rows[: get_int(params, "serve.smoke_rows")]
+    answered = answer_rows(
+        rows,
+        server.base_url,
+        server.api_key,
+        server.model,
+        sampling(prof),
+        client_settings(params),
+        out_file,
+        server.alive,
+    )
+    records = list(read_records(out_file)[0].values())
+    return {
+        "rows": answered,
+        "format_ok_rate": sum(r["format_ok"] for r in records) / max(1, len(records)),
+        "answers": [
+            {k: r[k] for k in ("text", "people1", "people2", "label", "completion", "answer")} for r in records
+        ],
+    }
+
+
+def hold(server: Server) -> None:
+    logger = get_run_logger()
+    logger.info(
+        "Serving %r at %s (API key %s). Ctrl-C stops the server.",
+        server.model,
+        server.base_url,
+        "required" if server.api_key else "not required",
+    )
+    try:
+        while server.alive():
+            time.sleep(1)
+    except KeyboardInterrupt:
+        logger.info("Stopping the server")
+        return
+    raise RuntimeError(f"the vLLM server exited on its own; see {server.log_path}")
+
+
+@flow(name="serve", log_prints=True)
+def serve_flow(
+    params_file: str = "params.yaml", profile_name_: str | None = None, model: str | None = None, hold_: bool = False
+) -> dict[str, Any]:
+    logger = get_run_logger()
+    params = read_project_params(params_file)
+    name = profile_name_ or profile_name(params)
+    prof = profile(params, name)
+    stage = model or get_str(params, "serve.model")
+    reports = project_path(get_str(params, "serve.reports_dir")) / name
+    reports.mkdir(parents=True, exist_ok=True)
+    (reports / REPORT_FILE).unlink(missing_ok=True)  # never leave a report of an older server
+    smoke_file = reports / "smoke_predictions.jsonl"
+    smoke_file.unlink(missing_ok=True)
+    with mlflow_run(
+        params,
+        "serve",
+        {"profile": name, "model": stage, "serve": get(params, "serve"), f"{name}.serve": get(prof, "serve")},
+    ):
+        try:
+            # the server log is kept even when start-up fails: it is what explains the failure
+            with served_model(params, name, stage, reports / LOG_FILE) as server:
+                smoke = smoke_check(params, prof, server, smoke_file)
+                if hold_:
+                    hold(server)
+        finally:
+            if (reports / LOG_FILE).is_file():
+                mlflow.log_artifact(str(reports / LOG_FILE), "serve")
+            smoke_file.unlink(missing_ok=True)
+        import vllm  # the version that served, for the report
+
+        report = {
+            "profile": name,
+            "model": stage,
+            "served_model_name": server.model,
+            "vllm_version": vllm.__version__,
+            "startup_seconds": round(server.startup_s, 1),
+            "smoke": smoke,
+        }
+        write_json_atomic(reports / REPORT_FILE, report)
+        mlflow.log_metrics({"startup_seconds": server.startup_s, "smoke_format_ok_rate": smoke["format_ok_rate"]})
+        mlflow.log_artifact(str(reports / REPORT_FILE), "serve")
+    logger.info(
+        "Served %s/%s: healthy after %.1fs, %d/%d smoke answers well-formed",
+        name,
+        stage,
+        server.startup_s,
+        round(smoke["format_ok_rate"] * smoke["rows"]),
+        smoke["rows"],
+    )
+    return report
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", dest="profile_name_", default=None, help="override train.profile")
+    parser.add_argument("--model", default=None, help="grpo, warmup or base (default: serve.model)")
+    parser.add_argument("--hold", dest="hold_", action="store_true", help="keep serving until Ctrl-C")
+
+
+if __name__ == "__main__":
+    run(serve_flow, add_arguments=_arguments)

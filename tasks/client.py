@@ -1,0 +1,149 @@
+"""Ask the served model about many rows at once, saving each answer as it arrives.
+
+Requests go to vLLM's OpenAI-compatible chat endpoint with the published prompt: the
+system and user messages plus the assistant prefill, continued (not closed) by the
+server's chat template, greedy. At most ``concurrency`` requests are in flight; the
+``openai`` client retries connection errors, timeouts and 5xx answers with exponential
+backoff. Every answer is appended to the predictions file (and flushed to disk) the
+moment it arrives, so a run stopped at any point keeps every finished row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import openai
+
+from people_relation.dataset import Example
+from people_relation.predictions import record
+from people_relation.prompt import build_messages
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    max_tokens: int
+    temperature: float = 0.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    concurrency: int
+    timeout_s: float
+    max_retries: int
+    progress_every: int = 50
+
+
+class EvaluationInterrupted(RuntimeError):
+    """Some rows could not be answered; the finished ones are saved and a re-run resumes."""
+
+
+def request_body(example: Example, model: str, sampling: Sampling) -> dict[str, Any]:
+    """The chat-completions request for one row (also what ``predict`` sends)."""
+    return {
+        "model": model,
+        "messages": build_messages(example.text, example.people1, example.people2),
+        "max_tokens": sampling.max_tokens,
+        "temperature": sampling.temperature,
+        "seed": sampling.seed,
+        # continue the prefilled assistant turn instead of opening a new one
+        "extra_body": {
+            "add_generation_prompt": False,
+            "continue_final_message": True,
+            "skip_special_tokens": True,
+        },
+    }
+
+
+def make_client(base_url: str, api_key: str | None, settings: ClientSettings) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(
+        base_url=base_url,
+        api_key=api_key or "not-needed",
+        timeout=settings.timeout_s,
+        max_retries=settings.max_retries,
+    )
+
+
+async def ask(client: openai.AsyncOpenAI, example: Example, model: str, sampling: Sampling) -> tuple[str, float]:
+    start = time.monotonic()
+    response = await client.chat.completions.create(**request_body(example, model, sampling))
+    return response.choices[0].message.content or "", time.monotonic() - start
+
+
+async def _answer_all(
+    examples: Sequence[Example],
+    base_url: str,
+    api_key: str | None,
+    model: str,
+    sampling: Sampling,
+    settings: ClientSettings,
+    out: Path,
+    server_alive: Callable[[], bool],
+) -> tuple[int, list[str]]:
+    client = make_client(base_url, api_key, settings)
+    gate = asyncio.Semaphore(settings.concurrency)
+    failures: list[str] = []
+    done = 0
+    start = time.monotonic()
+    with out.open("a", encoding="utf-8") as fh:
+
+        async def one(example: Example) -> None:
+            nonlocal done
+            async with gate:
+                if failures and not server_alive():
+                    return  # the server is gone: do not send more requests to it
+                try:
+                    completion, latency = await ask(client, example, model, sampling)
+                except (openai.APIConnectionError, openai.APITimeoutError, openai.APIStatusError) as err:
+                    failures.append(f"{example.id}: {type(err).__name__}: {err}")
+                    return
+            fh.write(json.dumps(record(example, completion, latency), ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+            done += 1
+            if done % settings.progress_every == 0 or done == len(examples):
+                rate = done / max(time.monotonic() - start, 1e-9)
+                log.info("answered %d/%d rows (%.1f rows/s)", done, len(examples), rate)
+
+        try:
+            await asyncio.gather(*(one(e) for e in examples))
+        finally:
+            await client.close()
+    return done, failures
+
+
+def answer_rows(
+    examples: Sequence[Example],
+    base_url: str,
+    api_key: str | None,
+    model: str,
+    sampling: Sampling,
+    settings: ClientSettings,
+    out: Path,
+    server_alive: Callable[[], bool] = lambda: True,
+) -> int:
+    """Ask about every row in ``examples``, appending each record to ``out``; returns how many.
+
+    Raises :class:`EvaluationInterrupted` when some rows failed after all retries; the rows
+    that were answered stay in ``out``.
+    """
+    if not examples:
+        return 0
+    done, failures = asyncio.run(_answer_all(examples, base_url, api_key, model, sampling, settings, out, server_alive))
+    if failures:
+        raise EvaluationInterrupted(
+            f"{len(examples) - done} of {len(examples)} rows got no answer from {base_url} "
+            f"(server {'running' if server_alive() else 'not running'}); the {done} answered rows are "
+            f"saved in {out} and a re-run asks only the missing ones. First failure: {failures[0]}"
+        )
+    return done

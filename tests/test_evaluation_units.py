@@ -1,0 +1,171 @@
+"""The pure pieces of serving and evaluation: records, resume, scores, comparison, commands."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from people_relation.baseline import PERSON1, PERSON2, fit_predict, masked_text
+from people_relation.comparison import PUBLISHED, comparison_rows, markdown_table
+from people_relation.dataset import Example
+from people_relation.labels import LABELS
+from people_relation.metrics import INVALID, confusion, report_text
+from people_relation.params import ParamsError
+from people_relation.predictions import FIELDS, missing, ordered, read_records, record, scored_answer
+from people_relation.query import QueryError, make_query
+from people_relation.recipe import profile
+from people_relation.serving import serve_command, serve_env
+from tasks.client import Sampling, request_body
+from tasks.server import ServerError, pick_port
+
+
+def ex(i: int, label: str = "夫妻", text: str = "张三和李四结婚了", p1: str = "张三", p2: str = "李四") -> Example:
+    return Example(id=f"test-{i:05d}", split="test", line=i + 2, text=text, people1=p1, people2=p2, label=label)
+
+
+def flag_values(command: list[str]) -> dict[str, str | None]:
+    """``--flag value`` pairs of a command line; a flag followed by another flag has None."""
+    flags: dict[str, str | None] = {}
+    for i, token in enumerate(command):
+        if token.startswith("--"):
+            following = command[i + 1] if i + 1 < len(command) else None
+            flags[token] = None if following is None or following.startswith("--") else following
+    return flags
+
+
+GOOD = "张三和李四的关系是夫妻。\n</think>\n<answer>夫妻</answer>"
+
+
+def test_record_parses_and_flags_validity():
+    good = record(ex(0), GOOD, 0.12345)
+    assert set(good) == set(FIELDS)
+    assert (good["think"], good["answer"], good["format_ok"], good["valid"]) == (
+        "张三和李四的关系是夫妻。",
+        "夫妻",
+        True,
+        True,
+    )
+    not_label = record(ex(1), "x\n</think>\n<answer>夫妻俩</answer>", 0.1)
+    assert not_label["format_ok"] and not not_label["valid"] and scored_answer(not_label) is None
+    broken = record(ex(2), "乱码", 0.1)
+    assert not broken["format_ok"] and not broken["valid"] and scored_answer(broken) is None
+
+
+def test_torn_last_line_is_dropped_and_only_missing_rows_are_asked(tmp_path):
+    path = tmp_path / "predictions.jsonl"
+    rows = [ex(i) for i in range(4)]
+    with path.open("w", encoding="utf-8") as fh:
+        for e in rows[:2]:
+            fh.write(json.dumps(record(e, GOOD, 0.1), ensure_ascii=False) + "\n")
+        fh.write('{"id": "test-00002", "text": "张三')  # killed mid-write
+    done, dropped = read_records(path)
+    assert sorted(done) == ["test-00000", "test-00001"] and dropped == 1
+    assert [e.id for e in missing(rows, done)] == ["test-00002", "test-00003"]
+    with pytest.raises(ValueError, match="2 rows have no prediction"):
+        ordered(rows, done)
+
+
+def test_missing_file_means_nothing_done(tmp_path):
+    assert read_records(tmp_path / "absent.jsonl") == ({}, 0)
+
+
+def test_report_and_confusion_count_invalid_answers_as_their_own_column():
+    gold = ["夫妻", "夫妻", "父母"]
+    pred = ["夫妻", None, "夫妻"]
+    text = report_text(gold, pred)
+    line = next(ln for ln in text.splitlines() if ln.strip().startswith("夫妻"))
+    assert line.split()[1:] == ["0.5000", "0.5000", "0.5000", "2"]  # 4 digits, as published
+    columns, matrix = confusion(gold, pred)
+    assert columns[-1] == INVALID and len(matrix) == len(LABELS)
+    row = matrix[LABELS.index("夫妻")]
+    assert row[LABELS.index("夫妻")] == 1 and row[-1] == 1
+    assert matrix[LABELS.index("父母")][LABELS.index("夫妻")] == 1
+
+
+def test_comparison_lists_every_published_row_and_sorts_by_f1():
+    rows = comparison_rows(
+        {"grpo": {"weighted_f1": 0.5}, "warmup": {"weighted_f1": 0.45}},
+        {"grpo": "tiny, grpo"},
+        {"weighted_f1": 0.64},
+        "tf-idf",
+    )
+    assert len(rows) == len(PUBLISHED) + 3 == 10
+    assert [r.weighted_f1 for r in rows] == sorted((r.weighted_f1 for r in rows), reverse=True)
+    assert {r.source for r in rows} == {"this run", "measured here", "published"}
+    grpo_published = [r for r in rows if r.model == "Qwen2.5-7B-Instruct"]
+    assert grpo_published[0].weighted_f1 == 0.8884
+    table = markdown_table(rows)
+    assert "| 88.84% | published |" in table and "50.00% | this run" in table
+
+
+@pytest.mark.parametrize(
+    "text, p1, p2, problem",
+    [
+        ("   ", "张三", "李四", "empty"),
+        ("张三和李四结婚了", "王五", "李四", "people1 '王五' does not occur"),
+        ("张三和李四结婚了", "张三", "", "people2 is empty"),
+        ("张三和李四" + "很" * 300, "张三", "李四", "at most 256"),
+    ],
+)
+def test_bad_queries_are_refused_with_the_reason(text, p1, p2, problem):
+    with pytest.raises(QueryError, match=problem):
+        make_query(text, p1, p2, max_chars=256)
+
+
+def test_good_query_is_trimmed():
+    q = make_query(" 张三和李四结婚了 ", "张三 ", "李四", max_chars=256)
+    assert (q.text, q.people1, q.people2) == ("张三和李四结婚了", "张三", "李四")
+
+
+def test_cpu_serve_command_and_environment(params):
+    serve = profile(params, "cpu")["serve"]
+    command = serve_command(serve, "/m/grpo", "/m/grpo/tokenizer", "127.0.0.1", 8123, "people-relation", "py")
+    assert command[:3] == ["py", "-m", "vllm.entrypoints.openai.api_server"]
+    flags = flag_values(command)
+    assert flags["--model"] == "/m/grpo" and flags["--tokenizer"] == "/m/grpo/tokenizer"
+    assert flags["--host"] == "127.0.0.1" and flags["--port"] == "8123"
+    assert "--enforce-eager" in command and "--tensor-parallel-size" not in command
+    env = serve_env(serve, "/cache", api_key="s3cret")
+    assert env["VLLM_CPU_KVCACHE_SPACE"] == str(serve["kv_cache_gib"]) and env["VLLM_API_KEY"] == "s3cret"
+    assert "s3cret" not in " ".join(command)  # never visible in `ps`
+    assert "CUDA_VISIBLE_DEVICES" not in env
+
+
+def test_gpu_serve_command_uses_tensor_parallelism_and_its_gpus(params):
+    serve = dict(profile(params, "qwen2.5-7b")["serve"]) | {"tensor_parallel_size": 2, "gpus": [0, 1]}
+    command = serve_command(serve, "models/qwen2.5-7b/grpo", None, "127.0.0.1", 8000, "pr", "py")
+    flags = flag_values(command)
+    assert flags["--tensor-parallel-size"] == "2" and flags["--max-model-len"] == "1280"
+    assert "--tokenizer" not in command and "--enforce-eager" not in command
+    assert serve_env(serve, "/c", None)["CUDA_VISIBLE_DEVICES"] == "0,1"
+    with pytest.raises(ParamsError, match="gpus"):
+        serve_env(serve | {"gpus": [0]}, "/c", None)
+
+
+def test_chat_request_continues_the_prefilled_assistant_turn():
+    body = request_body(ex(0), "people-relation", Sampling(max_tokens=48))
+    assert body["messages"][-1]["role"] == "assistant" and body["messages"][-1]["content"].endswith("<think>")
+    assert body["extra_body"]["continue_final_message"] and not body["extra_body"]["add_generation_prompt"]
+    assert body["temperature"] == 0.0 and body["max_tokens"] == 48
+
+
+def test_a_port_in_use_is_refused_and_zero_picks_a_free_one():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        with pytest.raises(ServerError, match=f"port {taken} on 127.0.0.1 is in use"):
+            pick_port("127.0.0.1", taken)
+    assert pick_port("127.0.0.1", 0) > 0
+
+
+def test_baseline_masks_longer_name_first_and_learns():
+    e = ex(0, text="克林顿和切尔西·克林顿", p1="克林顿", p2="切尔西·克林顿")
+    assert masked_text(e) == f"{PERSON1}和{PERSON2}"
+    train = [ex(i, "夫妻", "张三的妻子李四") for i in range(5)] + [
+        ex(9 + i, "父母", "张三的儿子李四") for i in range(5)
+    ]
+    (pred,) = fit_predict(train, [[ex(99, "夫妻", "王五的妻子赵六", "王五", "赵六")]], 1, 2, 1.0, True, 0)
+    assert pred == ["夫妻"]

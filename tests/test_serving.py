@@ -1,0 +1,249 @@
+"""A real vLLM server on a tiny model: the served prompt, answers, API key, predict, clean
+stops, and an evaluation that survives Ctrl-C and a killed server without losing a row."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import TINY_ARCH, shrink_cpu_profile, write_sandbox_params
+
+from people_relation.prompt import build_messages, render_prompt
+from tasks.data import read_examples
+from tasks.tokenizer import load_tokenizer
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+KEY_ENV = "PEOPLE_RELATION_API_KEY"
+
+
+@pytest.fixture(scope="module")
+def served_sandbox(tmp_path_factory, params, data_dir, prefect_api):
+    """Split data and an untrained tiny model published as both warm-up and GRPO model."""
+    import copy
+
+    from flows.prepare import prepare_flow
+    from flows.split import split_flow
+    from tasks.data import read_examples as read
+    from tasks.tiny_model import build_model, save_model
+    from tasks.tokenizer import build_tokenizer
+
+    root = tmp_path_factory.mktemp("serve")
+    p = copy.deepcopy(params)
+    shrink_cpu_profile(p)
+    params_file = write_sandbox_params(
+        p,
+        root,
+        data_dir,
+        evaluate__max_rows=40,
+        evaluate__concurrency=1,
+        evaluate__answer_retries=0,
+        profiles__cpu__evaluate_models=["grpo"],
+    )
+    prepare_flow(params_file=str(params_file))
+    split_flow(params_file=str(params_file))
+    train = read(root / "data" / "split" / "train.jsonl")
+    tokenizer = build_tokenizer([t for e in train for t in (e.text, e.people1, e.people2)])
+    for stage in ("warmup", "grpo"):
+        save_model(build_model(tokenizer, TINY_ARCH, seed=0), tokenizer, root / "models" / "cpu" / stage)
+    return root, params_file
+
+
+def server_pids(marker: str) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
+    return [int(pid) for pid in out.stdout.split()]
+
+
+def vllm_tmp_dirs() -> set[str]:
+    return {p.name for p in Path(tempfile.gettempdir()).glob("vllm-tmp-*")}
+
+
+def read_until(proc: subprocess.Popen, pattern: str, timeout: float = 600) -> re.Match:
+    """Read ``proc``'s output line by line until ``pattern`` matches (the line's match)."""
+    deadline = time.monotonic() + timeout
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if match := re.search(pattern, line):
+            return match
+        assert time.monotonic() < deadline, f"no {pattern!r} within {timeout}s"
+    raise AssertionError(f"process ended without {pattern!r}:\n{''.join(seen)[-3000:]}")
+
+
+def test_serve_hold_answers_with_the_training_prompt_and_stops_on_ctrl_c(served_sandbox, prefect_api):
+    from tasks.client import ClientSettings, Sampling, answer_rows
+
+    root, params_file = served_sandbox
+    model_dir = root / "models" / "cpu" / "grpo"
+    rows = read_examples(root / "data" / "split" / "validation.jsonl")[:6]
+    env = os.environ | {"PREFECT_API_URL": prefect_api, "PYTHONUNBUFFERED": "1", KEY_ENV: "test-key"}
+    before = vllm_tmp_dirs()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.serve", "--params-file", str(params_file), "--hold"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        base_url = read_until(proc, r"Serving 'people-relation' at (http://127\.0\.0\.1:\d+/v1)")[1]
+        key = {"Authorization": "Bearer test-key"}
+        assert httpx.get(f"{base_url}/models", timeout=30).status_code == 401  # the API needs the key
+        assert httpx.get(f"{base_url}/models", headers=key, timeout=30).status_code == 200
+
+        # the chat endpoint renders exactly the prompt GRPO trained on
+        tokenizer = load_tokenizer(model_dir)
+        e = rows[0]
+        body = {
+            "model": "people-relation",
+            "messages": build_messages(e.text, e.people1, e.people2),
+            "add_generation_prompt": False,
+            "continue_final_message": True,
+        }
+        served = httpx.post(f"{base_url.removesuffix('/v1')}/tokenize", json=body, headers=key, timeout=30)
+        expected = tokenizer(render_prompt(tokenizer, e.text, e.people1, e.people2), add_special_tokens=False)
+        assert served.json()["tokens"] == expected["input_ids"]
+
+        out = root / "answers.jsonl"
+        answered = answer_rows(
+            rows,
+            base_url,
+            "test-key",
+            "people-relation",
+            Sampling(max_tokens=48),
+            ClientSettings(concurrency=3, timeout_s=60, max_retries=1),
+            out,
+        )
+        records = {r["id"]: r for r in map(json.loads, out.read_text(encoding="utf-8").splitlines())}
+        assert answered == 6 and sorted(records) == sorted(r.id for r in rows)
+
+        # predict through the running server: the same greedy completion
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "flows.predict",
+                "--params-file",
+                str(params_file),
+                "--url",
+                base_url,
+                "--text",
+                e.text,
+                "--people1",
+                e.people1,
+                "--people2",
+                e.people2,
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert result.returncode in (0, 3), result.stderr  # 3: the untrained model gave no valid label
+        assert json.loads(result.stdout)["completion"] == records[e.id]["completion"]
+    finally:
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, output[-3000:]
+    assert not server_pids(str(model_dir)), "the server outlived Ctrl-C"
+    assert vllm_tmp_dirs() <= before  # the private TMPDIR with the IPC sockets is removed
+    report = json.loads((root / "reports" / "serve" / "cpu" / "server.json").read_text(encoding="utf-8"))
+    assert report["smoke"]["rows"] == 4 and report["startup_seconds"] > 0
+    assert "Starting vLLM" in (root / "reports" / "serve" / "cpu" / "server.log").read_text(encoding="utf-8")
+
+
+def test_predict_refuses_bad_input_before_starting_anything(served_sandbox):
+    _, params_file = served_sandbox
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flows.predict",
+            "--params-file",
+            str(params_file),
+            "--text",
+            "张三和李四结婚了",
+            "--people1",
+            "王五",
+            "--people2",
+            "李四",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "people1 '王五' does not occur in the sentence" in result.stderr
+
+
+def wait_for_lines(path: Path, count: int, proc: subprocess.Popen, timeout: float = 300) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines = len(path.read_text(encoding="utf-8").splitlines()) if path.is_file() else 0
+        if lines >= count:
+            return lines
+        assert proc.poll() is None, "evaluation ended early"
+        time.sleep(0.2)
+    raise AssertionError(f"{path} did not reach {count} lines in {timeout}s")
+
+
+def test_evaluation_resumes_after_the_server_is_killed_without_asking_twice(served_sandbox, prefect_api):
+    root, params_file = served_sandbox
+    env = os.environ | {"PREFECT_API_URL": prefect_api, "PYTHONUNBUFFERED": "1"}
+    env.pop(KEY_ENV, None)
+    state = root / "checkpoints" / "evaluate" / "cpu" / "grpo" / "predictions.jsonl"
+    command = [sys.executable, "-m", "flows.evaluate", "--params-file", str(params_file)]
+    model_dir = str(root / "models" / "cpu" / "grpo")
+
+    def start() -> subprocess.Popen:
+        log = (root / "evaluate.log").open("w", encoding="utf-8")  # a file: a full pipe would block the run
+        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+
+    def finish(proc: subprocess.Popen, timeout: float) -> str:
+        proc.wait(timeout=timeout)
+        return (root / "evaluate.log").read_text(encoding="utf-8")
+
+    # 1. the server is killed mid-evaluation: the run fails with a clear message, answers kept
+    proc = start()
+    wait_for_lines(state, 8, proc)
+    for pid in server_pids(model_dir):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    output = finish(proc, 300)
+    assert proc.returncode == 1, output[-3000:]
+    assert re.search(r"rows got no answer from http://127\.0\.0\.1:\d+/v1", output)
+    assert "a re-run asks only the missing ones" in output
+    second = state.read_text(encoding="utf-8").splitlines()
+    assert 8 <= len(second) < 40
+    assert not server_pids(model_dir)
+
+    # 2. a re-run asks only what is missing and scores all 40 rows
+    proc = start()
+    output = finish(proc, 600)
+    assert proc.returncode == 0, output[-3000:]
+    final = state.read_text(encoding="utf-8").splitlines()
+    assert final[: len(second)] == second
+    ids = [json.loads(line)["id"] for line in final]
+    assert len(ids) == len(set(ids)) == 40
+    assert f"{40 - len(second)} of 40 rows to ask ({len(second)} already answered)" in output
+    metrics = json.loads((root / "reports" / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["rows"] == 40 and 0 <= metrics["grpo"]["weighted_f1"] <= 1
+    report = root / "reports" / "evaluate" / "cpu" / "grpo"
+    assert {"predictions.jsonl", "metrics.json", "classification_report.txt", "confusion_matrix.png"} <= {
+        p.name for p in report.iterdir()
+    }
+    assert not server_pids(model_dir)
+    shutil.rmtree(root / "cache", ignore_errors=True)

@@ -4,7 +4,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export VENV
 
-.PHONY: setup pipeline test test-fast lock lint mlflow-ui prefect-ui
+.PHONY: setup pipeline test test-fast lock lint mlflow-ui prefect-ui serve benchmark
 
 ## setup: install the locked environment into .venv (no-op when up to date)
 setup:
@@ -38,3 +38,11 @@ mlflow-ui: setup
 ## prefect-ui: a local Prefect server with its UI at http://127.0.0.1:4200
 prefect-ui: setup
 	prefect server start --host 127.0.0.1 --port 4200
+
+## serve: the trained GRPO model behind vLLM's OpenAI-compatible API until Ctrl-C
+serve: setup
+	python -m flows.serve --hold
+
+## benchmark: evaluation through the vLLM server vs transformers generate (run it alone)
+benchmark: setup
+	python scripts/benchmark_serving.py

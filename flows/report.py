@@ -23,10 +23,9 @@ from tasks.plots import comparison_bars
 from tasks.tracking import mlflow_run
 
 
-def model_label(params: dict, name: str, stage: str) -> str:
+def model_label(params: dict, name: str) -> str:
     source = get_str(profile(params, name), "model.source")
-    base = "from-scratch Qwen2 (CPU profile)" if source == "scratch" else source
-    return f"{base}, {stage}"
+    return f"Qwen2 from scratch ({name} profile)" if source == "scratch" else source
 
 
 @flow(name="report", log_prints=True)
@@ -42,7 +41,7 @@ def report_flow(params_file: str = "params.yaml") -> list[dict]:
     baseline = json.loads(baseline_file.read_text(encoding="utf-8")) if baseline_file.is_file() else None
     rows = comparison_rows(
         models,
-        {stage: model_label(params, name, stage) for stage in models},
+        {stage: model_label(params, name) for stage in models},
         baseline["test"] if baseline else None,
         baseline["method"] if baseline else "",
     )

@@ -62,7 +62,32 @@ def plan(params: dict[str, Any], name: str, params_file: str) -> dict[str, Any]:
         "vllm_server_command": server_env + server if server else None,
         "train_command": command,
         "final_model": str(paths["final_model"]),
+        "serve_command": serving_plan(params, name, prof, paths["final_model"]),
     }
+
+
+def serving_plan(params: dict[str, Any], name: str, prof: dict[str, Any], model: Path) -> list[str] | None:
+    """The environment and command that ``serve``/``evaluate`` would use on the trained model."""
+    from people_relation.serving import serve_command, serve_env
+    from tasks.train_paths import tokenizer_dir
+
+    serve = prof.get("serve")
+    if not serve:
+        return None
+    port = get_int(params, "serve.port") or "<free port>"
+    tok = tokenizer_dir(params, name, model)
+    command = serve_command(
+        serve,
+        str(model),
+        str(tok) if tok else None,
+        get_str(params, "serve.host"),
+        port,
+        get_str(params, "serve.served_model_name"),
+    )
+    env = serve_env(serve, get_str(params, "serve.cache_dir"), api_key=None)
+    return [
+        f"{k}={v}" for k, v in sorted(env.items()) if k in ("CUDA_VISIBLE_DEVICES", "VLLM_CPU_KVCACHE_SPACE")
+    ] + command
 
 
 def reward_summary(history: list[dict[str, float]], window: int) -> dict[str, float | None]:
@@ -300,6 +325,9 @@ def _dry_run(args: argparse.Namespace) -> bool:
     if the_plan["vllm_server_command"]:
         print(shlex.join(the_plan["vllm_server_command"]) + " &")
     print(shlex.join(the_plan["train_command"]))
+    if the_plan["serve_command"]:
+        print("\n# serve the trained model (serve and evaluate steps)")
+        print(shlex.join(the_plan["serve_command"]))
     return True
 
 

@@ -27,6 +27,14 @@ PUBLISHED: tuple[Row, ...] = (
 )
 
 
+# What each evaluated model of this run is, in the table's words.
+STAGE_METHODS = {
+    "base": "no training (served by vLLM)",
+    "warmup": "supervised warm-up (served by vLLM)",
+    "grpo": "warm-up + GRPO (served by vLLM)",
+}
+
+
 def comparison_rows(
     models: Mapping[str, Mapping[str, float]],
     model_names: Mapping[str, str],
@@ -34,9 +42,10 @@ def comparison_rows(
     baseline_name: str,
     published: Sequence[Row] = PUBLISHED,
 ) -> list[Row]:
-    """All rows, best weighted F1 first. ``models`` maps a stage (warmup, grpo) to its scores."""
+    """All rows, best weighted F1 first. ``models`` maps a stage (warmup, grpo) to its
+    scores, ``model_names`` a stage to the model it names."""
     rows = [
-        Row(f"{stage} (served by vLLM)", model_names.get(stage, stage), float(m["weighted_f1"]), "this run")
+        Row(STAGE_METHODS.get(stage, stage), model_names.get(stage, stage), float(m["weighted_f1"]), "this run")
         for stage, m in models.items()
     ]
     if baseline is not None:

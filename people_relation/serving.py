@@ -22,7 +22,7 @@ def serve_command(
     model_dir: str,
     tokenizer_dir: str | None,
     host: str,
-    port: int,
+    port: int | str,
     served_model_name: str,
     python: str = "python",
 ) -> list[str]:

@@ -49,6 +49,8 @@ def main() -> None:
     parser.add_argument("--hf-batch-size", type=ints, default=[16, 64])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rows", type=int, default=None, help="first N test rows (default: all)")
+    parser.add_argument("--reserved-cpus", type=int, default=None, help="override serve.reserved_cpus (CPU)")
+    parser.add_argument("--skip-transformers", action="store_true", help="only time the server")
     parser.add_argument("--out", default="reports/benchmark/serving.json")
     args = parser.parse_args()
 
@@ -61,17 +63,24 @@ def main() -> None:
     params = read_project_params(args.params_file)
     name = args.profile or profile_name(params)
     prof = profile(params, name)
+    if args.reserved_cpus is not None:
+        prof["serve"]["reserved_cpus"] = args.reserved_cpus
     rows = read_examples(project_path(get_str(params, "split.out_dir")) / "test.jsonl")[: args.rows]
     directory = model_dir(params, name, args.model)
     max_tokens = get_int(prof, "serve.max_tokens")
     print(f"{len(rows)} rows, model {directory}, max_tokens {max_tokens}, torch threads {torch.get_num_threads()}")
 
-    results: dict = {"rows": len(rows), "model": str(directory.relative_to(PROJECT_ROOT)), "max_tokens": max_tokens}
+    results: dict = {
+        "rows": len(rows),
+        "model": str(directory.relative_to(PROJECT_ROOT)),
+        "max_tokens": max_tokens,
+        "serve": prof["serve"],
+    }
     model = load_model(directory)
     tokenizer = load_processing_class(directory, get_str(prof, "model.tokenizer"))
     hf_answers: list[str | None] = []
     results["transformers"] = {}
-    for batch in args.hf_batch_size:
+    for batch in [] if args.skip_transformers else args.hf_batch_size:
         times = []
         for _ in range(args.repeats):
             start = time.monotonic()
@@ -110,8 +119,12 @@ def main() -> None:
             }
             print(f"vLLM server, concurrency {concurrency:3d}:     median {statistics.median(times):6.2f}s  {times}")
 
-    best_hf = min(v["median_s"] for v in results["transformers"].values())
     best_vllm = min(v["median_s"] for v in results["vllm_server"].values())
+    if args.skip_transformers:
+        print(f"\nbest vLLM server {best_vllm:.2f}s")
+        write_json(project_path(args.out), results)
+        return
+    best_hf = min(v["median_s"] for v in results["transformers"].values())
     same = sum(vllm_answers.get(e.id) == a for e, a in zip(rows, hf_answers, strict=True)) / len(rows)
     results |= {
         "best_transformers_s": best_hf,

@@ -1,6 +1,7 @@
 """What the GPU profiles would launch, checked without a GPU."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -124,10 +125,14 @@ def test_dry_run_prints_the_launch_without_running(project_root):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     body, launch = result.stdout.split("\n# launch\n")
+    launch, serve = launch.split("\n# serve the trained model (serve and evaluate steps)\n")
     plan = json.loads(body)
     assert plan["batch"]["completions_per_step"] == 192
     assert plan["grpo_config"]["beta"] == 0.001
     assert "CUDA_VISIBLE_DEVICES=3" in launch and "trl.scripts.vllm_serve" in launch
     assert "accelerate.commands.launch --config_file configs/accelerate/deepspeed_zero3.yaml" in launch
+    assert serve.startswith("CUDA_VISIBLE_DEVICES=0 python -m vllm.entrypoints.openai.api_server")
+    assert re.search(r"--model \S+/models/qwen2\.5-7b/grpo ", serve) and "--tokenizer" not in serve
+    assert "--tensor-parallel-size 1 --gpu-memory-utilization 0.9" in serve and "--max-model-len 1280" in serve
     assert "Flow run" not in result.stdout + result.stderr  # no Prefect run for a dry run
     assert not Path(plan["final_model"]).exists()

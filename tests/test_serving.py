@@ -28,13 +28,13 @@ KEY_ENV = "PEOPLE_RELATION_API_KEY"
 
 
 @pytest.fixture(scope="module")
-def served_sandbox(tmp_path_factory, params, data_dir, prefect_api):
-    """Split data and an untrained tiny model published as both warm-up and GRPO model."""
+def served_sandbox(tmp_path_factory, params, real_data):
+    """The published split and an untrained tiny model published as both warm-up and GRPO
+    model (serving does not care what the weights learned)."""
     import copy
 
-    from flows.prepare import prepare_flow
-    from flows.split import split_flow
-    from tasks.data import read_examples as read
+    from people_relation.split import make_splits
+    from tasks.data import write_examples
     from tasks.tiny_model import build_model, save_model
     from tasks.tokenizer import build_tokenizer
 
@@ -44,16 +44,17 @@ def served_sandbox(tmp_path_factory, params, data_dir, prefect_api):
     params_file = write_sandbox_params(
         p,
         root,
-        data_dir,
+        Path(p["data"]["local_dir"]),
         evaluate__max_rows=40,
         evaluate__concurrency=1,
         evaluate__answer_retries=0,
         profiles__cpu__evaluate_models=["grpo"],
     )
-    prepare_flow(params_file=str(params_file))
-    split_flow(params_file=str(params_file))
-    train = read(root / "data" / "split" / "train.jsonl")
-    tokenizer = build_tokenizer([t for e in train for t in (e.text, e.people1, e.people2)])
+    splits = make_splits(real_data["train"], real_data["test"], "published", 0.2, 0.1, 42)
+    (root / "data" / "split").mkdir(parents=True)
+    for name, rows in splits.items():
+        write_examples(root / "data" / "split" / f"{name}.jsonl", rows)
+    tokenizer = build_tokenizer([t for e in splits["train"] for t in (e.text, e.people1, e.people2)])
     for stage in ("warmup", "grpo"):
         save_model(build_model(tokenizer, TINY_ARCH, seed=0), tokenizer, root / "models" / "cpu" / stage)
     return root, params_file

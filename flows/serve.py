@@ -16,6 +16,7 @@ from typing import Any
 
 import mlflow
 from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
 from flows.cli import run
 from people_relation.params import get, get_int, get_str
@@ -43,7 +44,7 @@ def sampling(prof: dict[str, Any]) -> Sampling:
     return Sampling(max_tokens=get_int(prof, "serve.max_tokens"), temperature=0.0, seed=get_int(prof, "serve.seed"))
 
 
-@task(name="smoke-check")
+@task(name="smoke-check", cache_policy=NO_CACHE)  # a live server is not an input to cache on
 def smoke_check(params: dict[str, Any], prof: dict[str, Any], server: Server, out_file) -> dict[str, Any]:
     """Ask a few validation rows; every answer must come back and parse."""
     rows = read_examples(project_path(get_str(params, "split.out_dir")) / "validation.jsonl")

@@ -93,6 +93,9 @@ def serve_env(serve: Mapping[str, Any], cache_root: str, api_key: str | None) ->
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
         if len(gpus) != get_int(serve, "tensor_parallel_size"):
             raise ParamsError("params.yaml: serve.gpus must list tensor_parallel_size GPUs")
+    if bool(serve.get("engine_in_process", False)):
+        # the engine core runs inside the API server process: one process fewer to start
+        env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     if api_key:
         env["VLLM_API_KEY"] = api_key
     return env

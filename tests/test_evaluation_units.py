@@ -131,6 +131,9 @@ def test_cpu_serve_command_and_environment(params):
     assert env["VLLM_CPU_KVCACHE_SPACE"] == str(serve["kv_cache_gib"]) and env["VLLM_API_KEY"] == "s3cret"
     assert "s3cret" not in " ".join(command)  # never visible in `ps`
     assert "CUDA_VISIBLE_DEVICES" not in env
+    in_process = serve_env(serve | {"engine_in_process": True, "reserved_cpus": 0}, "/cache", api_key=None)
+    assert in_process["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0" and in_process["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
+    assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in serve_env(serve | {"engine_in_process": False}, "/c", None)
 
 
 def test_gpu_serve_command_uses_tensor_parallelism_and_its_gpus(params):

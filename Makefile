@@ -4,7 +4,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export VENV
 
-.PHONY: setup pipeline test test-fast lock lint mlflow-ui prefect-ui serve benchmark
+.PHONY: setup pipeline test test-fast lock lint mlflow-ui prefect-ui deploy worker serve benchmark
 
 ## setup: install the locked environment into .venv (no-op when up to date)
 setup:
@@ -38,6 +38,15 @@ mlflow-ui: setup
 ## prefect-ui: a local Prefect server with its UI at http://127.0.0.1:4200
 prefect-ui: setup
 	prefect server start --host 127.0.0.1 --port 4200
+
+## deploy: the process work pool and the CPU pipeline deployment (needs PREFECT_API_URL)
+deploy: setup
+	prefect work-pool create people-relation-cpu --type process --overwrite
+	prefect --no-prompt deploy --name cpu
+
+## worker: a worker that runs the deployment's flow runs on this machine
+worker: setup
+	prefect worker start --pool people-relation-cpu
 
 ## serve: the trained GRPO model behind vLLM's OpenAI-compatible API until Ctrl-C
 serve: setup

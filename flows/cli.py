@@ -1,15 +1,21 @@
 """Run a step flow as a command: ``python -m flows.<step> [--params-file FILE] [...]``.
 
-Bad data, bad params, or a server that cannot start or stopped answering end the command
-with status 1 and one plain message that says what is wrong, where, and how to fix it;
-anything else keeps its full traceback.
+Bad data or bad params end the command with status 1 and one plain message that says what
+is wrong, where, and how to fix it (retrying cannot help). A server that could not start or
+stopped answering ends it with status 75 (EX_TEMPFAIL: trying again may work, and a re-run
+resumes). Anything else keeps its full traceback.
+
+When the Prefect ``pipeline`` flow runs the step (through ``dvc repro``), the step's own
+flow run is tagged ``pipeline-run:<its flow-run id>`` so the UI shows them together.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 from people_relation.dataset import DataError
@@ -18,7 +24,22 @@ from tasks.client import EvaluationInterrupted
 from tasks.server import ServerError
 
 # Failures whose message says everything (what, where, how to fix): no traceback needed.
-USER_ERRORS = (DataError, ParamsError, ServerError, EvaluationInterrupted)
+PERMANENT_ERRORS = (DataError, ParamsError)
+TRANSIENT_ERRORS = (ServerError, EvaluationInterrupted)
+USER_ERRORS = PERMANENT_ERRORS + TRANSIENT_ERRORS
+EXIT_PERMANENT = 1
+EXIT_TRANSIENT = 75
+PIPELINE_FLOW_RUN_ENV = "PEOPLE_RELATION_PIPELINE_FLOW_RUN_ID"
+
+
+def pipeline_tags() -> Any:
+    """Prefect tags linking this step's flow run to the pipeline flow run that started it."""
+    run_id = os.environ.get(PIPELINE_FLOW_RUN_ENV)
+    if not run_id:
+        return nullcontext()
+    from prefect import tags
+
+    return tags("pipeline", f"pipeline-run:{run_id}")
 
 
 def run(
@@ -34,7 +55,8 @@ def run(
     args = parser.parse_args(argv)
     try:
         if not instead(args):
-            flow(**vars(args))
+            with pipeline_tags():
+                flow(**vars(args))
     except USER_ERRORS as err:
         print(f"\nerror: {err}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(EXIT_TRANSIENT if isinstance(err, TRANSIENT_ERRORS) else EXIT_PERMANENT)

@@ -108,6 +108,24 @@ def score(stage: str, rows: list, state: Path, out: Path, dpi: int) -> dict[str,
     return result
 
 
+def tag_registered_version(params: dict[str, Any], name: str, model: Path, result: dict, rows: list) -> None:
+    """The registered version of this model gets its test scores (full test set only) and,
+    when it is the best so far, the ``champion`` alias."""
+    from tasks.registry import record_test_scores, registered_name
+
+    logger = get_run_logger()
+    registered = registered_name(params, name)
+    if get(params, "evaluate").get("max_rows") is not None:
+        logger.info("Not tagging %s: evaluate.max_rows scores only part of the test set", registered)
+        return
+    keep = ("weighted_f1", "macro_f1", "accuracy", "invalid_rate")
+    version = record_test_scores(registered, fingerprint(model), {k: result[k] for k in keep})
+    if version is None:
+        logger.warning("No registered version of %s matches %s; test scores stay in this run", registered, model)
+    else:
+        logger.info("Tagged %s version %s with its test scores", registered, version)
+
+
 @flow(name="evaluate", log_prints=True)
 def evaluate_flow(params_file: str = "params.yaml", profile_name_: str | None = None) -> dict[str, Any]:
     logger = get_run_logger()
@@ -137,6 +155,8 @@ def evaluate_flow(params_file: str = "params.yaml", profile_name_: str | None = 
                     shutil.copy2(state / "server.log", out / stage / "server.log")
                 logger.info("%s: %s", stage, {k: round(v, 4) for k, v in results[stage].items()})
                 mlflow.log_metrics({f"{stage}/test_{k}": v for k, v in results[stage].items()})
+                if stage == "grpo" and get(params, "tracking.register_model") and results["split"] == "test":
+                    tag_registered_version(params, name, model, results[stage], rows)
         metrics_file = project_path(get_str(params, "evaluate.metrics_file"))
         metrics_file.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(metrics_file, results)

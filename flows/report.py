@@ -20,7 +20,9 @@ from people_relation.params import ParamsError, get_int, get_str
 from people_relation.recipe import profile
 from tasks.io import project_path, read_project_params, staged_dir
 from tasks.plots import comparison_bars
-from tasks.tracking import mlflow_run
+from tasks.tracking import mlflow_run, parent_run_id
+
+SUMMARY_METRICS = ("weighted_f1", "macro_f1", "accuracy", "invalid_rate")
 
 
 def model_label(params: dict, name: str) -> str:
@@ -60,9 +62,19 @@ def report_flow(params_file: str = "params.yaml") -> list[dict]:
             dpi=get_int(params, "reports.chart_dpi"),
         )
         mlflow.log_table({k: [getattr(r, k) for r in rows] for k in asdict(rows[0])}, "report/comparison.json")
-        mlflow.log_metrics({f"{stage}/test_weighted_f1": m["weighted_f1"] for stage, m in models.items()})
+        summary = {f"{stage}/test_{k}": m[k] for stage, m in models.items() for k in SUMMARY_METRICS if k in m}
+        if baseline:
+            summary["baseline/test_weighted_f1"] = baseline["test"]["weighted_f1"]
+        mlflow.log_metrics(summary)
         mlflow.log_artifact(str(out / "comparison.png"), "report")
         mlflow.log_artifact(str(out / "comparison.md"), "report")
+        if parent := parent_run_id():
+            # the pipeline run carries the headline numbers: the experiment view compares runs by them
+            client = mlflow.MlflowClient()
+            for key, value in summary.items():
+                client.log_metric(parent, key, value)
+            client.log_artifact(parent, str(out / "comparison.png"), "report")
+            client.log_artifact(parent, str(out / "comparison.md"), "report")
     get_run_logger().info("Comparison:\n%s", table)
     return [asdict(r) for r in rows]
 

@@ -255,6 +255,25 @@ def validate(params: dict[str, Any], model_dir: Path, tokenizer_kind: str) -> tu
     return result, completions
 
 
+@task(name="register-model")
+def register(params: dict[str, Any], name: str, model: Path, tokenizer_kind: str, val: dict[str, float]) -> dict:
+    """Log the GRPO model to the train run and register it as a new version."""
+    from tasks.io import fingerprint
+    from tasks.registry import FINGERPRINT_TAG, log_and_register, registered_name
+
+    registered = registered_name(params, name)
+    info = log_and_register(
+        model,
+        registered,
+        tokenizer_kind,
+        get_int(params, "validation.max_new_tokens"),
+        tags={"profile": name, FINGERPRINT_TAG: fingerprint(model)},
+        metrics={f"val_{k}": v for k, v in val.items() if k in ("weighted_f1", "macro_f1", "accuracy")},
+    )
+    get_run_logger().info("Registered %s version %s (%s)", registered, info.registered_model_version, info.model_uri)
+    return {"name": registered, "version": int(info.registered_model_version)}
+
+
 @flow(name="train", log_prints=True)
 def train_flow(params_file: str = "params.yaml", profile_name_: str | None = None) -> dict:
     import mlflow
@@ -287,6 +306,8 @@ def train_flow(params_file: str = "params.yaml", profile_name_: str | None = Non
         results["grpo"], completions = validate(params, paths["final_model"], tokenizer_kind)
         mlflow.log_metrics({f"grpo/val_{k}": v for k, v in results["grpo"].items()})
         mlflow.log_text("\n---\n".join(completions[:50]), "train/grpo_validation_samples.txt")
+        if get(params, "tracking.register_model"):
+            results["registered"] = register(params, name, paths["final_model"], tokenizer_kind, results["grpo"])
 
         import csv
 

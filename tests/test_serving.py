@@ -225,7 +225,7 @@ def test_evaluation_resumes_after_the_server_is_killed_without_asking_twice(serv
         except ProcessLookupError:
             pass
     output = finish(proc, 300)
-    assert proc.returncode == 1, output[-3000:]
+    assert proc.returncode == 75, output[-3000:]  # EX_TEMPFAIL: a retry can help
     assert re.search(r"rows got no answer from http://127\.0\.0\.1:\d+/v1", output)
     assert "a re-run asks only the missing ones" in output
     second = state.read_text(encoding="utf-8").splitlines()

@@ -31,11 +31,17 @@ PARENT_RUN_ENV = "PEOPLE_RELATION_MLFLOW_PARENT_RUN_ID"
 PIPELINE_KEY_TAG = "pipeline.key"
 
 
+def store_root() -> Path:
+    """Where relative store paths start: the project, or for a queued ``dvc exp run`` (which
+    runs in a temporary copy) the repository it was queued from, so its runs are not lost."""
+    return Path(os.environ.get("DVC_ROOT") or PROJECT_ROOT)
+
+
 def tracking_uri(params: Mapping[str, Any]) -> str:
     """``MLFLOW_TRACKING_URI`` if set, else ``tracking.uri`` with a relative sqlite path made absolute."""
     uri = USER_MLFLOW_TRACKING_URI or get_str(params, "tracking.uri")
     if uri.startswith(SQLITE_PREFIX) and not uri.startswith(SQLITE_PREFIX + "/"):
-        uri = SQLITE_PREFIX + str(project_path(uri[len(SQLITE_PREFIX) :]))
+        uri = SQLITE_PREFIX + str(project_path(uri[len(SQLITE_PREFIX) :], store_root()))
     return uri
 
 
@@ -122,7 +128,7 @@ def start_experiment(params: Mapping[str, Any]) -> str:
     if experiment is None:
         # A local store keeps artifacts in the project; a tracking server decides for itself.
         local = uri.startswith((SQLITE_PREFIX, "file:"))
-        artifacts = project_path(get_str(params, "tracking.artifact_dir")).as_uri() if local else None
+        artifacts = project_path(get_str(params, "tracking.artifact_dir"), store_root()).as_uri() if local else None
         experiment_id = mlflow.create_experiment(name, artifact_location=artifacts)
     else:
         experiment_id = experiment.experiment_id

@@ -49,3 +49,15 @@ def test_tracking_uri_is_the_users_not_the_last_one_mlflow_set(params, monkeypat
     assert tracking.tracking_uri(p) == f"sqlite:///{tracking.PROJECT_ROOT / 'mlflow.db'}"
     monkeypatch.setattr(tracking, "USER_MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     assert tracking.tracking_uri(p) == "http://127.0.0.1:5000"
+
+
+def test_a_queued_dvc_experiment_logs_to_the_repository_it_came_from(params, monkeypatch, tmp_path):
+    import tasks.tracking as tracking
+
+    monkeypatch.setattr(tracking, "USER_MLFLOW_TRACKING_URI", None)
+    p = dict(params, tracking=dict(params["tracking"], uri="sqlite:///mlflow.db"))
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    assert tracking.tracking_uri(p) == f"sqlite:///{tracking.PROJECT_ROOT / 'mlflow.db'}"
+    # `dvc exp run --queue/--temp` runs in a temporary copy and sets DVC_ROOT to the original
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    assert tracking.tracking_uri(p) == f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -57,6 +57,7 @@ def project(tmp_path_factory, project_root, data_dir) -> Path:
     params["profiles"]["cpu"]["grpo"]["max_steps"] = 2
     params["profiles"]["cpu"]["evaluate_models"] = ["grpo"]
     params["evaluate"]["max_rows"] = 24
+    params["serve"]["cache_dir"] = str(project_root / ".cache" / "vllm")  # shared with the other tests
     params_file.write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False), encoding="utf-8")
     subprocess.run(["git", "init", "-q"], cwd=copy, check=True)
     git(copy, "add", "-A")

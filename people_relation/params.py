@@ -1,4 +1,10 @@
-"""Load ``params.yaml`` and read values from it with clear errors."""
+"""Load ``params.yaml`` and read values from it with clear errors.
+
+The file is read as DVC reads it (YAML 1.2, ruamel): ``dvc exp run -S`` and the pipeline
+flow's ``set_params`` rewrite it with ruamel, which writes ``"off"`` as a bare ``off`` and
+``2e-5`` as ``2e-05``; YAML 1.1 readers (PyYAML) would see ``False`` and a string there.
+Numbers written as strings are still accepted below, for files written by other tools.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
+from ruamel.yaml import YAML, YAMLError
 
 
 class ParamsError(ValueError):
@@ -16,10 +22,10 @@ class ParamsError(ValueError):
 def load_params(path: Path) -> dict[str, Any]:
     try:
         with path.open(encoding="utf-8") as fh:
-            params = yaml.safe_load(fh)
+            params = YAML(typ="safe").load(fh)
     except FileNotFoundError:
         raise ParamsError(f"{path}: no such params file") from None
-    except yaml.YAMLError as err:
+    except YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(params, dict):
         raise ParamsError(f"{path}: expected a mapping at the top level")

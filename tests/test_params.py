@@ -61,3 +61,25 @@ def test_a_queued_dvc_experiment_logs_to_the_repository_it_came_from(params, mon
     # `dvc exp run --queue/--temp` runs in a temporary copy and sets DVC_ROOT to the original
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
     assert tracking.tracking_uri(p) == f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def test_params_rewritten_by_dvc_set_param_read_back_unchanged(tmp_path, project_root):
+    """`dvc exp run -S` / the pipeline's set_params rewrite params.yaml with ruamel: bare `off`,
+    `2e-05`, empty nulls, block lists. Reading it back must give the same values."""
+    import shutil
+
+    from dvc.utils.hydra import apply_overrides
+
+    from people_relation.params import get_float, get_str, load_params
+
+    copy = tmp_path / "params.yaml"
+    shutil.copy(project_root / "params.yaml", copy)
+    before = load_params(copy)
+    apply_overrides(copy, ["profiles.cpu.grpo.learning_rate=2e-5"])
+    text = copy.read_text(encoding="utf-8")
+    assert "vllm_mode: off" in text and "learning_rate: 2e-05" in text  # how DVC writes them
+    after = load_params(copy)
+    assert get_str(after, "profiles.cpu.grpo.vllm_mode") == "off"
+    assert get_float(after, "profiles.cpu.grpo.learning_rate") == 2e-5
+    after["profiles"]["cpu"]["grpo"]["learning_rate"] = before["profiles"]["cpu"]["grpo"]["learning_rate"]
+    assert after == before

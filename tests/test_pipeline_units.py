@@ -83,3 +83,31 @@ def test_steps_group_under_the_dvc_run_that_started_them(monkeypatch):
     )
     # under a plain `dvc repro`, the key is that dvc process; pytest is not one, so none
     assert pipeline_group({"DVC_STAGE": "train"}) is None
+
+
+def test_deployments_share_one_entrypoint_and_their_params_resolve(project_root, tmp_path):
+    """prefect.yaml: the CPU and GPU deployments differ only in parameters and pool, and the
+    GPU one's set_params, applied as the flow applies them, selects the published recipe."""
+    import shutil
+
+    import yaml
+    from dvc.utils.hydra import apply_overrides
+
+    from flows.train import plan
+    from people_relation.params import load_params
+
+    config = yaml.safe_load((project_root / "prefect.yaml").read_text(encoding="utf-8"))
+    deployments = {d["name"]: d for d in config["deployments"]}
+    assert set(deployments) == {"cpu", "qwen2.5-7b"}
+    assert {d["entrypoint"] for d in deployments.values()} == {"flows/pipeline.py:pipeline_flow"}
+    assert deployments["cpu"]["parameters"]["set_params"] == []
+    assert deployments["cpu"]["work_pool"]["name"] != deployments["qwen2.5-7b"]["work_pool"]["name"]
+
+    params_file = tmp_path / "params.yaml"
+    shutil.copy(project_root / "params.yaml", params_file)
+    apply_overrides(params_file, check_overrides(deployments["qwen2.5-7b"]["parameters"]["set_params"]))
+    params = load_params(params_file)
+    assert params["train"]["profile"] == "qwen2.5-7b"
+    resolved = plan(params, params["train"]["profile"], str(params_file))
+    assert resolved["batch"]["completions_per_step"] == 192 and resolved["grpo_config"]["beta"] == 0.001
+    assert resolved["grpo_config"]["vllm_mode"] == "server"

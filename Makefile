@@ -31,9 +31,9 @@ lock: setup
 lint: setup
 	ruff check .
 
-## mlflow-ui: browse the runs at http://127.0.0.1:5000
+## mlflow-ui: browse the runs at http://127.0.0.1:5000 (without MLflow's GenAI job workers: 6 processes)
 mlflow-ui: setup
-	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
 
 ## prefect-ui: a local Prefect server with its UI at http://127.0.0.1:4200
 prefect-ui: setup

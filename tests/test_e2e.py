@@ -114,8 +114,12 @@ def steps_under(copy: Path, parent_id: str) -> set[str]:
 
 
 def test_dvc_repro_runs_every_stage_and_mlflow_records_it(project, env, repro):
-    for stage in STAGES:
-        assert f"Running stage '{stage}'" in repro
+    # Every stage whose params changed (smallest settings) or whose cached outputs a clone
+    # lacks runs; the baseline's inputs and git-tracked outputs match dvc.lock, so DVC may skip it.
+    ran = {s for s in STAGES if f"Running stage '{s}'" in repro}
+    skipped = {s for s in STAGES if f"Stage '{s}' didn't change, skipping" in repro}
+    assert ran | skipped == STAGES and not ran & skipped
+    assert ran >= STAGES - {"baseline"}, repro[-3000:]
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     assert set(lock["stages"]) == STAGES
     assert (project / "models/cpu/grpo/model.safetensors").is_file()
@@ -136,7 +140,7 @@ def test_dvc_repro_runs_every_stage_and_mlflow_records_it(project, env, repro):
     assert parent.info.status == "FINISHED" and parent.info.run_name.startswith("dvc repro ")
     assert parent.data.tags["profile"] == "cpu" and re.fullmatch(r"[0-9a-f]{40}", parent.data.tags["git.commit"])
     children = {r.data.tags["pipeline.step"]: r for r in all_runs if r.data.tags.get("mlflow.parentRunId")}
-    assert set(children) == STAGES
+    assert set(children) == ran
     assert {r.data.tags["mlflow.parentRunId"] for r in children.values()} == {parent.info.run_id}
     for step, child in children.items():
         tags = child.data.tags

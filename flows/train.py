@@ -307,7 +307,9 @@ def train_flow(params_file: str = "params.yaml", profile_name_: str | None = Non
         mlflow.log_metrics({f"grpo/val_{k}": v for k, v in results["grpo"].items()})
         mlflow.log_text("\n---\n".join(completions[:50]), "train/grpo_validation_samples.txt")
         if get(params, "tracking.register_model"):
-            results["registered"] = register(params, name, paths["final_model"], tokenizer_kind, results["grpo"])
+            # the version lives in MLflow only: metrics.json is a DVC metrics file and must not
+            # depend on the state of a tracking store
+            register(params, name, paths["final_model"], tokenizer_kind, results["grpo"])
 
         import csv
 

@@ -104,6 +104,21 @@ def write_sandbox_params(params: dict, root: Path, data_dir: Path, **overrides) 
     return path
 
 
+def run_step(step: str, params_file: Path, env: dict[str, str], timeout: float = 300):
+    """``python -m flows.<step> --params-file FILE`` from the project root, output captured."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", f"flows.{step}", "--params-file", str(params_file)],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 @pytest.fixture
 def sandbox_params(tmp_path, params, data_dir):
     return lambda **overrides: write_sandbox_params(params, tmp_path, data_dir, **overrides)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import mlflow
 import pytest
+from conftest import run_step
 
 from people_relation.dataset import DataError
 from people_relation.params import load_params
@@ -124,14 +123,7 @@ def test_no_data_anywhere_says_where_it_looked(prefect_api, sandbox_params, tmp_
     """The command line: exit status 1 and a message naming both places and the fix."""
     params_file = sandbox_params(data__local_dir=str(tmp_path / "nowhere"))
     env = os.environ | {"PREFECT_API_URL": prefect_api, "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run(
-        [sys.executable, "-m", "flows.prepare", "--params-file", str(params_file)],
-        cwd=project_root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_step("prepare", params_file, env)
     assert result.returncode == 1, result.stderr[-2000:]
     message = result.stderr[result.stderr.index("error: no dataset found") :]
     assert str(tmp_path / "nowhere") in message

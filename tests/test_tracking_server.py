@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import run_step
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -54,21 +55,14 @@ def tracking_server(tmp_path):
 
 
 def test_a_step_logs_to_the_tracking_server_in_mlflow_tracking_uri(
-    tracking_server, prefect_api, sandbox_params, tmp_path, project_root
+    tracking_server, prefect_api, sandbox_params, tmp_path
 ):
     from mlflow import MlflowClient
 
     url, store = tracking_server
     params_file = sandbox_params()
     env = os.environ | {"PREFECT_API_URL": prefect_api, "MLFLOW_TRACKING_URI": url}
-    result = subprocess.run(
-        [sys.executable, "-m", "flows.prepare", "--params-file", str(params_file)],
-        cwd=project_root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_step("prepare", params_file, env)
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient(tracking_uri=url)
     experiment = client.get_experiment_by_name("people-relation-grpo")

@@ -119,7 +119,7 @@ def test_bad_data_on_a_fresh_run_writes_nothing(prefect_api, sandbox_params, tmp
     assert not (tmp_path / "reports").exists() or not any((tmp_path / "reports").iterdir())
 
 
-def test_no_data_anywhere_says_where_it_looked(prefect_api, sandbox_params, tmp_path, project_root):
+def test_no_data_anywhere_says_where_it_looked(prefect_api, sandbox_params, tmp_path):
     """The command line: exit status 1 and a message naming both places and the fix."""
     params_file = sandbox_params(data__local_dir=str(tmp_path / "nowhere"))
     env = os.environ | {"PREFECT_API_URL": prefect_api, "HF_HUB_OFFLINE": "1"}

@@ -17,10 +17,8 @@ import argparse
 import json
 import os
 import shlex
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -172,52 +170,42 @@ def warm_up(params: dict[str, Any], prof: dict[str, Any], paths: dict[str, Path]
 
 
 @contextmanager
-def generation_server(prof: dict[str, Any], model: str) -> Iterator[None]:
-    """TRL's vLLM server on its own GPU(s) for ``vllm_mode: server``; always stopped after."""
+def generation_server(params: dict[str, Any], prof: dict[str, Any], model: str, log_path: Path) -> Iterator[None]:
+    """TRL's vLLM server on its own GPU(s) for ``vllm_mode: server``; always stopped after
+    (the same start, health wait and stop as the serving step, with ``serve``'s timeouts)."""
     command = vllm_server_command(prof, model, python=sys.executable)
     if command is None:
         yield
         return
-    import httpx
+    from people_relation.params import get_float
+    from tasks.server import vllm_server
 
-    logger = get_run_logger()
     vllm = get(prof, "vllm")
-    env = os.environ | {"CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in vllm["gpus"])}
-    logger.info("Starting the vLLM generation server: %s", shlex.join(command))
-    server = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, start_new_session=True)
-    url = f"http://{vllm['host']}:{vllm['port']}/health/"
-    deadline = time.monotonic() + float(vllm.get("startup_timeout", 900))
-    try:
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(f"the vLLM server exited with status {server.returncode} during start-up")
-            try:
-                if httpx.get(url, timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the vLLM server did not answer {url} in time")
-            time.sleep(5)
+    with vllm_server(
+        command,
+        {"CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in vllm["gpus"])},
+        get_str(prof, "vllm.host"),
+        get_int(prof, "vllm.port"),
+        model,
+        log_path,
+        get_float(params, "serve.startup_timeout_s"),
+        get_float(params, "serve.stop_timeout_s"),
+        cwd=PROJECT_ROOT,
+    ):
         yield
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
 
 
 @task(name="grpo", retries=0)
-def grpo(params_file: str, name: str, prof: dict[str, Any], run_id: str, uri: str, start_model: str) -> None:
+def grpo(
+    params: dict[str, Any], params_file: str, name: str, prof: dict[str, Any], run_id: str, uri: str, start_model: str
+) -> None:
     """Run the GRPO process (plain, or under accelerate launch) and stream its log."""
     logger = get_run_logger()
     command = launch_command(prof, name, params_file, python=sys.executable)
     logger.info("Starting GRPO: %s", shlex.join(command))
     env = os.environ | {"MLFLOW_RUN_ID": run_id, "MLFLOW_TRACKING_URI": uri, "PYTHONUNBUFFERED": "1"}
     with (
-        generation_server(prof, start_model),
+        generation_server(params, prof, start_model, train_paths(params, name)["generation_log"]),
         subprocess.Popen(
             command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         ) as proc,
@@ -302,7 +290,7 @@ def train_flow(params_file: str = "params.yaml", profile_name_: str | None = Non
             results["warmup"], completions = validate(params, paths["warmup"], tokenizer_kind)
             mlflow.log_metrics({f"warmup/val_{k}": v for k, v in results["warmup"].items()})
             mlflow.log_text("\n---\n".join(completions[:50]), "train/warmup_validation_samples.txt")
-        grpo(params_file, name, prof, run_id, tracking_uri(params), str(paths["start_model"]))
+        grpo(params, params_file, name, prof, run_id, tracking_uri(params), str(paths["start_model"]))
         results["grpo"], completions = validate(params, paths["final_model"], tokenizer_kind)
         mlflow.log_metrics({f"grpo/val_{k}": v for k, v in results["grpo"].items()})
         mlflow.log_text("\n---\n".join(completions[:50]), "train/grpo_validation_samples.txt")

@@ -28,6 +28,7 @@ def train_paths(params: dict[str, Any], name: str) -> dict[str, Path]:
         "warmup": root / "warmup",
         "warmup_state": state / "warmup",
         "checkpoints": state / "grpo",
+        "generation_log": state / "generation_server.log",  # TRL's vLLM server (vllm_mode: server)
         "final_model": root / "grpo",
         "reports": reports,
         "history": reports / "reward_history.csv",

@@ -136,3 +136,63 @@ def test_dry_run_prints_the_launch_without_running(project_root):
     assert "--tensor-parallel-size 1 --gpu-memory-utilization 0.9" in serve and "--max-model-len 1280" in serve
     assert "Flow run" not in result.stdout + result.stderr  # no Prefect run for a dry run
     assert not Path(plan["final_model"]).exists()
+
+
+STAND_IN_SERVER = """
+import os, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+print("CUDA_VISIBLE_DEVICES=" + os.environ.get("CUDA_VISIBLE_DEVICES", ""), "model=" + sys.argv[2], flush=True)
+if sys.argv[3] == "fail":
+    sys.exit(3)
+class Health(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/health" else 404)
+        self.end_headers()
+HTTPServer(("127.0.0.1", int(sys.argv[1])), Health).serve_forever()
+"""
+
+
+@pytest.mark.parametrize("outcome", ["healthy", "fail"])
+def test_generation_server_runs_on_the_vllm_gpus_and_always_stops(params, published, tmp_path, monkeypatch, outcome):
+    """The GPU path's vLLM generation server, with a stand-in process (TRL's server needs a GPU):
+    started on ``vllm.gpus``, waited for on ``/health``, stopped when training ends; a server
+    that dies while starting fails the step with its log."""
+    import copy
+    import socket
+
+    import httpx
+
+    import flows.train
+    from flows.train import generation_server
+    from tasks.server import ServerError
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    prof = copy.deepcopy(published)
+    prof["vllm"]["port"] = port
+    script = tmp_path / "stand_in.py"
+    script.write_text(STAND_IN_SERVER)
+    monkeypatch.setattr(
+        flows.train, "vllm_server_command", lambda prof, model, python: [python, str(script), str(port), model, outcome]
+    )
+    log = tmp_path / "generation_server.log"
+    if outcome == "fail":
+        with pytest.raises(ServerError, match="(?s)exited with status 3.*CUDA_VISIBLE_DEVICES=3"):
+            with generation_server(params, prof, "Qwen/Qwen2.5-7B-Instruct", log):
+                pass
+        return
+    with generation_server(params, prof, "Qwen/Qwen2.5-7B-Instruct", log):
+        assert httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200
+    assert "CUDA_VISIBLE_DEVICES=3 model=Qwen/Qwen2.5-7B-Instruct" in log.read_text()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/health")
+
+
+def test_generation_server_is_not_started_without_vllm_server_mode(params, tmp_path):
+    from flows.train import generation_server
+
+    log = tmp_path / "generation_server.log"
+    with generation_server(params, profile(params, "cpu"), "models/cpu/warmup", log):
+        pass
+    assert not log.exists()

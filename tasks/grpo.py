@@ -32,30 +32,47 @@ CHECKPOINT_PREFIX = "checkpoint-"
 def prompt_dataset(
     tokenizer: PreTrainedTokenizerFast, examples: Sequence[Example], max_prompt_length: int
 ) -> tuple[Dataset, int]:
-    """String prompts (rendered with the prefill open) and gold labels; prompts longer than
-    ``max_prompt_length`` tokens keep their last tokens, as TRL 0.14 truncated them.
-    Returns the dataset and how many prompts were truncated."""
-    rows, truncated = [], 0
+    """String prompts (rendered with the prefill open), gold labels and row ids, and the
+    longest prompt in tokens.
+
+    Prompts are never cut: a cut prompt loses the start of the chat template (the system
+    turn), and what vLLM generates from would differ from what the loss sees. A prompt
+    longer than ``max_prompt_length`` stops the run before any training, naming the row.
+    """
+    rows, longest = [], 0
     for e in examples:
         prompt = render_prompt(tokenizer, e.text, e.people1, e.people2)
-        ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        if len(ids) > max_prompt_length:
-            prompt = tokenizer.decode(ids[-max_prompt_length:], skip_special_tokens=False)
-            truncated += 1
+        length = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        if length > max_prompt_length:
+            raise ValueError(
+                f"the prompt of training row {e.id} is {length} tokens, over grpo.max_prompt_length "
+                f"({max_prompt_length}); raise it (and vllm.max_model_len with it)"
+            )
+        longest = max(longest, length)
         rows.append({"prompt": prompt, "label": e.label, "id": e.id})
-    return Dataset.from_list(rows), truncated
+    return Dataset.from_list(rows), longest
 
 
 class CompletionRecorder:
-    """Keeps the latest batch the rewards saw, for the completions table."""
+    """Keeps the latest batch the rewards saw, for the completions table, and counts the
+    completions and distinct prompts this process scored since the last optimizer step."""
 
     def __init__(self) -> None:
         self.latest: list[dict[str, Any]] = []
+        self.completions = 0
+        self.prompt_ids: set[str] = set()
+
+    def take_counts(self) -> tuple[int, list[str]]:
+        counts = (self.completions, sorted(self.prompt_ids))
+        self.completions, self.prompt_ids = 0, set()
+        return counts
 
     def wrap(self, fn: Callable[..., list[float]]) -> Callable[..., list[float]]:
         def reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
             values = fn(completions, **kwargs)
             if fn is label_reward:
+                self.completions += len(completions)
+                self.prompt_ids.update(str(i) for i in kwargs.get("id") or ())
                 prompts = kwargs.get("prompts") or [""] * len(completions)
                 self.latest = [
                     {"prompt_tail": str(p)[-80:], "completion": completion_text(c), "label": gold, "label_reward": v}
@@ -67,18 +84,40 @@ class CompletionRecorder:
         return reward
 
 
+ROLLOUT_PROMPTS = "rollout/prompts"
+ROLLOUT_COMPLETIONS = "rollout/completions"
+
+
 class ProgressCallback(TrainerCallback):
-    """A line per logged step, and the step's metrics to MLflow when ``mlflow_run_id`` is given."""
+    """A line per logged step, and the step's metrics to MLflow when ``mlflow_run_id`` is given.
+
+    Each optimizer step also records what was actually scored in it, summed over every
+    process: ``rollout/completions`` and ``rollout/prompts`` (distinct prompt ids), in the
+    log history (so in the reward history CSV) and in MLflow.
+    """
 
     def __init__(self, recorder: CompletionRecorder, completions_every: int, mlflow_run_id: str | None) -> None:
         self.recorder = recorder
         self.completions_every = completions_every
         self.mlflow_run_id = mlflow_run_id
+        self.rollout: dict[str, float] = {}
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        from accelerate.utils import gather_object
+
+        # every process reaches this point once per optimizer step: a safe place for a collective
+        per_process = gather_object([self.recorder.take_counts()])
+        self.rollout = {
+            ROLLOUT_COMPLETIONS: float(sum(n for n, _ in per_process)),
+            ROLLOUT_PROMPTS: float(len({i for _, ids in per_process for i in ids})),
+        }
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
         if not state.is_world_process_zero or not logs or "reward" not in logs:
             return
-        row = numeric(logs)
+        if self.rollout and state.log_history and state.log_history[-1].get("step") == state.global_step:
+            state.log_history[-1].update(self.rollout)  # saved with checkpoints, written to the history CSV
+        row = numeric(logs) | self.rollout
         log.info(
             "GRPO step %d/%d reward %.3f (format %.3f, label %.3f) kl %s",
             state.global_step,
@@ -124,7 +163,8 @@ def claim_checkpoint_dir(directory: Path, fingerprint: str) -> None:
     """Keep ``directory``'s checkpoints only if they belong to the same run settings.
 
     A checkpoint written under other settings (other params, another start model) must
-    not be resumed: it is removed, with a log line saying why.
+    not be resumed: it is removed, with a log line saying why. With several training
+    processes only the main one may call this (see ``tasks.grpo_entry``).
     """
     marker = directory / "FINGERPRINT"
     if directory.exists() and (not marker.is_file() or marker.read_text().strip() != fingerprint):

@@ -58,16 +58,21 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
 
+    from accelerate import PartialState
+
+    state = PartialState()  # the process group accelerate launch set up (a no-op for one process)
     params = read_project_params(args.params_file)
     prof = profile(params, args.profile)
     paths = train_paths(params, args.profile)
     start_model = paths["start_model"]
     tokenizer = load_processing_class(start_model, get_str(prof, "model.tokenizer"))
     train_rows = read_examples(project_path(get_str(params, "split.out_dir")) / "train.jsonl")
-    dataset, truncated = prompt_dataset(tokenizer, train_rows, get_int(prof, "grpo.max_prompt_length"))
-    log.info("GRPO on %d prompts from %s (%d truncated to max_prompt_length)", len(dataset), start_model, truncated)
+    dataset, longest = prompt_dataset(tokenizer, train_rows, get_int(prof, "grpo.max_prompt_length"))
+    log.info("GRPO on %d prompts from %s (the longest is %d tokens)", len(dataset), start_model, longest)
     kwargs = grpo_config_kwargs(prof, str(paths["checkpoints"]))
-    claim_checkpoint_dir(paths["checkpoints"], fingerprint(kwargs, start_model, list(dataset["id"])))
+    if state.is_main_process:  # one process decides what to keep; the others wait for it
+        claim_checkpoint_dir(paths["checkpoints"], fingerprint(kwargs, start_model, list(dataset["id"])))
+    state.wait_for_everyone()
     trainer = run_grpo(
         start_model,
         tokenizer,
@@ -77,15 +82,28 @@ def main(argv: list[str] | None = None) -> None:
         mlflow_run_id=os.environ.get("MLFLOW_RUN_ID"),
         peft_config=lora_config(prof),
     )
-    if trainer.accelerator.is_main_process:
-        staging = paths["final_model"].with_name(paths["final_model"].name + ".partial")
-        if lora_config(prof) is not None:
-            # publish a full model (adapter merged), so vLLM serves it like any other
-            trainer.accelerator.unwrap_model(trainer.model).merge_and_unload().save_pretrained(
-                str(staging), safe_serialization=True
-            )
-        else:
-            trainer.save_model(str(staging))
+    publish(trainer, prof, tokenizer, paths)
+    log.info("Process %d of %d done", state.process_index, state.num_processes)
+
+
+def publish(trainer, prof: dict, tokenizer, paths: dict[str, Path]) -> None:  # noqa: ANN001
+    """Save the trained model and publish it to ``paths.final_model`` in one rename.
+
+    Every process takes part in the save: under DeepSpeed ZeRO-3 the weights are spread
+    over all of them and gathering them is a collective. Only the main process writes.
+    """
+    accelerator = trainer.accelerator
+    staging = paths["final_model"].with_name(paths["final_model"].name + ".partial")
+    if lora_config(prof) is not None:
+        if accelerator.num_processes > 1:
+            raise NotImplementedError("merging LoRA adapters is done in one process (launch.num_processes: 1)")
+        # publish a full model (adapter merged), so vLLM serves it like any other
+        accelerator.unwrap_model(trainer.model).merge_and_unload().save_pretrained(str(staging), safe_serialization=True)
+    else:
+        trainer.save_model(str(staging))
+    if accelerator.is_main_process:
+        # TRL's pickled arguments hold this machine's absolute paths; the resolved config is in MLflow
+        (staging / "training_args.bin").unlink(missing_ok=True)
         if get_str(prof, "model.tokenizer") == "project":
             from tasks.tokenizer import save_tokenizer
 
@@ -97,6 +115,8 @@ def main(argv: list[str] | None = None) -> None:
         log.info("Saved the GRPO model to %s and %d logged steps to %s", paths["final_model"], steps, paths["history"])
         # The run is complete and published: its checkpoints must not be resumed again.
         shutil.rmtree(paths["checkpoints"], ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
 
 
 if __name__ == "__main__":

@@ -48,15 +48,16 @@ class Server:
     alive: Callable[[], bool]
 
 
-def pick_port(host: str, port: int) -> int:
-    """``port`` if it is free on ``host``; a free port chosen by the OS when ``port`` is 0."""
+def pick_port(host: str, port: int, setting: str = "serve.port") -> int:
+    """``port`` if it is free on ``host``; a free port chosen by the OS when ``port`` is 0.
+    ``setting`` names the parameter to change when it is taken."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         try:
             sock.bind((host, port))
         except OSError as err:
+            hint = ", or to 0 to let the system pick one" if setting == "serve.port" else ""
             raise ServerError(
-                f"port {port} on {host} is in use ({err.strerror}); set serve.port to a free port, "
-                "or to 0 to let the system pick one"
+                f"port {port} on {host} is in use ({err.strerror}); set {setting} to a free port{hint}"
             ) from err
         return sock.getsockname()[1]
 

@@ -155,7 +155,7 @@ def evaluate_flow(params_file: str = "params.yaml", profile_name_: str | None = 
                     shutil.copy2(state / "server.log", out / stage / "server.log")
                 logger.info("%s: %s", stage, {k: round(v, 4) for k, v in results[stage].items()})
                 mlflow.log_metrics({f"{stage}/test_{k}": v for k, v in results[stage].items()})
-                if stage == "grpo" and get(params, "tracking.register_model") and results["split"] == "test":
+                if stage == "grpo" and get(profile(params, name), "register_model") and results["split"] == "test":
                     tag_registered_version(params, name, model, results[stage], rows)
         metrics_file = project_path(get_str(params, "evaluate.metrics_file"))
         metrics_file.parent.mkdir(parents=True, exist_ok=True)

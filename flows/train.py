@@ -14,11 +14,13 @@ nothing. Outputs: ``models/<profile>/`` (base, warmup, grpo), ``reports/train/<p
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -178,14 +180,17 @@ def generation_server(params: dict[str, Any], prof: dict[str, Any], model: str, 
         yield
         return
     from people_relation.params import get_float
-    from tasks.server import vllm_server
+    from tasks.server import pick_port, vllm_server
 
     vllm = get(prof, "vllm")
+    host, port = get_str(prof, "vllm.host"), get_int(prof, "vllm.port")
+    pick_port(host, port, "vllm.port")  # TRL's trainer connects to this fixed port: it must be ours
+    pick_port(host, get_int(prof, "vllm.group_port"), "vllm.group_port")
     with vllm_server(
         command,
         {"CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in vllm["gpus"])},
-        get_str(prof, "vllm.host"),
-        get_int(prof, "vllm.port"),
+        host,
+        port,
         model,
         log_path,
         get_float(params, "serve.startup_timeout_s"),
@@ -224,23 +229,71 @@ def grpo(
         raise RuntimeError(f"GRPO exited with status {code}; last lines:\n" + "\n".join(tail))
 
 
-@task(name="validate")
-def validate(params: dict[str, Any], model_dir: Path, tokenizer_kind: str) -> tuple[dict[str, float], list[str]]:
-    from tasks.data import read_examples
-    from tasks.generation import evaluate_examples
-    from tasks.grpo_entry import load_processing_class
-    from tasks.tiny_model import load_model
+VALIDATION_ENGINES = ("transformers", "vllm")
 
+
+@task(name="validate")
+def validate(
+    params: dict[str, Any], name: str, stage: str, tokenizer_kind: str
+) -> tuple[dict[str, float], list[str]]:
+    """Greedy scores of the ``stage`` model on the validation split, through the profile's
+    ``validation.engine``: ``transformers`` (generate in this process: the CPU profile) or
+    ``vllm`` (the model served as the profile's ``serve`` block says: the GPU profiles,
+    whose reasoning runs up to ``max_new_tokens`` = 1024 tokens)."""
+    from people_relation.metrics import scores
+    from people_relation.parsing import parse_completion
+    from tasks.data import read_examples
+    from tasks.train_paths import model_dir
+
+    prof = profile(params, name)
     rows = read_examples(project_path(get_str(params, "split.out_dir")) / "validation.jsonl")
-    result, completions = evaluate_examples(
-        load_model(model_dir),
-        load_processing_class(model_dir, tokenizer_kind),
-        rows,
-        get_int(params, "validation.max_new_tokens"),
-        get_int(params, "validation.batch_size"),
+    if (limit := get(prof, "validation.max_rows")) is not None:
+        rows = rows[: int(limit)]
+    engine = get_str(prof, "validation.engine", VALIDATION_ENGINES)
+    max_new_tokens = get_int(prof, "validation.max_new_tokens")
+    start = time.monotonic()
+    if engine == "transformers":
+        from tasks.generation import generate_completions
+        from tasks.grpo_entry import load_processing_class
+        from tasks.tiny_model import load_model
+
+        directory = model_dir(params, name, stage)
+        completions = generate_completions(
+            load_model(directory),
+            load_processing_class(directory, tokenizer_kind),
+            rows,
+            max_new_tokens,
+            get_int(prof, "validation.batch_size"),
+        )
+    else:
+        completions = served_completions(params, name, stage, rows, max_new_tokens)
+    parsed = [parse_completion(c) for c in completions]
+    result = scores([e.label for e in rows], [p.answer if p.format_ok else None for p in parsed])
+    result |= {"format_ok_rate": sum(p.format_ok for p in parsed) / len(parsed), "rows": len(rows)}
+    get_run_logger().info(
+        "Validation of %s (%s, %.0f s): %s", stage, engine, time.monotonic() - start, json.dumps(result)
     )
-    get_run_logger().info("Validation of %s: %s", model_dir.name, json.dumps(result))
     return result, completions
+
+
+def served_completions(params: dict[str, Any], name: str, stage: str, rows: list, max_new_tokens: int) -> list[str]:
+    """Greedy completions of ``rows`` from the ``stage`` model behind vLLM's server (the
+    serving step's server and client), in row order."""
+    from flows.serve import client_settings
+    from people_relation.predictions import ordered, read_records
+    from tasks.client import Sampling, answer_rows
+    from tasks.server import served_model
+
+    paths = train_paths(params, name)
+    answers = paths["validation_state"] / f"{stage}.jsonl"
+    answers.parent.mkdir(parents=True, exist_ok=True)
+    answers.unlink(missing_ok=True)
+    prof = profile(params, name)
+    settings = dataclasses.replace(client_settings(params), concurrency=get_int(prof, "validation.batch_size"))
+    sampling = Sampling(max_tokens=max_new_tokens, temperature=0.0, seed=get_int(prof, "serve.seed"))
+    with served_model(params, name, stage, paths["validation_state"] / f"{stage}_server.log") as server:
+        answer_rows(rows, server.base_url, server.api_key, server.model, sampling, settings, answers, server.alive)
+    return [r["completion"] for r in ordered(rows, read_records(answers)[0])]
 
 
 @task(name="register-model")
@@ -254,7 +307,7 @@ def register(params: dict[str, Any], name: str, model: Path, tokenizer_kind: str
         model,
         registered,
         tokenizer_kind,
-        get_int(params, "validation.max_new_tokens"),
+        get_int(profile(params, name), "validation.max_new_tokens"),
         tags={"profile": name, FINGERPRINT_TAG: fingerprint(model)},
         metrics={f"val_{k}": v for k, v in val.items() if k in ("weighted_f1", "macro_f1", "accuracy")},
     )
@@ -277,7 +330,7 @@ def train_flow(params_file: str = "params.yaml", profile_name_: str | None = Non
     prof = profile(params, name)
     paths = train_paths(params, name)
     tokenizer_kind = get_str(prof, "model.tokenizer")
-    with mlflow_run(params, "train", {"profile": name, "validation": get(params, "validation")}) as active:
+    with mlflow_run(params, "train", {"profile": name}) as active:
         run_id = active.info.run_id
         mlflow.log_params(flatten(prof, f"{name}."))
         mlflow.log_dict(the_plan, "train/plan.json")
@@ -287,17 +340,22 @@ def train_flow(params_file: str = "params.yaml", profile_name_: str | None = Non
             mlflow.log_params({f"model.{k}": v for k, v in results["model"].items()})
         if the_plan["warmup"]:
             warm_up(params, prof, paths, run_id)
-            results["warmup"], completions = validate(params, paths["warmup"], tokenizer_kind)
+            results["warmup"], completions = validate(params, name, "warmup", tokenizer_kind)
             mlflow.log_metrics({f"warmup/val_{k}": v for k, v in results["warmup"].items()})
             mlflow.log_text("\n---\n".join(completions[:50]), "train/warmup_validation_samples.txt")
         grpo(params, params_file, name, prof, run_id, tracking_uri(params), str(paths["start_model"]))
-        results["grpo"], completions = validate(params, paths["final_model"], tokenizer_kind)
+        results["grpo"], completions = validate(params, name, "grpo", tokenizer_kind)
         mlflow.log_metrics({f"grpo/val_{k}": v for k, v in results["grpo"].items()})
         mlflow.log_text("\n---\n".join(completions[:50]), "train/grpo_validation_samples.txt")
-        if get(params, "tracking.register_model"):
+        if get(prof, "register_model"):
             # the version lives in MLflow only: metrics.json is a DVC metrics file and must not
             # depend on the state of a tracking store
             register(params, name, paths["final_model"], tokenizer_kind, results["grpo"])
+        else:
+            # too large to copy into MLflow: the run says which folder (a DVC output) it made
+            from tasks.io import fingerprint
+
+            mlflow.set_tags({"model.dir": str(paths["final_model"]), "model.fingerprint": fingerprint(paths["final_model"])})
 
         import csv
 

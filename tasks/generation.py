@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 import torch
 from transformers import PreTrainedTokenizerFast
 
 from people_relation.dataset import Example
-from people_relation.metrics import scores
-from people_relation.parsing import parse_completion
 from people_relation.prompt import render_prompt
 
 
@@ -40,20 +37,3 @@ def generate_completions(
         new = out[:, enc["input_ids"].shape[1] :]
         completions.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
     return completions
-
-
-def evaluate_examples(
-    model: torch.nn.Module,
-    tokenizer: PreTrainedTokenizerFast,
-    examples: Sequence[Example],
-    max_new_tokens: int,
-    batch_size: int,
-) -> tuple[dict[str, float], list[str]]:
-    """Scores of greedy completions on ``examples``, plus the completions."""
-    start = time.monotonic()
-    completions = generate_completions(model, tokenizer, examples, max_new_tokens, batch_size)
-    parsed = [parse_completion(c) for c in completions]
-    result = scores([e.label for e in examples], [p.answer if p.format_ok else None for p in parsed])
-    result["format_ok_rate"] = sum(p.format_ok for p in parsed) / len(parsed)
-    result["seconds"] = time.monotonic() - start
-    return result, completions

@@ -29,6 +29,7 @@ def train_paths(params: dict[str, Any], name: str) -> dict[str, Path]:
         "warmup_state": state / "warmup",
         "checkpoints": state / "grpo",
         "generation_log": state / "generation_server.log",  # TRL's vLLM server (vllm_mode: server)
+        "validation_state": state / "validation",  # answers and server logs of validation.engine: vllm
         "final_model": root / "grpo",
         "reports": reports,
         "history": reports / "reward_history.csv",

@@ -61,7 +61,7 @@ def shrink_cpu_profile(params: dict) -> None:
     cpu["model"]["arch"] = dict(TINY_ARCH)
     cpu["warmup"] |= {"epochs": 1, "log_every": 50}
     cpu["grpo"] |= {"max_steps": 4, "save_steps": 2, "completions_every": 2, "max_completion_length": 32}
-    params["validation"]["max_new_tokens"] = 32
+    cpu["validation"]["max_new_tokens"] = 32
 
 
 def write_sandbox_params(params: dict, root: Path, data_dir: Path, **overrides) -> Path:

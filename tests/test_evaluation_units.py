@@ -140,7 +140,7 @@ def test_gpu_serve_command_uses_tensor_parallelism_and_its_gpus(params):
     serve = dict(profile(params, "qwen2.5-7b")["serve"]) | {"tensor_parallel_size": 2, "gpus": [0, 1]}
     command = serve_command(serve, "models/qwen2.5-7b/grpo", None, "127.0.0.1", 8000, "pr", "py")
     flags = flag_values(command)
-    assert flags["--tensor-parallel-size"] == "2" and flags["--max-model-len"] == "1280"
+    assert flags["--tensor-parallel-size"] == "2" and flags["--max-model-len"] == "1344"
     assert "--tokenizer" not in command and "--enforce-eager" not in command
     assert serve_env(serve, "/c", None)["CUDA_VISIBLE_DEVICES"] == "0,1"
     with pytest.raises(ParamsError, match="gpus"):

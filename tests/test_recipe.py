@@ -32,6 +32,8 @@ def test_published_recipe_values_are_explicit(published):
     assert kw["lr_scheduler_type"] == "cosine"
     assert kw["warmup_steps"] == 0.03
     assert kw["beta"] == 0.001  # current TRL defaults to 0
+    assert kw["use_bias_correction_kl"] is False  # current TRL defaults to true; TRL 0.14 had no such term
+    assert kw["model_init_kwargs"] == {"dtype": "bfloat16"}  # TRL loads in float32 unless told
     assert kw["loss_type"] == "grpo"  # current TRL defaults to dapo; grpo is TRL 0.14's loss
     assert kw["scale_rewards"] == "group"
     assert kw["num_generations"] == 8
@@ -40,7 +42,8 @@ def test_published_recipe_values_are_explicit(published):
     assert kw["bf16"] is True and kw["gradient_checkpointing"] is True
     assert kw["save_steps"] == 25 and kw["seed"] == 42
     assert kw["use_vllm"] is True and kw["vllm_mode"] == "server"
-    assert published["grpo"]["max_prompt_length"] == 256
+    # the published 256 would cut 48 training prompts (counted with Qwen2.5's tokenizer): none is cut here
+    assert published["grpo"]["max_prompt_length"] == 320
 
 
 def test_published_launch_uses_accelerate_with_zero3_and_a_separate_vllm_gpu(published, project_root):
@@ -133,7 +136,7 @@ def test_dry_run_prints_the_launch_without_running(project_root):
     assert "accelerate.commands.launch --config_file configs/accelerate/deepspeed_zero3.yaml" in launch
     assert serve.startswith("CUDA_VISIBLE_DEVICES=0 python -m vllm.entrypoints.openai.api_server")
     assert re.search(r"--model \S+/models/qwen2\.5-7b/grpo ", serve) and "--tokenizer" not in serve
-    assert "--tensor-parallel-size 1 --gpu-memory-utilization 0.9" in serve and "--max-model-len 1280" in serve
+    assert "--tensor-parallel-size 1 --gpu-memory-utilization 0.9" in serve and "--max-model-len 1344" in serve
     assert "Flow run" not in result.stdout + result.stderr  # no Prefect run for a dry run
     assert not Path(plan["final_model"]).exists()
 

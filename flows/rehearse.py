@@ -1,0 +1,116 @@
+"""rehearse: a GPU profile's train step, run on this CPU before GPUs are booked.
+
+    python -m flows.rehearse                # = make rehearse (rehearsal.profile: qwen2.5-7b)
+
+Builds the stand-in model (a tiny Qwen2 with Qwen2.5's real tokenizer, see
+``tasks.rehearsal``), writes the rehearsal's params under ``rehearsal.dir`` (the GPU profile
+with only device-level and budget values substituted), runs the train flow on them (the
+same flow ``dvc repro`` runs: ``accelerate launch`` on several processes under DeepSpeed
+ZeRO-3, checkpoints, resume, the final save, publishing, validation through vLLM, MLflow),
+and checks what actually ran: every optimizer step scored processes x prompts x
+generations x accumulation completions, and every process finished. Run it again after a
+crash and training resumes from the last checkpoint, as the real run would.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prefect import flow, get_run_logger
+
+from flows.cli import run
+from people_relation.params import get, get_str
+from people_relation.recipe import batch_arithmetic, profile
+from tasks.io import fingerprint, project_path, read_project_params, write_json
+from tasks.rehearsal import build_stand_in, rehearsal_params
+from tasks.train_paths import train_paths
+
+STAND_IN = "stand_in"
+PARAMS = "params.yaml"
+SUMMARY = "rehearsal.json"
+
+
+class RehearsalFailed(RuntimeError):
+    """The rehearsal ran, but did not do what the recipe says it would."""
+
+
+def stand_in_model(arch: dict[str, Any], root: Path) -> Path:
+    """The stand-in model under ``root``, built again only when its settings changed."""
+    directory = root / STAND_IN
+    key = fingerprint(arch)
+    marker = root / f"{STAND_IN}.fingerprint"
+    if not (directory / "config.json").is_file() or not marker.is_file() or marker.read_text().strip() != key:
+        build_stand_in(directory, arch)
+        marker.write_text(key + "\n")
+    return directory
+
+
+def rollout_per_step(history: Path) -> list[dict[str, float]]:
+    """Step, completions and distinct prompts scored in each logged optimizer step."""
+    with history.open(encoding="utf-8") as fh:
+        return [
+            {
+                "step": int(float(row["step"])),
+                "completions": float(row["rollout/completions"]),
+                "prompts": float(row["rollout/prompts"]),
+            }
+            for row in csv.DictReader(fh)
+        ]
+
+
+def check_rollouts(steps: list[dict[str, float]], batch: dict[str, int], max_steps: int) -> None:
+    """Every step scored exactly the planned completions and prompts, and every step ran."""
+    if [s["step"] for s in steps] != list(range(1, max_steps + 1)):
+        raise RehearsalFailed(f"logged steps {[s['step'] for s in steps]}, expected 1..{max_steps}")
+    for s in steps:
+        if (s["completions"], s["prompts"]) != (batch["completions_per_step"], batch["prompts_per_step"]):
+            raise RehearsalFailed(
+                f"step {s['step']} scored {s['completions']:.0f} completions of {s['prompts']:.0f} prompts; the "
+                f"recipe's arithmetic says {batch['completions_per_step']} of {batch['prompts_per_step']}"
+            )
+
+
+@flow(name="rehearse", log_prints=True)
+def rehearse_flow(params_file: str = "params.yaml") -> dict[str, Any]:
+    from flows.train import train_flow
+
+    logger = get_run_logger()
+    params = read_project_params(params_file)
+    root = project_path(get_str(params, "rehearsal.dir"))
+    root.mkdir(parents=True, exist_ok=True)
+    stand_in = stand_in_model(dict(get(params, "rehearsal.stand_in")), root)
+    rehearsed = rehearsal_params(params, root, stand_in)
+    (root / PARAMS).write_text(yaml.safe_dump(rehearsed, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    name = get_str(rehearsed, "train.profile")
+    prof = profile(rehearsed, name)
+    batch = batch_arithmetic(prof)
+    logger.info(
+        "Rehearsing %s: %d processes, %d completions of %d prompts a step, params in %s",
+        name,
+        batch["num_processes"],
+        batch["completions_per_step"],
+        batch["prompts_per_step"],
+        root / PARAMS,
+    )
+    results = train_flow(params_file=str(root / PARAMS))
+    paths = train_paths(rehearsed, name)
+    steps = rollout_per_step(paths["history"])
+    check_rollouts(steps, batch, int(get(prof, "grpo.max_steps")))
+    summary = {
+        "profile": name,
+        "batch": batch,
+        "rollout": steps,
+        "validation": results["grpo"],
+        "model": str(paths["final_model"]),
+    }
+    write_json(root / SUMMARY, summary)
+    logger.info("Rehearsal of %s passed: %s", name, json.dumps(summary, ensure_ascii=False))
+    return summary
+
+
+if __name__ == "__main__":
+    run(rehearse_flow)

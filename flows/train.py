@@ -205,14 +205,27 @@ def grpo(
     params: dict[str, Any], params_file: str, name: str, prof: dict[str, Any], run_id: str, uri: str, start_model: str
 ) -> None:
     """Run the GRPO process (plain, or under accelerate launch) and stream its log."""
+    from tasks.server import die_with_parent
+
     logger = get_run_logger()
     command = launch_command(prof, name, params_file, python=sys.executable)
     logger.info("Starting GRPO: %s", shlex.join(command))
-    env = os.environ | {"MLFLOW_RUN_ID": run_id, "MLFLOW_TRACKING_URI": uri, "PYTHONUNBUFFERED": "1"}
+    env = os.environ | {
+        "MLFLOW_RUN_ID": run_id,
+        "MLFLOW_TRACKING_URI": uri,
+        "PYTHONUNBUFFERED": "1",
+        "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",  # the training processes run no flow
+    }
     with (
         generation_server(params, prof, start_model, train_paths(params, name)["generation_log"]),
         subprocess.Popen(
-            command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            command,
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            preexec_fn=die_with_parent,  # the launcher (and so its ranks) stops when this step dies
         ) as proc,
     ):
         tail: list[str] = []
@@ -233,9 +246,7 @@ VALIDATION_ENGINES = ("transformers", "vllm")
 
 
 @task(name="validate")
-def validate(
-    params: dict[str, Any], name: str, stage: str, tokenizer_kind: str
-) -> tuple[dict[str, float], list[str]]:
+def validate(params: dict[str, Any], name: str, stage: str, tokenizer_kind: str) -> tuple[dict[str, float], list[str]]:
     """Greedy scores of the ``stage`` model on the validation split, through the profile's
     ``validation.engine``: ``transformers`` (generate in this process: the CPU profile) or
     ``vllm`` (the model served as the profile's ``serve`` block says: the GPU profiles,
@@ -355,7 +366,8 @@ def train_flow(params_file: str = "params.yaml", profile_name_: str | None = Non
             # too large to copy into MLflow: the run says which folder (a DVC output) it made
             from tasks.io import fingerprint
 
-            mlflow.set_tags({"model.dir": str(paths["final_model"]), "model.fingerprint": fingerprint(paths["final_model"])})
+            final = paths["final_model"]
+            mlflow.set_tags({"model.dir": str(final), "model.fingerprint": fingerprint(final)})
 
         import csv
 
@@ -381,10 +393,29 @@ def train_flow(params_file: str = "params.yaml", profile_name_: str | None = Non
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", dest="profile_name_", default=None, help="override train.profile")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved plan; start nothing")
+    parser.add_argument(
+        "--preflight", action="store_true", help="check this machine for the profile (GPUs, driver, model, ports, disk)"
+    )
+
+
+def _preflight(args: argparse.Namespace) -> None:
+    """Print every check for the profile on this machine; exit 1 when one fails."""
+    from tasks.preflight import report, run_checks, trl_vllm_range
+
+    params = read_project_params(args.params_file)
+    checks = run_checks(params, args.profile_name_ or profile_name(params), trl_vllm_range())
+    print(report(checks))
+    if not all(c.ok for c in checks):
+        sys.exit(1)
 
 
 def _dry_run(args: argparse.Namespace) -> bool:
-    """Print what a run would launch, with no Prefect run, model or GPU package involved."""
+    """Print what a run would launch, with no Prefect run, model or GPU package involved;
+    or, with ``--preflight``, check this machine for it."""
+    if vars(args).pop("preflight"):
+        vars(args).pop("dry_run")
+        _preflight(args)
+        return True
     if not vars(args).pop("dry_run"):
         return False
     params = read_project_params(args.params_file)

@@ -60,6 +60,12 @@ def main(argv: list[str] | None = None) -> None:
 
     from accelerate import PartialState
 
+    from tasks.server import die_with_parent
+
+    parent = os.getppid()
+    die_with_parent()  # a rank must not train on, orphaned, when its launcher is killed
+    if os.getppid() != parent:
+        sys.exit("the launcher exited before this process started")
     state = PartialState()  # the process group accelerate launch set up (a no-op for one process)
     params = read_project_params(args.params_file)
     prof = profile(params, args.profile)
@@ -98,7 +104,8 @@ def publish(trainer, prof: dict, tokenizer, paths: dict[str, Path]) -> None:  # 
         if accelerator.num_processes > 1:
             raise NotImplementedError("merging LoRA adapters is done in one process (launch.num_processes: 1)")
         # publish a full model (adapter merged), so vLLM serves it like any other
-        accelerator.unwrap_model(trainer.model).merge_and_unload().save_pretrained(str(staging), safe_serialization=True)
+        merged = accelerator.unwrap_model(trainer.model).merge_and_unload()
+        merged.save_pretrained(str(staging), safe_serialization=True)
     else:
         trainer.save_model(str(staging))
     if accelerator.is_main_process:

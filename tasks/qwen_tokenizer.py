@@ -18,7 +18,8 @@ from transformers import PreTrainedTokenizerFast
 
 # Qwen2's pre-tokenizer: as GPT-4's, but digits one at a time.
 QWEN2_PATTERN = (
-    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
+    r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
 )
 FIRST_ADDED_ID = 151643
 # Qwen2.5's added tokens in id order (151643...151664); True: special (skipped when decoding).
@@ -91,7 +92,7 @@ def build_qwen25_tokenizer() -> PreTrainedTokenizerFast:
         bos_token=None,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
-        additional_special_tokens=[t for t, special in ADDED_TOKENS if special and t not in ("<|endoftext|>", "<|im_end|>")],
+        additional_special_tokens=[t for t, special in ADDED_TOKENS[3:] if special] + ["<|im_start|>"],
         chat_template=QWEN25_CHAT_TEMPLATE,
         model_max_length=131072,
         errors="replace",

@@ -33,6 +33,8 @@ DEVICE_KEYS = frozenset(
         "launch.num_processes",
         "launch.training_gpus",
         "launch.accelerate_config",
+        "launch.min_free_gib",
+        "launch.checkpoint_gib",
         "grpo.use_cpu",
         "grpo.bf16",
         "grpo.model_dtype",
@@ -84,7 +86,11 @@ def rehearsal_params(params: dict[str, Any], root: Path, stand_in: Path) -> dict
         "reports_dir": str(root / "reports" / "train"),
     }
     out["serve"] |= {"reports_dir": str(root / "reports" / "serve")}
-    out["tracking"] |= {"uri": f"sqlite:///{root / 'mlflow.db'}", "artifact_dir": str(root / "mlartifacts")}
+    out["tracking"] |= {
+        "uri": f"sqlite:///{root / 'mlflow.db'}",  # MLFLOW_TRACKING_URI, when set, still wins
+        "artifact_dir": str(root / "mlartifacts"),
+        "experiment": get_str(params, "tracking.experiment") + "-rehearsal",  # never among the real runs
+    }
     return out
 
 

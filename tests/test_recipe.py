@@ -132,6 +132,10 @@ def test_dry_run_prints_the_launch_without_running(project_root):
     plan = json.loads(body)
     assert plan["batch"]["completions_per_step"] == 192
     assert plan["grpo_config"]["beta"] == 0.001
+    assert plan["grpo_config"]["use_bias_correction_kl"] is False
+    assert plan["grpo_config"]["model_init_kwargs"] == {"dtype": "bfloat16"}
+    assert plan["max_prompt_length"] == 320 and plan["register_model"] is False
+    assert plan["validation"] == {"engine": "vllm", "max_new_tokens": 1024, "batch_size": 64, "max_rows": None}
     assert "CUDA_VISIBLE_DEVICES=3" in launch and "trl.scripts.vllm_serve" in launch
     assert "accelerate.commands.launch --config_file configs/accelerate/deepspeed_zero3.yaml" in launch
     assert serve.startswith("CUDA_VISIBLE_DEVICES=0 python -m vllm.entrypoints.openai.api_server")

@@ -14,6 +14,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from tasks.preflight import trl_vllm_range
+
 CODE_PACKAGES = {"people_relation", "tasks", "flows"}
 
 
@@ -33,18 +35,10 @@ def gpu_lock(project_root):
     return locked_versions((project_root / "requirements-gpu.lock").read_text())
 
 
-def trl_vllm_range() -> str:
-    """The vLLM versions TRL (the version this project pins) declares for its ``vllm`` extra."""
-    for line in importlib.metadata.requires("trl") or []:
-        req = Requirement(line)
-        if canonicalize_name(req.name) == "vllm" and req.marker and req.marker.evaluate({"extra": "vllm"}):
-            return str(req.specifier)
-    raise AssertionError("trl declares no vllm requirement for its vllm extra")
-
-
 def test_gpu_lock_keeps_vllm_inside_trls_declared_range(gpu_lock):
     assert gpu_lock["trl"] == Version(importlib.metadata.version("trl")), "CPU and GPU environments pin one TRL"
     specifier = trl_vllm_range()
+    assert specifier, "trl declares no vllm requirement for its vllm extra"
     assert gpu_lock["vllm"] in Requirement(f"vllm{specifier}").specifier, (gpu_lock["vllm"], specifier)
 
 

@@ -15,10 +15,11 @@ setup:
 setup-gpu:
 	@VENV=$(VENV_GPU) bash scripts/setup.sh gpu
 
-## preflight: check this machine for a GPU profile before a long run (PROFILE=qwen2.5-7b; run in .venv-gpu)
+## preflight: check this machine for a GPU profile before a long run (PROFILE=qwen2.5-7b), in .venv-gpu
 PROFILE ?= qwen2.5-7b
 preflight:
-	python -m flows.train --preflight --profile $(PROFILE)
+	@test -x $(VENV_GPU)/bin/python || { echo "no $(VENV_GPU): build the GPU environment first (make setup-gpu)" >&2; exit 1; }
+	$(VENV_GPU)/bin/python -m flows.train --preflight --profile $(PROFILE)
 
 ## rehearse: the GPU profile's train step on this CPU: 2 processes, ZeRO-3, a tiny stand-in model
 rehearse: setup

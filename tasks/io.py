@@ -63,7 +63,8 @@ def fingerprint(*parts: Any) -> str:
         if isinstance(part, Path) and part.is_dir():
             for file in sorted(p for p in part.rglob("*") if p.is_file()):
                 digest.update(file.name.encode())
-                digest.update(hashlib.sha256(file.read_bytes()).digest())
+                with file.open("rb") as fh:  # streamed: a model shard can be 15 GB
+                    digest.update(hashlib.file_digest(fh, "sha256").digest())
         else:
             digest.update(json.dumps(part, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:16]

@@ -30,6 +30,11 @@ import httpx
 log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
+# loaded here, not in a forked child (dlopen there could wait on a lock another thread held)
+try:
+    _LIBC = ctypes.CDLL("libc.so.6", use_errno=True)
+except OSError:  # not glibc Linux: no parent-death signal
+    _LIBC = None
 LOG_TAIL_LINES = 40
 
 
@@ -74,10 +79,8 @@ def die_with_parent() -> None:
     Called in a child before exec, or first thing in a process whose launcher may be killed
     (a training rank: torch's launcher puts each rank in a session of its own, so killing
     the launcher's process group does not reach it)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
+    if _LIBC is not None:
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def live_group_members(pgid: int) -> list[int]:

@@ -41,6 +41,7 @@ def test_published_recipe_values_are_explicit(published):
     assert kw["temperature"] == 0.9
     assert kw["bf16"] is True and kw["gradient_checkpointing"] is True
     assert kw["save_steps"] == 25 and kw["seed"] == 42
+    assert kw["ddp_timeout"] == 1800  # also given to the process group the training process creates first
     assert kw["use_vllm"] is True and kw["vllm_mode"] == "server"
     # the published 256 would cut 48 training prompts (counted with Qwen2.5's tokenizer): none is cut here
     assert published["grpo"]["max_prompt_length"] == 320
@@ -113,6 +114,10 @@ def test_bad_profile_values_are_named(params):
         launch_command(bad, "cpu", "params.yaml")
     with pytest.raises(ParamsError, match="no profile 'tpu'"):
         profile(params, "tpu")
+    lora = copy.deepcopy(profile(params, "qwen2.5-7b-lora"))
+    lora["launch"] |= {"num_processes": 3, "accelerate_config": "configs/accelerate/deepspeed_zero3.yaml"}
+    with pytest.raises(ParamsError, match="LoRA profile .* trains in one process"):
+        launch_command(lora, "qwen2.5-7b-lora", "params.yaml")  # refused before training, not after it
 
 
 def test_dry_run_prints_the_launch_without_running(project_root):

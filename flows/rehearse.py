@@ -25,7 +25,7 @@ from prefect import flow, get_run_logger
 from flows.cli import run
 from people_relation.params import get, get_str
 from people_relation.recipe import batch_arithmetic, profile
-from tasks.io import fingerprint, project_path, read_project_params, write_json
+from tasks.io import fingerprint, project_path, read_numeric_csv, read_project_params, write_json
 from tasks.rehearsal import build_stand_in, rehearsal_params
 from tasks.train_paths import train_paths
 
@@ -100,10 +100,15 @@ def rehearse_flow(params_file: str = "params.yaml") -> dict[str, Any]:
     paths = train_paths(rehearsed, name)
     steps = rollout_per_step(paths["history"])
     check_rollouts(steps, batch, int(get(prof, "grpo.max_steps")))
+    evaluations = [int(r["step"]) for r in read_numeric_csv(paths["validation_history"])]
+    if evaluations[-1:] != [int(get(prof, "grpo.max_steps"))]:
+        raise RehearsalFailed(f"validation ran at steps {evaluations}; the last step was not validated")
     summary = {
         "profile": name,
         "batch": batch,
         "rollout": steps,
+        "evaluations": evaluations,  # greedy validation during training, on every process
+        "published": results["published"],  # the best checkpoint, loaded back under ZeRO-3
         "validation": results["grpo"],
         "model": str(paths["final_model"]),
     }

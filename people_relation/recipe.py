@@ -106,6 +106,7 @@ def grpo_config_kwargs(prof: Mapping[str, Any], output_dir: str) -> dict[str, An
         "use_vllm": vllm_mode != "off",
         "log_completions": False,
         "dataloader_num_workers": 0,
+        **evaluation_kwargs(prof, batch),
         # how long a process waits in a collective (rank 0 alone writes the final model and
         # removes the checkpoints while the others wait)
         "ddp_timeout": get_int(prof, "launch.ddp_timeout_s"),
@@ -132,6 +133,39 @@ def grpo_config_kwargs(prof: Mapping[str, Any], output_dir: str) -> dict[str, An
     if kwargs["reward_weights"] and len(kwargs["reward_weights"]) != 2:
         raise ParamsError("params.yaml: grpo.reward_weights needs one weight per reward (format, label)")
     return kwargs
+
+
+PUBLISH = ("best", "last")
+BEST_METRICS = ("weighted_f1", "macro_f1", "accuracy")
+
+
+def evaluation_kwargs(prof: Mapping[str, Any], batch: Mapping[str, int]) -> dict[str, Any]:
+    """Validation during GRPO: every ``eval_steps``, TRL scores ``num_generations_eval``
+    sampled completions per validation prompt with the rewards, and the greedy answers are
+    scored (``tasks.grpo.GreedyValidation``: ``eval_greedy_*``). The checkpoint with the
+    best greedy ``best_metric`` is published when ``publish`` is ``best``."""
+    g = get(prof, "grpo")
+    eval_steps, save_steps = get_int(g, "eval_steps"), get_int(g, "save_steps")
+    publish = get_str(g, "publish", PUBLISH)
+    if eval_steps < 1 or save_steps % eval_steps:
+        raise ParamsError(
+            f"params.yaml: grpo.save_steps ({save_steps}) must be a multiple of grpo.eval_steps ({eval_steps}): "
+            "a checkpoint is kept at evaluations, so the best one can be published"
+        )
+    generations = get_int(g, "num_generations_eval")
+    per_device = get_int(g, "eval_prompts_per_device") * generations
+    if generations < 1 or (per_device * batch["num_processes"]) % generations:
+        raise ParamsError("params.yaml: grpo.num_generations_eval must be at least 1")
+    return {
+        "eval_strategy": "steps",
+        "eval_steps": eval_steps,
+        "eval_on_start": True,  # the curve starts at the start model
+        "num_generations_eval": generations,
+        "per_device_eval_batch_size": per_device,
+        "metric_for_best_model": "eval_greedy_" + get_str(g, "best_metric", BEST_METRICS),
+        "greater_is_better": True,
+        "load_best_model_at_end": publish == "best",
+    }
 
 
 def launch_command(prof: Mapping[str, Any], name: str, params_file: str, python: str = "python") -> list[str]:

@@ -14,6 +14,7 @@ import logging
 import math
 import shutil
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,16 @@ from datasets import Dataset
 from transformers import PreTrainedTokenizerFast, TrainerCallback
 
 from people_relation.dataset import Example
+from people_relation.metrics import scores
+from people_relation.monitor import (
+    CollapseRule,
+    answer_shares,
+    answer_summary,
+    collapsed_label,
+    over_limit,
+    per_label_mean,
+)
+from people_relation.parsing import parse_completion
 from people_relation.prompt import render_prompt
 from people_relation.rewards import completion_text, format_reward, label_reward
 
@@ -54,34 +65,59 @@ def prompt_dataset(
 
 
 class CompletionRecorder:
-    """Keeps the latest batch the rewards saw, for the completions table, and counts the
-    completions and distinct prompts this process scored since the last optimizer step."""
+    """Keeps the latest batch the rewards saw, for the completions table, and collects what
+    this process scored in training since the last optimizer step: completions, distinct
+    prompts, answers and the label reward of each gold label. Evaluation batches (the
+    policy in eval mode, see ``is_training``) are not counted."""
 
     def __init__(self) -> None:
         self.latest: list[dict[str, Any]] = []
+        self.is_training: Callable[[], bool] = lambda: True
+        self._reset()
+
+    def _reset(self) -> None:
         self.completions = 0
         self.prompt_ids: set[str] = set()
+        self.answers: list[str | None] = []
+        self.golds: list[str] = []
+        self.label_rewards: list[float] = []
 
-    def take_counts(self) -> tuple[int, list[str]]:
-        counts = (self.completions, sorted(self.prompt_ids))
-        self.completions, self.prompt_ids = 0, set()
-        return counts
+    def take_step(self) -> dict[str, Any]:
+        step = {
+            "completions": self.completions,
+            "prompt_ids": sorted(self.prompt_ids),
+            "answers": self.answers,
+            "golds": self.golds,
+            "label_rewards": self.label_rewards,
+        }
+        self._reset()
+        return step
 
     def wrap(self, fn: Callable[..., list[float]]) -> Callable[..., list[float]]:
         def reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
             values = fn(completions, **kwargs)
-            if fn is label_reward:
+            if fn is label_reward and self.is_training():
+                texts = [completion_text(c) for c in completions]
                 self.completions += len(completions)
                 self.prompt_ids.update(str(i) for i in kwargs.get("id") or ())
+                self.answers += [answer_of(t) for t in texts]
+                self.golds += list(kwargs["label"])
+                self.label_rewards += [float(v) for v in values]
                 prompts = kwargs.get("prompts") or [""] * len(completions)
                 self.latest = [
-                    {"prompt_tail": str(p)[-80:], "completion": completion_text(c), "label": gold, "label_reward": v}
-                    for p, c, gold, v in zip(prompts, completions, kwargs["label"], values, strict=True)
+                    {"prompt_tail": str(p)[-80:], "completion": t, "label": gold, "label_reward": v}
+                    for p, t, gold, v in zip(prompts, texts, kwargs["label"], values, strict=True)
                 ]
             return values
 
         reward.__name__ = fn.__name__  # TRL logs rewards under the function's name
         return reward
+
+
+def answer_of(completion: str) -> str | None:
+    """The answer of a completion that holds the format, else None."""
+    parsed = parse_completion(completion)
+    return parsed.answer if parsed.format_ok else None
 
 
 ROLLOUT_PROMPTS = "rollout/prompts"
@@ -106,11 +142,17 @@ class ProgressCallback(TrainerCallback):
         from accelerate.utils import gather_object
 
         # every process reaches this point once per optimizer step: a safe place for a collective
-        per_process = gather_object([self.recorder.take_counts()])
+        steps = gather_object([self.recorder.take_step()])
+        answers = [a for s in steps for a in s["answers"]]
         self.rollout = {
-            ROLLOUT_COMPLETIONS: float(sum(n for n, _ in per_process)),
-            ROLLOUT_PROMPTS: float(len({i for _, ids in per_process for i in ids})),
+            ROLLOUT_COMPLETIONS: float(sum(s["completions"] for s in steps)),
+            ROLLOUT_PROMPTS: float(len({i for s in steps for i in s["prompt_ids"]})),
         }
+        if answers:
+            self.rollout |= {f"answers/{k}": v for k, v in answer_summary(answers).items()}
+            golds = [g for s in steps for g in s["golds"]]
+            rewards = [r for s in steps for r in s["label_rewards"]]
+            self.rollout |= {f"label_reward/{k}": v for k, v in per_label_mean(golds, rewards).items()}
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
         if not state.is_world_process_zero or not logs or "reward" not in logs:
@@ -138,6 +180,152 @@ class ProgressCallback(TrainerCallback):
                 mlflow.log_table(table, f"completions/step_{state.global_step:05d}.json", run_id=self.mlflow_run_id)
 
 
+GREEDY = "eval_greedy_"
+OVER_LIMIT = GREEDY + "over_limit"  # the label over the collapse guard's limit at this evaluation
+
+
+class GreedyValidation(TrainerCallback):
+    """At every evaluation, the policy's greedy answers to the validation rows: weighted
+    F1, accuracy, format rate and the answer distribution, added to the evaluation's
+    metrics (before the Trainer picks the best checkpoint by ``metric_for_best_model``)
+    and to its log entry. TRL's evaluation before it scores sampled completions with the
+    rewards; this is what a user of the published model gets.
+
+    Every process generates its share of the rows (under ZeRO-3 with the gathered
+    weights), the answers are gathered, and each process computes the same numbers. The
+    collapse guard reads them: see :mod:`people_relation.monitor`.
+    """
+
+    def __init__(
+        self,
+        rows: Sequence[Example],
+        tokenizer: PreTrainedTokenizerFast,
+        settings: GreedySettings,
+        guard: Guard,
+        mlflow_run_id: str | None,
+    ) -> None:
+        self.rows = list(rows)
+        self.tokenizer = tokenizer
+        self.settings = settings
+        self.guard = guard
+        self.mlflow_run_id = mlflow_run_id
+        self.trainer: Any = None  # set once the trainer exists
+        self.gold_shares = answer_shares([e.label for e in self.rows])
+
+    def answers(self, args: Any) -> list[str]:
+        from accelerate.utils import gather_object
+        from trl.models.utils import unwrap_model_for_generation
+
+        from tasks.generation import generate_completions
+
+        accelerator = self.trainer.accelerator
+        mine = list(range(accelerator.process_index, len(self.rows), accelerator.num_processes))
+        side = self.tokenizer.padding_side
+        with unwrap_model_for_generation(
+            self.trainer.model_wrapped, accelerator, gather_deepspeed3_params=args.ds3_gather_for_generation
+        ) as model:
+            completions = generate_completions(
+                model,
+                self.tokenizer,
+                [self.rows[i] for i in mine],
+                self.settings.max_new_tokens,
+                self.settings.batch_size,
+            )
+            model.train()
+        self.tokenizer.padding_side = side
+        by_row = dict(gather_object(list(zip(mine, completions, strict=True))))
+        return [by_row[i] for i in range(len(self.rows))]
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):  # noqa: ANN001
+        completions = self.answers(args)
+        answers = [answer_of(c) for c in completions]
+        result = scores([e.label for e in self.rows], answers)
+        result |= {"format_ok_rate": sum(a is not None for a in answers) / len(answers)}
+        result |= answer_summary(answers)
+        greedy = {GREEDY + k: v for k, v in result.items()}
+        over = over_limit(answer_shares(answers), self.gold_shares, self.guard.rule)
+        entry = state.log_history[-1] if state.log_history else {}
+        if entry.get("step") != state.global_step or not any(k.startswith("eval_") for k in entry):
+            entry = {"step": state.global_step}
+            state.log_history.append(entry)
+        entry.update(greedy | {OVER_LIMIT: over})
+        if metrics is not None:
+            metrics.update(greedy)  # the Trainer chooses the best checkpoint from these
+        if not state.is_world_process_zero:
+            self.check_guard(state, control, write=False)
+            return
+        log.info(
+            "Validation at step %d: greedy weighted F1 %.3f, accuracy %.3f, format %.3f, %d labels answered, "
+            "top answer %.0f%% of rows; sampled label reward %s",
+            state.global_step,
+            result["weighted_f1"],
+            result["accuracy"],
+            result["format_ok_rate"],
+            result["labels_answered"],
+            100 * result["top_share"],
+            f"{entry['eval_rewards/label_reward/mean']:.3f}" if "eval_rewards/label_reward/mean" in entry else "-",
+        )
+        if self.mlflow_run_id:
+            import mlflow
+
+            mlflow.log_metrics(
+                {metric_name(k): v for k, v in numeric(entry).items() if k != "step"},
+                step=state.global_step,
+                run_id=self.mlflow_run_id,
+            )
+            table = {
+                "row": [e.id for e in self.rows],
+                "label": [e.label for e in self.rows],
+                "answer": [a or "" for a in answers],
+                "completion": completions,
+            }
+            mlflow.log_table(table, f"validation/step_{state.global_step:05d}.json", run_id=self.mlflow_run_id)
+        self.check_guard(state, control, write=True)
+
+    def check_guard(self, state, control, write: bool) -> None:  # noqa: ANN001
+        if self.guard.action == "off":
+            return
+        # one value per trained step (a resumed run evaluates its first step again); the start
+        # model (step 0) is not counted: GRPO has not acted on it yet
+        by_step = {e["step"]: e[OVER_LIMIT] for e in state.log_history if OVER_LIMIT in e and e["step"] > 0}
+        label = collapsed_label([by_step[s] for s in sorted(by_step)], self.guard.rule)
+        if label is None:
+            return
+        share = answer_shares_of(state.log_history[-1])
+        message = (
+            f"collapse guard: the greedy answer {label!r} exceeded its limit (max of {self.guard.rule.ratio:g} x its "
+            f"gold share {self.gold_shares.get(label, 0.0):.1%} and {self.guard.rule.min_share:.0%}) in the last "
+            f"{self.guard.rule.patience} evaluations, up to step {state.global_step}{share}"
+        )
+        if self.guard.action == "stop":
+            control.should_training_stop = True
+            message += "; training stops here and the best checkpoint is published"
+        if write:
+            log.warning(message)
+            state.log_history[-1]["collapse_guard"] = message
+            if self.mlflow_run_id:
+                from mlflow import MlflowClient
+
+                MlflowClient().set_tag(self.mlflow_run_id, "collapse_guard", message)
+
+
+def answer_shares_of(entry: dict[str, Any]) -> str:
+    share = entry.get(GREEDY + "top_share")
+    return f" (top answer {share:.0%} of the rows)" if isinstance(share, float) else ""
+
+
+@dataclass(frozen=True)
+class GreedySettings:
+    max_new_tokens: int
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class Guard:
+    action: str  # stop | warn | off
+    rule: CollapseRule
+
+
 def numeric(logs: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in logs.items() if isinstance(v, int | float) and math.isfinite(float(v))}
 
@@ -147,9 +335,24 @@ def metric_name(key: str) -> str:
     return "grpo/" + key
 
 
-def write_history(log_history: Sequence[dict[str, Any]], path: Path) -> int:
-    """The reward curves: one CSV row per logged training step (TRL's ``log_history``)."""
-    rows = [numeric(entry) | {"step": int(entry["step"])} for entry in log_history if "reward" in entry]
+TIMINGS = ("step_time", "eval_runtime", "eval_samples_per_second", "eval_steps_per_second")
+
+
+def history_rows(log_history: Sequence[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """The log entries holding ``key``, one per step (a resumed run may log a step twice:
+    the later entry wins), without wall-clock timings (those are in MLflow)."""
+    by_step: dict[int, dict[str, Any]] = {}
+    for entry in log_history:
+        if key in entry:
+            row = {k: v for k, v in entry.items() if k not in TIMINGS and (isinstance(v, str) or k in numeric(entry))}
+            by_step[int(entry["step"])] = row | {"step": int(entry["step"])}
+    return [by_step[step] for step in sorted(by_step)]
+
+
+def write_history(log_history: Sequence[dict[str, Any]], path: Path, key: str = "reward") -> int:
+    """One CSV row per logged step that has ``key``: the reward curves (``reward``) or the
+    validation curves (``eval_greedy_weighted_f1``), from TRL's ``log_history``."""
+    rows = history_rows(log_history, key)
     columns = sorted({k for r in rows for k in r} - {"step"})
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as fh:
@@ -190,9 +393,13 @@ def run_grpo(
     config_kwargs: dict[str, Any],
     completions_every: int,
     mlflow_run_id: str | None,
+    validation: GreedyValidation,
+    eval_dataset: Dataset,
     peft_config: Any = None,
 ) -> Any:
-    """Train from ``model_dir``; resumes from the newest checkpoint in ``output_dir``."""
+    """Train from ``model_dir``, evaluating on ``eval_dataset`` (TRL's sampled rewards) and
+    with ``validation`` (greedy answers) every ``eval_steps``; resumes from the newest
+    checkpoint in ``output_dir``."""
     from trl import GRPOConfig, GRPOTrainer
 
     recorder = CompletionRecorder()
@@ -201,12 +408,30 @@ def run_grpo(
         reward_funcs=[recorder.wrap(format_reward), recorder.wrap(label_reward)],
         args=GRPOConfig(**config_kwargs),
         train_dataset=dataset,
+        eval_dataset=eval_dataset,
         processing_class=tokenizer,
-        callbacks=[ProgressCallback(recorder, completions_every, mlflow_run_id)],
+        callbacks=[ProgressCallback(recorder, completions_every, mlflow_run_id), validation],
         peft_config=peft_config,
     )
+    recorder.is_training = lambda: trainer.model.training  # TRL's own test for train vs eval batches
+    validation.trainer = trainer
     resume = latest_checkpoint(Path(config_kwargs["output_dir"]))
     if resume:
         log.info("Resuming GRPO from %s", resume)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     return trainer
+
+
+def selection(state: Any, publish: str, metric: str) -> dict[str, Any]:
+    """Which step's model is published and why: the best evaluation by ``metric`` or the last step."""
+    guard = next((e["collapse_guard"] for e in reversed(state.log_history) if "collapse_guard" in e), None)
+    best_step = getattr(state, "best_global_step", None)
+    return {
+        "publish": publish,
+        "metric": metric,
+        "best_step": best_step,
+        "best_value": state.best_metric,
+        "published_step": best_step if publish == "best" and best_step else state.global_step,
+        "last_step": state.global_step,
+        "collapse_guard": guard,
+    }

@@ -25,11 +25,23 @@ if __name__ == "__main__":
         sys.exit("the launcher exited before this process started")
 
 import tasks  # noqa: E402, F401  (offline defaults)
-from people_relation.params import get, get_int, get_str  # noqa: E402
+from people_relation.dataset import PROMPT_SAMPLING, label_balanced  # noqa: E402
+from people_relation.monitor import GUARD_ACTIONS, CollapseRule  # noqa: E402
+from people_relation.params import get, get_float, get_int, get_str  # noqa: E402
 from people_relation.recipe import grpo_config_kwargs, profile  # noqa: E402
 from tasks.data import read_examples  # noqa: E402
-from tasks.grpo import claim_checkpoint_dir, prompt_dataset, run_grpo, write_history  # noqa: E402
-from tasks.io import fingerprint, project_path, read_project_params, replace_dir  # noqa: E402
+from tasks.grpo import (  # noqa: E402
+    GREEDY,
+    GreedySettings,
+    GreedyValidation,
+    Guard,
+    claim_checkpoint_dir,
+    prompt_dataset,
+    run_grpo,
+    selection,
+    write_history,
+)
+from tasks.io import fingerprint, project_path, read_project_params, replace_dir, write_json  # noqa: E402
 from tasks.train_paths import train_paths  # noqa: E402
 
 log = logging.getLogger("grpo")
@@ -60,6 +72,29 @@ def lora_config(prof: dict):
     )
 
 
+def validation_rows(params: dict, prof: dict) -> list:
+    """The validation rows scored during GRPO: all, or a sample of ``grpo.eval_rows`` drawn
+    with ``grpo.seed`` (the same rows at every evaluation and on every process)."""
+    import random
+
+    rows = read_examples(project_path(get_str(params, "split.out_dir")) / "validation.jsonl")
+    limit = get(prof, "grpo.eval_rows")
+    if limit is None or int(limit) >= len(rows):
+        return rows
+    picked = sorted(random.Random(get_int(prof, "grpo.seed")).sample(range(len(rows)), int(limit)))
+    return [rows[i] for i in picked]
+
+
+def guard(prof: dict) -> Guard:
+    g = get(prof, "collapse_guard")
+    return Guard(
+        action=get_str(g, "action", GUARD_ACTIONS),
+        rule=CollapseRule(
+            ratio=get_float(g, "ratio"), min_share=get_float(g, "min_share"), patience=get_int(g, "patience")
+        ),
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params-file", default="params.yaml")
@@ -80,19 +115,36 @@ def main(argv: list[str] | None = None) -> None:
     start_model = paths["start_model"]
     tokenizer = load_processing_class(start_model, get_str(prof, "model.tokenizer"))
     train_rows = read_examples(project_path(get_str(params, "split.out_dir")) / "train.jsonl")
+    if get_str(prof, "grpo.prompt_sampling", PROMPT_SAMPLING) == "balanced":
+        train_rows = label_balanced(train_rows, get_int(prof, "grpo.seed"))
     dataset, longest = prompt_dataset(tokenizer, train_rows, get_int(prof, "grpo.max_prompt_length"))
     log.info("GRPO on %d prompts from %s (the longest is %d tokens)", len(dataset), start_model, longest)
+    val_rows = validation_rows(params, prof)
+    eval_dataset, _ = prompt_dataset(tokenizer, val_rows, get_int(prof, "grpo.max_prompt_length"))
     kwargs = grpo_config_kwargs(prof, str(paths["checkpoints"]))
     if state.is_main_process:  # one process decides what to keep; the others wait for it
-        claim_checkpoint_dir(paths["checkpoints"], fingerprint(kwargs, start_model, list(dataset["id"])))
+        claim_checkpoint_dir(
+            paths["checkpoints"], fingerprint(kwargs, start_model, list(dataset["id"]), [e.id for e in val_rows])
+        )
     state.wait_for_everyone()
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    validation = GreedyValidation(
+        val_rows,
+        tokenizer,
+        GreedySettings(get_int(prof, "validation.max_new_tokens"), get_int(prof, "validation.batch_size")),
+        guard(prof),
+        run_id,
+    )
+    log.info("Validating every %d steps on %d validation rows", kwargs["eval_steps"], len(val_rows))
     trainer = run_grpo(
         start_model,
         tokenizer,
         dataset,
         kwargs,
         completions_every=get_int(prof, "grpo.completions_every"),
-        mlflow_run_id=os.environ.get("MLFLOW_RUN_ID"),
+        mlflow_run_id=run_id,
+        validation=validation,
+        eval_dataset=eval_dataset,
         peft_config=lora_config(prof),
     )
     publish(trainer, prof, tokenizer, paths)
@@ -126,7 +178,19 @@ def publish(trainer, prof: dict, tokenizer, paths: dict[str, Path]) -> None:  # 
             tokenizer.save_pretrained(staging)
         replace_dir(staging, paths["final_model"])
         steps = write_history(trainer.state.log_history, paths["history"])
-        log.info("Saved the GRPO model to %s and %d logged steps to %s", paths["final_model"], steps, paths["history"])
+        evaluations = write_history(trainer.state.log_history, paths["validation_history"], key=GREEDY + "weighted_f1")
+        chosen = selection(trainer.state, get_str(prof, "grpo.publish"), trainer.args.metric_for_best_model)
+        write_json(paths["selection"], chosen)
+        log.info(
+            "Saved the GRPO model of step %s (%s) to %s; %d logged steps to %s, %d evaluations to %s",
+            chosen["published_step"],
+            chosen["publish"],
+            paths["final_model"],
+            steps,
+            paths["history"],
+            evaluations,
+            paths["validation_history"],
+        )
         # The run is complete and published: its checkpoints must not be resumed again.
         shutil.rmtree(paths["checkpoints"], ignore_errors=True)
     accelerator.wait_for_everyone()

@@ -74,6 +74,30 @@ def write_json(path: Path, payload: Any) -> None:
     path.write_text(json.dumps(payload, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
 
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def read_numeric_csv(path: Path) -> list[dict[str, float]]:
+    """The numeric cells of a CSV file, one dict per row (empty and text cells left out)."""
+    import csv
+    import math
+
+    def numbers(row: dict[str, str]) -> dict[str, float]:
+        out = {}
+        for key, value in row.items():
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                continue
+            if math.isfinite(number):
+                out[key] = number
+        return out
+
+    with path.open(encoding="utf-8", newline="") as fh:
+        return [numbers(row) for row in csv.DictReader(fh)]
+
+
 def write_json_atomic(path: Path, payload: Any) -> None:
     """``write_json`` through a temporary file: a reader sees the old file or the new one."""
     tmp = path.with_name(f".{path.name}.tmp")

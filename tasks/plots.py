@@ -68,6 +68,17 @@ def grouped_barh(
     plt.close(fig)
 
 
+def moving_average(values: list[float], window: int) -> list[float]:
+    """Trailing mean over up to ``window`` points (fewer at the start)."""
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
 def line_chart(
     rows: list[dict[str, float]],
     x: str,
@@ -75,14 +86,29 @@ def line_chart(
     title: str,
     path: Path,
     dpi: int,
+    smooth: int = 1,
 ) -> None:
-    """One line per column in ``ys`` (column -> legend label) against column ``x``."""
+    """One line per column in ``ys`` (column -> legend label) against column ``x``. With
+    ``smooth`` > 1 the raw points are drawn faint and their moving average over ``smooth``
+    points solid, as training curves are read."""
     use_cjk_font()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for column, label in ys.items():
         points = [(r[x], r[column]) for r in rows if x in r and column in r]
-        if points:
-            ax.plot([p[0] for p in points], [p[1] for p in points], label=label, linewidth=1.2)
+        if not points:
+            continue
+        xs, values = [p[0] for p in points], [p[1] for p in points]
+        if smooth > 1:
+            (raw,) = ax.plot(xs, values, linewidth=0.8, alpha=0.25)
+            ax.plot(
+                xs,
+                moving_average(values, smooth),
+                color=raw.get_color(),
+                linewidth=1.6,
+                label=f"{label} (mean of {smooth})",
+            )
+        else:
+            ax.plot(xs, values, label=label, linewidth=1.2, marker="o" if len(points) < 30 else None, markersize=3)
     ax.set_xlabel(x)
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -118,7 +144,7 @@ def confusion_heatmap(
     plt.close(fig)
 
 
-SOURCE_COLORS = {"this run": "#d62728", "measured here": "#ff7f0e", "published": "#1f77b4"}
+SOURCE_COLORS = {"this project": "#d62728", "measured here": "#ff7f0e", "published": "#1f77b4"}
 
 
 def comparison_bars(rows: list[tuple[str, float, str]], title: str, path: Path, dpi: int) -> None:
@@ -136,6 +162,50 @@ def comparison_bars(rows: list[tuple[str, float, str]], title: str, path: Path, 
     ax.set_title(title)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in SOURCE_COLORS.values()]
     ax.legend(handles, list(SOURCE_COLORS), loc="lower right", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+
+
+def arm_curves(
+    arms: Mapping[str, tuple[list[dict[str, float]], list[dict[str, float]]]],
+    reward_key: str,
+    validation_key: str,
+    smooth: int,
+    title: str,
+    path: Path,
+    dpi: int,
+) -> None:
+    """Each arm's GRPO curves side by side: the label reward per step (moving average over
+    ``smooth`` steps, raw points faint) and the greedy validation score per evaluation.
+    ``arms`` maps an arm to its (reward history, validation history) rows."""
+    use_cjk_font()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for arm, (rewards, validation) in arms.items():
+        points = [(r["step"], r[reward_key]) for r in rewards if reward_key in r]
+        if points:
+            (raw,) = left.plot([p[0] for p in points], [p[1] for p in points], linewidth=0.6, alpha=0.2)
+            left.plot(
+                [p[0] for p in points],
+                moving_average([p[1] for p in points], smooth),
+                color=raw.get_color(),
+                linewidth=1.6,
+                label=arm,
+            )
+            color = raw.get_color()
+        else:
+            color = None
+        evals = [(r["step"], r[validation_key]) for r in validation if validation_key in r]
+        if evals:
+            right.plot([p[0] for p in evals], [p[1] for p in evals], marker="o", markersize=3, color=color, label=arm)
+    left.set_title(f"label reward during GRPO (mean of {smooth} steps)")
+    right.set_title("greedy weighted F1 on validation during GRPO")
+    for ax in (left, right):
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)

@@ -45,6 +45,11 @@ DEVICE_KEYS = frozenset(
         "grpo.save_steps",
         "grpo.completions_every",
         "grpo.max_completion_length",
+        # how often and on how much validation is scored during training (not what is trained)
+        "grpo.eval_steps",
+        "grpo.eval_rows",
+        "grpo.eval_prompts_per_device",
+        "grpo.num_generations_eval",
         "vllm.gpu_memory_utilization",
         "vllm.max_model_len",
         "vllm.tensor_parallel_size",

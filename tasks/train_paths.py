@@ -33,6 +33,9 @@ def train_paths(params: dict[str, Any], name: str) -> dict[str, Path]:
         "final_model": root / "grpo",
         "reports": reports,
         "history": reports / "reward_history.csv",
+        "validation_history": reports / "validation_history.csv",  # greedy and sampled scores during GRPO
+        "selection": reports / "published_step.json",  # which checkpoint was published, and why
+        "metrics": reports / "metrics.json",  # validation scores of each model, reward summary
     }
     source = get_str(prof, "model.source")
     if prof.get("warmup", {}).get("enabled"):
@@ -43,6 +46,11 @@ def train_paths(params: dict[str, Any], name: str) -> dict[str, Path]:
         local = project_path(source)
         paths["start_model"] = local if local.exists() else Path(source)
     return paths
+
+
+def metrics_path(params: dict[str, Any], name: str) -> Path:
+    """``evaluate.metrics_dir/<profile>.json``: the test scores of every model of a profile."""
+    return project_path(get_str(params, "evaluate.metrics_dir")) / f"{name}.json"
 
 
 MODEL_STAGES = ("base", "warmup", "grpo")

@@ -60,7 +60,15 @@ def shrink_cpu_profile(params: dict) -> None:
     cpu = params["profiles"]["cpu"]
     cpu["model"]["arch"] = dict(TINY_ARCH)
     cpu["warmup"] |= {"epochs": 1, "log_every": 50}
-    cpu["grpo"] |= {"max_steps": 4, "save_steps": 2, "completions_every": 2, "max_completion_length": 32}
+    cpu["grpo"] |= {
+        "max_steps": 4,
+        "save_steps": 2,
+        "completions_every": 2,
+        "max_completion_length": 32,
+        "eval_steps": 2,
+        "eval_rows": 16,
+        "eval_prompts_per_device": 4,
+    }
     cpu["validation"]["max_new_tokens"] = 32
 
 
@@ -88,7 +96,7 @@ def write_sandbox_params(params: dict, root: Path, data_dir: Path, **overrides) 
     p["serve"]["cache_dir"] = str(PROJECT_ROOT / ".cache" / "vllm")
     p["evaluate"]["state_dir"] = str(root / "checkpoints" / "evaluate")
     p["evaluate"]["reports_dir"] = str(root / "reports" / "evaluate")
-    p["evaluate"]["metrics_file"] = str(root / "reports" / "metrics.json")
+    p["evaluate"]["metrics_dir"] = str(root / "reports" / "metrics")
     p["baseline"]["reports_dir"] = str(root / "reports" / "baseline")
     p["report"]["dir"] = str(root / "reports" / "comparison")
     p["tracking"]["uri"] = f"sqlite:///{root / 'mlflow.db'}"

@@ -89,7 +89,7 @@ def test_single_gpu_lora_profile_keeps_the_published_batch(params):
     assert vllm_server_command(lora, "m") is None
 
 
-@pytest.mark.parametrize("name", ["cpu", "qwen2.5-7b", "qwen2.5-7b-lora"])
+@pytest.mark.parametrize("name", ["cpu", "cpu-rl", "qwen2.5-7b", "qwen2.5-7b-lora"])
 def test_every_profile_builds_a_real_grpo_config(params, name, tmp_path):
     from trl import GRPOConfig
 
@@ -99,6 +99,22 @@ def test_every_profile_builds_a_real_grpo_config(params, name, tmp_path):
     config = GRPOConfig(**kw)
     assert config.loss_type == "grpo" and config.beta == kw["beta"]
     assert config.per_device_train_batch_size % config.num_generations == 0
+    # validation during training; the Trainer keeps a checkpoint at every evaluation
+    assert config.eval_strategy == "steps" and config.save_steps % config.eval_steps == 0
+    assert config.metric_for_best_model == "eval_greedy_weighted_f1" and config.greater_is_better
+    assert config.load_best_model_at_end == (profile(params, name)["grpo"]["publish"] == "best")
+
+
+def test_evaluations_must_line_up_with_checkpoints(params):
+    import copy
+
+    bad = copy.deepcopy(profile(params, "cpu"))
+    bad["grpo"] |= {"eval_steps": 10, "save_steps": 25}
+    with pytest.raises(ParamsError, match="save_steps .* multiple of grpo.eval_steps"):
+        grpo_config_kwargs(bad, "out")
+    bad["grpo"] |= {"eval_steps": 25, "publish": "median"}
+    with pytest.raises(ParamsError, match="publish"):
+        grpo_config_kwargs(bad, "out")
 
 
 def test_bad_profile_values_are_named(params):

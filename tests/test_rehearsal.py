@@ -187,6 +187,10 @@ def test_the_published_recipe_rehearsed_on_two_processes_killed_and_resumed(
     assert "Process 0 of 2 done" in output and "Process 1 of 2 done" in output
     summary = json.loads((root / "rehearsal.json").read_text())
     assert [(s["step"], s["completions"], s["prompts"]) for s in summary["rollout"]] == [(1, 32, 4), (2, 32, 4)]
+    # validated at the start, after each step (the resumed run again at its first step), and
+    # the best of the two steps' checkpoints loaded back on both ranks and published
+    assert summary["evaluations"] == [0, 1, 2]
+    assert summary["published"]["publish"] == "best" and summary["published"]["published_step"] in (1, 2)
 
     # published once, complete, loadable; no pickled arguments with this machine's paths
     assert (final_model / "model.safetensors").is_file() and not (final_model / "training_args.bin").exists()

@@ -106,3 +106,48 @@ def _base_model_only(split_sandbox, params, data_dir, name, **grpo):
     tokenizer = build_tokenizer(texts)
     save_model(build_model(tokenizer, TINY_ARCH, seed=0), tokenizer, paths["base"])
     return root, params_file, p, paths
+
+
+def test_collapse_guard_stops_a_collapsing_run_and_publishes_its_best_checkpoint(split_sandbox, params, data_dir):
+    """A learning rate 500x the profile's makes the tiny policy give one answer to every
+    validation row; the guard stops GRPO, says which label and when, publishes the best
+    checkpoint and marks the MLflow run."""
+    import yaml
+    from conftest import run_step
+    from mlflow import MlflowClient
+
+    root = split_sandbox / "collapse"
+    root.mkdir()
+    params_file = tiny_params(params, root, data_dir, split__out_dir=str(split_sandbox / "data" / "split"))
+    p = load_params(params_file)
+    p["profiles"]["cpu"]["grpo"] |= {"learning_rate": 5e-3, "beta": 0.0, "max_steps": 12, "save_steps": 2}
+    p["profiles"]["cpu"]["collapse_guard"] |= {"action": "stop", "ratio": 2.0, "min_share": 0.5, "patience": 2}
+    p["profiles"]["cpu"]["register_model"] = False
+    params_file.write_text(yaml.safe_dump(p, allow_unicode=True), encoding="utf-8")
+    paths = train_paths(p, "cpu")
+
+    result = run_step("train", params_file, os.environ | {"PYTHONUNBUFFERED": "1"}, timeout=600)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    published = json.loads(paths["selection"].read_text())
+    message = published["collapse_guard"]
+    assert message, output[-4000:]
+    stopped = int(re.search(r"up to step (\d+)", message).group(1))
+    label = re.search(r"the greedy answer '([^']+)'", message).group(1)
+    assert stopped < 12 and published["last_step"] == stopped, published
+    with paths["validation_history"].open(encoding="utf-8") as fh:
+        evaluations = list(csv.DictReader(fh))
+    over = [r["eval_greedy_over_limit"] for r in evaluations if int(r["step"]) > 0]
+    assert over[-2:] == [label, label]  # the last two evaluations of the trained policy
+    assert float(evaluations[-1]["eval_greedy_top_share"]) > 0.5
+    # the best evaluation's checkpoint is what was published, and the model is complete
+    best = max(evaluations[1:], key=lambda r: float(r["eval_greedy_weighted_f1"]))
+    assert published["published_step"] == int(best["step"])
+    assert (paths["final_model"] / "model.safetensors").is_file()
+    metrics = json.loads(paths["metrics"].read_text())
+    assert metrics["published"]["collapse_guard"] == message
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name(p["tracking"]["experiment"]).experiment_id], "tags.`pipeline.step` = 'train'"
+    )
+    assert run.data.tags["collapse_guard"] == message

@@ -98,3 +98,44 @@ def test_scores_count_invalid_answers_as_wrong():
     assert INVALID not in LABELS
     with pytest.raises(ValueError):
         scores(["夫妻"], [])
+
+
+def test_history_keeps_one_row_per_step_without_timings(tmp_path):
+    import csv
+
+    from tasks.grpo import write_history
+
+    log_history = [
+        {"step": 1, "reward": 1.0, "step_time": 1.2},
+        {"step": 2, "reward": 1.5, "step_time": 1.1},
+        {"step": 2, "eval_greedy_weighted_f1": 0.2, "eval_runtime": 3.0, "eval_greedy_over_limit": None},
+        {"step": 2, "reward": 1.6, "step_time": 1.3},  # the same step again after a resume
+        {"step": 4, "eval_greedy_weighted_f1": 0.3, "eval_greedy_over_limit": "不知道"},
+    ]
+    path = tmp_path / "h.csv"
+    assert write_history(log_history, path) == 2
+    rows = list(csv.DictReader(path.open(encoding="utf-8")))
+    assert [(r["step"], r["reward"]) for r in rows] == [("1", "1.0"), ("2", "1.6")]
+    assert "step_time" not in rows[0]
+    assert write_history(log_history, path, key="eval_greedy_weighted_f1") == 2
+    rows = list(csv.DictReader(path.open(encoding="utf-8")))
+    assert set(rows[0]) == {"step", "eval_greedy_weighted_f1", "eval_greedy_over_limit"}
+    assert rows[1]["eval_greedy_over_limit"] == "不知道"
+
+
+def test_selection_names_the_published_step():
+    from types import SimpleNamespace
+
+    from tasks.grpo import selection
+
+    state = SimpleNamespace(
+        best_global_step=50,
+        best_metric=0.31,
+        global_step=75,
+        log_history=[{"step": 75, "collapse_guard": "collapse guard: ..."}],
+    )
+    best = selection(state, "best", "eval_greedy_weighted_f1")
+    assert best["published_step"] == 50 and best["last_step"] == 75 and best["collapse_guard"]
+    assert selection(state, "last", "eval_greedy_weighted_f1")["published_step"] == 75
+    state.best_global_step = None  # never evaluated after the start: the last step is what there is
+    assert selection(state, "best", "eval_greedy_weighted_f1")["published_step"] == 75

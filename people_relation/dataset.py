@@ -173,3 +173,24 @@ def read_csv_file(path: Path, split: str) -> tuple[list[Example], str]:
         raise DataError(f"{where}: cannot read the file ({err.strerror})") from None
     examples = parse_csv_text(decode_csv_bytes(raw, where), split, where)
     return examples, hashlib.sha256(raw).hexdigest()
+
+
+PROMPT_SAMPLING = ("natural", "balanced")
+
+
+def label_balanced(examples: list[Example], seed: int) -> list[Example]:
+    """As many rows as ``examples``, drawn with replacement so that every label present
+    is equally frequent (a label first, uniformly, then one of its rows), in a seeded order.
+
+    Training prompts in their natural proportions pull a policy towards the majority label
+    (the context-free way to earn the label reward); balanced, no label is worth more than
+    another unless the sentence says so. The rewards are unchanged.
+    """
+    import random
+
+    by_label: dict[str, list[Example]] = {}
+    for e in examples:
+        by_label.setdefault(e.label, []).append(e)
+    labels = sorted(by_label, key=LABELS.index)
+    rng = random.Random(seed)
+    return [rng.choice(by_label[rng.choice(labels)]) for _ in examples]

@@ -5,12 +5,17 @@ completion (rationale, answer, end of turn), plus a language-model loss on the p
 (weight ``lm_weight``), which makes the model read the sentence and not only the labels.
 Name-swap augmentation re-draws the two people of a row with probability ``swap_prob``.
 
+With ``random_labels`` the label slot of every target is drawn uniformly from the 14
+labels, afresh for each row in each epoch: the model learns the language and the output
+format but nothing about which relation a sentence holds (the start of pure RL).
+
 Checkpoints every epoch into ``checkpoint_dir``; started again after a crash, it resumes
 from the last finished epoch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
@@ -25,6 +30,7 @@ from transformers import PreTrainedTokenizerFast
 
 from people_relation.augment import swap_names
 from people_relation.dataset import Example
+from people_relation.labels import LABELS
 from people_relation.prompt import render_prompt, target_completion
 
 log = logging.getLogger(__name__)
@@ -43,6 +49,7 @@ class WarmupSettings:
     seed: int
     bf16: bool
     log_every: int
+    random_labels: bool = False
 
 
 def encode(
@@ -139,6 +146,8 @@ def train_warmup(
         start, running = time.monotonic(), 0.0
         for b, rows in enumerate(batches):
             rows = [swap_names(e, names, rng) if rng.random() < settings.swap_prob else e for e in rows]
+            if settings.random_labels:
+                rows = [dataclasses.replace(e, label=rng.choice(LABELS)) for e in rows]
             batch = collate(
                 [encode(tokenizer, e, settings.lm_weight, settings.label_weight) for e in rows], tokenizer.pad_token_id
             )

@@ -89,3 +89,17 @@ def test_missing_file(tmp_path):
 def test_real_files_are_valid(real_data):
     assert len(real_data["train"]) == 3105
     assert len(real_data["test"]) == 776
+
+
+def test_label_balanced_sampling_evens_out_the_labels():
+    from collections import Counter
+
+    from people_relation.dataset import Example, label_balanced
+
+    rows = [Example(f"r{i}", "train", i, "甲乙", "甲", "乙", "不知道" if i < 90 else "夫妻") for i in range(100)]
+    drawn = label_balanced(rows, seed=0)
+    assert len(drawn) == 100
+    counts = Counter(e.label for e in drawn)
+    assert 35 <= counts["夫妻"] <= 65  # 10% of the rows, half of the draws
+    assert {e.id for e in drawn if e.label == "夫妻"} <= {f"r{i}" for i in range(90, 100)}
+    assert label_balanced(rows, seed=0) == drawn and label_balanced(rows, seed=1) != drawn

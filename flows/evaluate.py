@@ -10,13 +10,13 @@ stopped halfway (server killed, Ctrl-C) resumes and asks only the missing rows, 
 re-run with the same model re-scores without asking again.
 
 Outputs: ``reports/evaluate/<profile>/<model>/`` (predictions.jsonl, metrics.json,
-classification_report.txt, confusion_matrix.png, server.log) and ``reports/metrics.json``.
+classification_report.txt, confusion_matrix.png) and ``reports/metrics/<profile>.json``;
+latencies and server logs go to MLflow.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from flows.cli import run
 from flows.serve import client_settings, sampling
 from people_relation.metrics import confusion, report_text, scores
 from people_relation.params import get, get_int, get_str
-from people_relation.predictions import missing, ordered, read_records, rewrite_clean, scored_answer
+from people_relation.predictions import PREDICTIONS, missing, ordered, read_records, rewrite_clean, scored_answer
 from people_relation.recipe import profile, profile_name
 from tasks.client import answer_rows
 from tasks.data import read_examples
@@ -37,9 +37,7 @@ from tasks.io import fingerprint, project_path, read_project_params, staged_dir,
 from tasks.plots import confusion_heatmap
 from tasks.server import served_model
 from tasks.tracking import mlflow_run
-from tasks.train_paths import model_dir
-
-PREDICTIONS = "predictions.jsonl"
+from tasks.train_paths import metrics_path, model_dir
 
 
 def test_rows(params: dict[str, Any]) -> list:
@@ -86,14 +84,10 @@ def score(stage: str, rows: list, state: Path, out: Path, dpi: int) -> dict[str,
     gold = [r["label"] for r in records]
     predicted = [scored_answer(r) for r in records]
     result = scores(gold, predicted)
-    latencies = [r["latency_s"] for r in records]
-    result |= {
-        "rows": len(records),
-        "format_ok_rate": sum(r["format_ok"] for r in records) / len(records),
-        "latency_p50_s": statistics.median(latencies),
-    }
+    result |= {"rows": len(records), "format_ok_rate": sum(r["format_ok"] for r in records) / len(records)}
     out.mkdir(parents=True, exist_ok=True)
-    rewrite_clean(out / PREDICTIONS, records)
+    # answers without their wall-clock latency: the outputs depend on the model and the rows only
+    rewrite_clean(out / PREDICTIONS, [{k: v for k, v in r.items() if k != "latency_s"} for r in records])
     (out / "classification_report.txt").write_text(report_text(gold, predicted), encoding="utf-8")
     columns, matrix = confusion(gold, predicted)
     confusion_heatmap(
@@ -106,6 +100,12 @@ def score(stage: str, rows: list, state: Path, out: Path, dpi: int) -> dict[str,
     )
     write_json(out / "metrics.json", result)
     return result
+
+
+def latency_p50(rows: list, state: Path) -> float:
+    """Median seconds per answer (requests in flight together), from the run's own records."""
+    records = ordered(rows, read_records(state / PREDICTIONS)[0])
+    return statistics.median(r["latency_s"] for r in records)
 
 
 def tag_registered_version(params: dict[str, Any], name: str, model: Path, result: dict, rows: list) -> None:
@@ -151,13 +151,14 @@ def evaluate_flow(params_file: str = "params.yaml", profile_name_: str | None = 
                     params, name, stage, rows, state, state / "server.log"
                 )
                 results[stage] = score(stage, rows, state, out / stage, dpi)
-                if (state / "server.log").is_file():
-                    shutil.copy2(state / "server.log", out / stage / "server.log")
                 logger.info("%s: %s", stage, {k: round(v, 4) for k, v in results[stage].items()})
                 mlflow.log_metrics({f"{stage}/test_{k}": v for k, v in results[stage].items()})
+                mlflow.log_metric(f"{stage}/latency_p50_s", latency_p50(rows, state))
+                if (state / "server.log").is_file():  # timings and a port: MLflow, not the DVC output
+                    mlflow.log_artifact(str(state / "server.log"), f"evaluate/{stage}")
                 if stage == "grpo" and get(profile(params, name), "register_model") and results["split"] == "test":
                     tag_registered_version(params, name, model, results[stage], rows)
-        metrics_file = project_path(get_str(params, "evaluate.metrics_file"))
+        metrics_file = metrics_path(params, name)
         metrics_file.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(metrics_file, results)
         mlflow.log_artifacts(str(reports), "evaluate")

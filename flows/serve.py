@@ -96,9 +96,12 @@ def serve_flow(
     prof = profile(params, name)
     stage = model or get_str(params, "serve.model")
     reports = project_path(get_str(params, "serve.reports_dir")) / name
-    reports.mkdir(parents=True, exist_ok=True)
-    (reports / REPORT_FILE).unlink(missing_ok=True)  # never leave a report of an older server
-    smoke_file = reports / "smoke_predictions.jsonl"
+    # the log (times, ports) and the smoke answers in flight are not pipeline outputs
+    state = project_path(get_str(params, "train.checkpoints_dir")) / "serve" / name
+    state.mkdir(parents=True, exist_ok=True)
+    if not hold_:  # serving for clients leaves the pipeline's report alone
+        (reports / REPORT_FILE).unlink(missing_ok=True)  # never leave a report of an older server
+    smoke_file = state / "smoke_predictions.jsonl"
     smoke_file.unlink(missing_ok=True)
     with mlflow_run(
         params,
@@ -107,13 +110,13 @@ def serve_flow(
     ):
         try:
             # the server log is kept even when start-up fails: it is what explains the failure
-            with served_model(params, name, stage, reports / LOG_FILE) as server:
+            with served_model(params, name, stage, state / LOG_FILE) as server:
                 smoke = smoke_check(params, prof, server, smoke_file)
                 if hold_:
                     hold(server)
         finally:
-            if (reports / LOG_FILE).is_file():
-                mlflow.log_artifact(str(reports / LOG_FILE), "serve")
+            if (state / LOG_FILE).is_file():
+                mlflow.log_artifact(str(state / LOG_FILE), "serve")
             smoke_file.unlink(missing_ok=True)
         import vllm  # the version that served, for the report
 
@@ -122,12 +125,14 @@ def serve_flow(
             "model": stage,
             "served_model_name": server.model,
             "vllm_version": vllm.__version__,
-            "startup_seconds": round(server.startup_s, 1),
             "smoke": smoke,
         }
-        write_json_atomic(reports / REPORT_FILE, report)
+        # the start-up time is the run's (MLflow), not the output's: the report depends on its inputs only
         mlflow.log_metrics({"startup_seconds": server.startup_s, "smoke_format_ok_rate": smoke["format_ok_rate"]})
-        mlflow.log_artifact(str(reports / REPORT_FILE), "serve")
+        if not hold_:
+            reports.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(reports / REPORT_FILE, report)
+            mlflow.log_artifact(str(reports / REPORT_FILE), "serve")
     logger.info(
         "Served %s/%s: healthy after %.1fs, %d/%d smoke answers well-formed",
         name,

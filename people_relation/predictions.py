@@ -31,6 +31,9 @@ FIELDS: tuple[str, ...] = (
 )
 
 
+PREDICTIONS = "predictions.jsonl"  # the answers of one model, in its evaluation folder
+
+
 def record(example: Example, completion: str, latency_s: float) -> dict[str, Any]:
     """The prediction record of ``example`` answered by ``completion``."""
     parsed = parse_completion(completion)

@@ -167,9 +167,9 @@ def test_serve_hold_answers_with_the_training_prompt_and_stops_on_ctrl_c(served_
     assert proc.returncode == 0, output[-3000:]
     assert not server_pids(str(model_dir)), "the server outlived Ctrl-C"
     assert vllm_tmp_dirs() <= before  # the private TMPDIR with the IPC sockets is removed
-    report = json.loads((root / "reports" / "serve" / "cpu" / "server.json").read_text(encoding="utf-8"))
-    assert report["smoke"]["rows"] == 4 and report["startup_seconds"] > 0
-    server_log = (root / "reports" / "serve" / "cpu" / "server.log").read_text(encoding="utf-8")
+    # serving for clients leaves the pipeline's outputs alone; its log is kept beside the checkpoints
+    assert not (root / "reports" / "serve").exists()
+    server_log = (root / "checkpoints" / "serve" / "cpu" / "server.log").read_text(encoding="utf-8")
     assert "Application startup complete" in server_log
 
 

@@ -1,82 +1,159 @@
-"""report: the F1 comparison of this run against the classical baseline and the published results.
+"""report: every arm this project ran, against the classical baseline and the published results.
 
-Reads ``reports/metrics.json`` (this run's models on the test split) and the baseline's
-metrics; writes ``reports/comparison/`` (comparison.md, comparison.csv, comparison.png)
-and logs the table and chart to MLflow.
+An *arm* is a training profile whose models were evaluated: ``reports/metrics/<profile>.json``
+exists (the pipeline's profile from ``dvc repro``; another, such as the pure-RL ``cpu-rl``,
+from ``make arm``). For each, the test scores of its models, their validation scores
+(``reports/train/<profile>/metrics.json``) and their answers
+(``reports/evaluate/<profile>/<model>/predictions.jsonl``). Writes ``reports/comparison/``:
+comparison.md/.csv/.png (the F1 table and chart), curves.png (the arms' reward and
+validation curves over GRPO steps) and errors.md (per-label F1, sample answers with their
+reasoning, rows every model gets wrong the same way), all logged to MLflow.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import asdict
+from pathlib import Path
+from typing import Any
 
 import mlflow
 from prefect import flow, get_run_logger
 
 from flows.cli import run
-from people_relation.comparison import comparison_rows, markdown_table
-from people_relation.params import ParamsError, get_int, get_str
-from people_relation.recipe import profile
-from tasks.io import project_path, read_project_params, staged_dir
-from tasks.plots import comparison_bars
+from people_relation.comparison import ArmModel, comparison_rows, error_report, markdown_table, method_name
+from people_relation.params import ParamsError, get, get_int, get_str
+from people_relation.predictions import PREDICTIONS, read_records
+from people_relation.recipe import profile, profile_name
+from tasks.io import project_path, read_json, read_jsonl, read_numeric_csv, read_project_params, staged_dir
+from tasks.plots import arm_curves, comparison_bars
 from tasks.tracking import mlflow_run, parent_run_id
+from tasks.train_paths import metrics_path, train_paths
 
 SUMMARY_METRICS = ("weighted_f1", "macro_f1", "accuracy", "invalid_rate")
 
 
-def model_label(params: dict, name: str) -> str:
-    source = get_str(profile(params, name), "model.source")
+def model_label(prof: dict[str, Any], name: str) -> str:
+    source = get_str(prof, "model.source")
     return f"Qwen2 from scratch ({name} profile)" if source == "scratch" else source
+
+
+def arms(params: dict[str, Any]) -> list[str]:
+    """The profiles with evaluated models, the pipeline's own first."""
+    first = profile_name(params)
+    names = [first, *(n for n in get(params, "profiles") if n != first)]
+    return [n for n in names if metrics_path(params, n).is_file()]
+
+
+def arm_models(params: dict[str, Any], name: str) -> list[ArmModel]:
+    prof = profile(params, name)
+    tested = read_json(metrics_path(params, name))
+    train_file = train_paths(params, name)["metrics"]
+    validated = read_json(train_file) if train_file.is_file() else {}
+    warmup = prof.get("warmup", {})
+    labels = warmup.get("labels", "gold") if warmup.get("enabled") else None
+    return [
+        ArmModel(
+            arm=name,
+            stage=stage,
+            method=method_name(stage, labels),
+            model=model_label(prof, name),
+            test=scores,
+            validation_f1=(validated.get(stage) or {}).get("weighted_f1"),
+        )
+        for stage, scores in tested.items()
+        if isinstance(scores, dict) and "weighted_f1" in scores
+    ]
+
+
+def predictions(params: dict[str, Any], model: ArmModel) -> dict[str, dict[str, Any]]:
+    path = project_path(get_str(params, "evaluate.reports_dir")) / model.arm / model.stage / PREDICTIONS
+    return read_records(path)[0]
 
 
 @flow(name="report", log_prints=True)
 def report_flow(params_file: str = "params.yaml") -> list[dict]:
     params = read_project_params(params_file)
-    metrics_file = project_path(get_str(params, "evaluate.metrics_file"))
-    if not metrics_file.is_file():
-        raise ParamsError(f"{metrics_file} is missing: run the evaluate step first (`dvc repro evaluate`)")
-    run_metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
-    name = run_metrics["profile"]
-    models = {stage: m for stage, m in run_metrics.items() if isinstance(m, dict) and "weighted_f1" in m}
-    baseline_file = project_path(get_str(params, "baseline.reports_dir")) / "metrics.json"
-    baseline = json.loads(baseline_file.read_text(encoding="utf-8")) if baseline_file.is_file() else None
-    rows = comparison_rows(
-        models,
-        {stage: model_label(params, name) for stage in models},
-        baseline["test"] if baseline else None,
-        baseline["method"] if baseline else "",
-    )
+    names = arms(params)
+    if profile_name(params) not in names:
+        raise ParamsError(f"{metrics_path(params, profile_name(params))} is missing: run the evaluate step first")
+    models = [m for name in names for m in arm_models(params, name)]
+    baseline_dir = project_path(get_str(params, "baseline.reports_dir"))
+    baseline = read_json(baseline_dir / "metrics.json") if (baseline_dir / "metrics.json").is_file() else None
+    rows = comparison_rows(models, baseline["test"] if baseline else None, baseline["method"] if baseline else "")
     table = markdown_table(rows)
+    answers = {m.name: predictions(params, m) for m in models}
+    shared = set.intersection(*(set(a) for a in answers.values()))
+    first = answers[models[0].name]
+    gold = {i: first[i] for i in sorted(shared)}
+    baseline_answers = None
+    if (baseline_dir / "test_predictions.jsonl").is_file():
+        baseline_answers = {r["id"]: r["predicted"] for r in read_jsonl(baseline_dir / "test_predictions.jsonl")}
+    report = get(params, "report")
+    errors = error_report(
+        gold,
+        answers,
+        baseline_answers,
+        samples=get_int(report, "error_samples"),
+        seed=get_int(report, "seed"),
+    )
+    dpi = get_int(params, "reports.chart_dpi")
+    window = get_int(params, "train.reward_window")
     out_dir = project_path(get_str(params, "report.dir"))
-    with mlflow_run(params, "report", {"profile": name}), staged_dir(out_dir) as out:
+    with mlflow_run(params, "report", {"arms": names}), staged_dir(out_dir) as out:
         (out / "comparison.md").write_text(table, encoding="utf-8")
+        (out / "errors.md").write_text(errors, encoding="utf-8")
         with (out / "comparison.csv").open("w", encoding="utf-8", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(asdict(rows[0])))
             writer.writeheader()
             writer.writerows(asdict(r) for r in rows)
+        tested = read_json(metrics_path(params, names[0]))
         comparison_bars(
             [(f"{r.method} ({r.model})", r.weighted_f1, r.source) for r in rows],
-            title=f"Weighted F1 on the {run_metrics['rows']}-row {run_metrics['split']} split",
+            title=f"Weighted F1 on the {tested['rows']}-row {tested['split']} split",
             path=out / "comparison.png",
-            dpi=get_int(params, "reports.chart_dpi"),
+            dpi=dpi,
+        )
+        arm_curves(
+            curves(params, names),
+            reward_key="rewards/label_reward/mean",
+            validation_key="eval_greedy_weighted_f1",
+            smooth=window,
+            title="GRPO in each arm",
+            path=out / "curves.png",
+            dpi=dpi,
         )
         mlflow.log_table({k: [getattr(r, k) for r in rows] for k in asdict(rows[0])}, "report/comparison.json")
-        summary = {f"{stage}/test_{k}": m[k] for stage, m in models.items() for k in SUMMARY_METRICS if k in m}
+        # the pipeline's arm keeps its plain names (grpo/test_weighted_f1): pipeline runs compare by them
+        prefix = {m.name: m.stage if m.arm == names[0] else m.name for m in models}
+        summary = {f"{prefix[m.name]}/test_{k}": m.test[k] for m in models for k in SUMMARY_METRICS if k in m.test}
         if baseline:
             summary["baseline/test_weighted_f1"] = baseline["test"]["weighted_f1"]
         mlflow.log_metrics(summary)
-        mlflow.log_artifact(str(out / "comparison.png"), "report")
-        mlflow.log_artifact(str(out / "comparison.md"), "report")
+        files = [out / f for f in ("comparison.png", "comparison.md", "curves.png", "errors.md")]
+        for file in files:
+            mlflow.log_artifact(str(file), "report")
         if parent := parent_run_id():
             # the pipeline run carries the headline numbers: the experiment view compares runs by them
             client = mlflow.MlflowClient()
             for key, value in summary.items():
                 client.log_metric(parent, key, value)
-            client.log_artifact(parent, str(out / "comparison.png"), "report")
-            client.log_artifact(parent, str(out / "comparison.md"), "report")
-    get_run_logger().info("Comparison:\n%s", table)
+            for file in files:
+                client.log_artifact(parent, str(file), "report")
+    get_run_logger().info("Comparison of %s:\n%s", ", ".join(names), table)
     return [asdict(r) for r in rows]
+
+
+def curves(params: dict[str, Any], names: list[str]) -> dict[str, tuple[list, list]]:
+    """Each arm's reward and validation histories (empty when the arm has none)."""
+
+    def rows(path: Path) -> list[dict[str, float]]:
+        return read_numeric_csv(path) if path.is_file() else []
+
+    return {
+        name: (rows(train_paths(params, name)["history"]), rows(train_paths(params, name)["validation_history"]))
+        for name in names
+    }
 
 
 if __name__ == "__main__":

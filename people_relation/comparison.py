@@ -1,10 +1,16 @@
-"""The F1 comparison: this run's models, a classical baseline measured here, and the
-published results on the same 776-row test set (quoted from the data README, not re-run)."""
+"""The F1 comparison: every arm this project ran (each a training profile: its models on
+the test split), a classical baseline measured here, and the published results on the
+same 776-row test set (quoted from the data README, not re-run); and the error analysis
+of those models, as the published write-up did for its own."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from people_relation.labels import LABELS
+from people_relation.metrics import normalise_prediction, per_label_f1
 
 
 @dataclass(frozen=True)
@@ -12,7 +18,8 @@ class Row:
     method: str
     model: str
     weighted_f1: float
-    source: str  # "this run", "measured here" or "published"
+    source: str  # "this project", "measured here" or "published"
+    validation_f1: float | None = None  # greedy, on the validation split (this project's models)
 
 
 # Weighted F1 on the published 776-row test set, as the data README lists them.
@@ -27,26 +34,46 @@ PUBLISHED: tuple[Row, ...] = (
 )
 
 
-# What each evaluated model of this run is, in the table's words.
-STAGE_METHODS = {
-    "base": "no training (served by vLLM)",
-    "warmup": "supervised warm-up (served by vLLM)",
-    "grpo": "warm-up + GRPO (served by vLLM)",
-}
+def method_name(stage: str, warmup_labels: str | None) -> str:
+    """What a model of an arm is, in the table's words: ``stage`` is base, warmup or grpo;
+    ``warmup_labels`` the arm's warm-up targets (gold, random, or None without a warm-up)."""
+    if stage == "base":
+        return "no training"
+    if stage == "warmup":
+        return "supervised warm-up" if warmup_labels == "gold" else "format warm-up (random labels)"
+    if warmup_labels == "gold":
+        return "supervised warm-up + GRPO"
+    if warmup_labels == "random":
+        return "pure RL: GRPO after a random-label warm-up"
+    return "pure RL: GRPO"
+
+
+@dataclass(frozen=True)
+class ArmModel:
+    """One evaluated model of one arm."""
+
+    arm: str  # the profile
+    stage: str
+    method: str
+    model: str
+    test: Mapping[str, float]
+    validation_f1: float | None
+
+    @property
+    def name(self) -> str:
+        return f"{self.arm}/{self.stage}"
 
 
 def comparison_rows(
-    models: Mapping[str, Mapping[str, float]],
-    model_names: Mapping[str, str],
+    models: Sequence[ArmModel],
     baseline: Mapping[str, float] | None,
     baseline_name: str,
     published: Sequence[Row] = PUBLISHED,
 ) -> list[Row]:
-    """All rows, best weighted F1 first. ``models`` maps a stage (warmup, grpo) to its
-    scores, ``model_names`` a stage to the model it names."""
+    """All rows, best test weighted F1 first."""
     rows = [
-        Row(STAGE_METHODS.get(stage, stage), model_names.get(stage, stage), float(m["weighted_f1"]), "this run")
-        for stage, m in models.items()
+        Row(f"{m.method} ({m.arm})", m.model, float(m.test["weighted_f1"]), "this project", m.validation_f1)
+        for m in models
     ]
     if baseline is not None:
         rows.append(Row(baseline_name, "scikit-learn", float(baseline["weighted_f1"]), "measured here"))
@@ -54,7 +81,84 @@ def comparison_rows(
     return sorted(rows, key=lambda r: r.weighted_f1, reverse=True)
 
 
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{value * 100:.2f}%"
+
+
 def markdown_table(rows: Sequence[Row]) -> str:
-    lines = ["| method | model | weighted F1 | source |", "|---|---|---|---|"]
-    lines += [f"| {r.method} | {r.model} | {r.weighted_f1 * 100:.2f}% | {r.source} |" for r in rows]
+    lines = ["| method | model | test weighted F1 | validation weighted F1 | source |", "|---|---|---|---|---|"]
+    lines += [
+        f"| {r.method} | {r.model} | {_percent(r.weighted_f1)} | {_percent(r.validation_f1)} | {r.source} |"
+        for r in rows
+    ]
     return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def error_report(
+    gold: Mapping[str, Mapping[str, str]],
+    answers: Mapping[str, Mapping[str, Mapping[str, object]]],
+    baseline: Mapping[str, str] | None,
+    samples: int,
+    seed: int,
+) -> str:
+    """Markdown: per-label F1 of every model (and the baseline), ``samples`` correct and
+    wrong answers of each model with its reasoning, and the rows where every model and the
+    baseline give the same wrong label (candidates for label noise).
+
+    ``gold`` maps a row id to its row (text, people1, people2, label); ``answers`` a model
+    name to its prediction records by row id (``answer``, ``valid``, ``think``);
+    ``baseline`` a row id to the baseline's label.
+    """
+    ids = list(gold)
+    labels = [gold[i]["label"] for i in ids]
+    predicted = {
+        name: [normalise_prediction(str(r[i]["answer"]) if r[i].get("valid") else None) for i in ids]
+        for name, r in answers.items()
+    }
+    if baseline is not None:
+        predicted["baseline"] = [baseline[i] for i in ids]
+    names = list(predicted)
+    f1 = {name: per_label_f1(labels, predicted[name]) for name in names}
+    support = {label: labels.count(label) for label in LABELS}
+    out = [f"# Error analysis on {len(ids)} test rows", "", "## F1 per label", ""]
+    out += ["| label | rows | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    out += [
+        f"| {label} | {support[label]} | " + " | ".join(f"{f1[n][label]:.3f}" for n in names) + " |" for label in LABELS
+    ]
+    rng = random.Random(seed)
+    for name, records in answers.items():
+        right = [i for i, p in zip(ids, predicted[name], strict=True) if p == gold[i]["label"]]
+        wrong = [i for i, p in zip(ids, predicted[name], strict=True) if p != gold[i]["label"]]
+        out += ["", f"## {name}: {len(right)} right, {len(wrong)} wrong", ""]
+        out += ["| | sentence | people | gold | answer | reasoning |", "|---|---|---|---|---|---|"]
+        for verdict, pool in (("right", right), ("wrong", wrong)):
+            for i in sorted(rng.sample(pool, min(samples, len(pool)))):
+                row, record = gold[i], records[i]
+                out.append(
+                    f"| {verdict} | {_cell(row['text'])} | {row['people1']}, {row['people2']} | {row['label']} "
+                    f"| {_cell(str(record.get('answer') or '(invalid)'))} | {_cell(str(record.get('think') or ''))} |"
+                )
+    agreed = [
+        i
+        for k, i in enumerate(ids)
+        if len({predicted[n][k] for n in names}) == 1 and predicted[names[0]][k] != gold[i]["label"]
+    ]
+    out += [
+        "",
+        f"## Every model and the baseline agree against the gold label: {len(agreed)} rows",
+        "",
+        f"All of {', '.join(names)} answer the same label and it is not the gold one: candidates for label noise.",
+        "",
+    ]
+    if agreed:
+        out += ["| row | sentence | people | gold | all answer |", "|---|---|---|---|---|"]
+        out += [
+            f"| {i} | {_cell(gold[i]['text'])} | {gold[i]['people1']}, {gold[i]['people2']} | {gold[i]['label']} "
+            f"| {predicted[names[0]][ids.index(i)]} |"
+            for i in agreed
+        ]
+    return "\n".join(out) + "\n"

@@ -48,3 +48,10 @@ def confusion(gold: Sequence[str], predicted: Sequence[str | None]) -> tuple[lis
     columns = [*LABELS, INVALID]
     matrix = confusion_matrix(gold, pred, labels=columns)
     return columns, [[int(v) for v in row] for row in matrix[: len(LABELS)]]
+
+
+def per_label_f1(gold: Sequence[str], predicted: Sequence[str | None]) -> dict[str, float]:
+    """F1 of each of the 14 labels (an invalid answer is wrong)."""
+    pred = _checked(gold, predicted)
+    values = f1_score(gold, pred, labels=list(LABELS), average=None, zero_division=0)
+    return {label: float(v) for label, v in zip(LABELS, values, strict=True)}

@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from people_relation.baseline import PERSON1, PERSON2, fit_predict, masked_text
-from people_relation.comparison import PUBLISHED, comparison_rows, markdown_table
+from people_relation.comparison import PUBLISHED, ArmModel, comparison_rows, error_report, markdown_table, method_name
 from people_relation.dataset import Example
 from people_relation.labels import LABELS
 from people_relation.metrics import INVALID, confusion, report_text
@@ -84,20 +84,62 @@ def test_report_and_confusion_count_invalid_answers_as_their_own_column():
     assert matrix[LABELS.index("父母")][LABELS.index("夫妻")] == 1
 
 
-def test_comparison_lists_every_published_row_and_sorts_by_f1():
+def _model(arm, stage, labels, f1, val=None):
+    return ArmModel(arm, stage, method_name(stage, labels), f"tiny ({arm})", {"weighted_f1": f1}, val)
+
+
+def test_comparison_lists_every_arm_and_published_row_sorted_by_f1():
     rows = comparison_rows(
-        {"grpo": {"weighted_f1": 0.5}, "warmup": {"weighted_f1": 0.45}},
-        {"grpo": "tiny, grpo"},
+        [
+            _model("cpu", "grpo", "gold", 0.5, 0.48),
+            _model("cpu", "warmup", "gold", 0.45),
+            _model("cpu-rl", "grpo", "random", 0.2, 0.19),
+        ],
         {"weighted_f1": 0.64},
         "tf-idf",
     )
-    assert len(rows) == len(PUBLISHED) + 3 == 10
+    assert len(rows) == len(PUBLISHED) + 4 == 11
     assert [r.weighted_f1 for r in rows] == sorted((r.weighted_f1 for r in rows), reverse=True)
-    assert {r.source for r in rows} == {"this run", "measured here", "published"}
+    assert {r.source for r in rows} == {"this project", "measured here", "published"}
     grpo_published = [r for r in rows if r.model == "Qwen2.5-7B-Instruct"]
     assert grpo_published[0].weighted_f1 == 0.8884
     table = markdown_table(rows)
-    assert "| 88.84% | published |" in table and "50.00% | this run" in table
+    assert "| 88.84% |  | published |" in table
+    assert (
+        "| pure RL: GRPO after a random-label warm-up (cpu-rl) | tiny (cpu-rl) | 20.00% | 19.00% | this project |"
+        in table
+    )
+    assert "supervised warm-up + GRPO (cpu)" in table
+
+
+def test_method_names_say_what_each_arm_learned_from():
+    assert method_name("warmup", "gold") == "supervised warm-up"
+    assert method_name("warmup", "random") == "format warm-up (random labels)"
+    assert method_name("grpo", None) == "pure RL: GRPO"
+    assert method_name("base", None) == "no training"
+
+
+def _records(answers):
+    return {f"r{i}": {"answer": a, "valid": a is not None, "think": f"理由{i}"} for i, a in enumerate(answers)}
+
+
+def test_error_report_names_per_label_f1_samples_and_shared_mistakes():
+    gold = {
+        f"r{i}": {"text": f"句子{i}", "people1": "甲", "people2": "乙", "label": label}
+        for i, label in enumerate(["夫妻", "父母", "不知道", "夫妻"])
+    }
+    answers = {
+        "cpu/grpo": _records(["夫妻", "夫妻", "不知道", None]),
+        "cpu-rl/grpo": _records(["夫妻", "夫妻", "父母", "夫妻"]),
+    }
+    baseline = {"r0": "夫妻", "r1": "夫妻", "r2": "不知道", "r3": "夫妻"}
+    text = error_report(gold, answers, baseline, samples=1, seed=0)
+    assert "| 夫妻 | 2 | 0.500 | 0.800 | 0.800 |" in text  # per-label F1 of the three
+    assert "## cpu/grpo: 2 right, 2 wrong" in text and "## cpu-rl/grpo: 2 right, 2 wrong" in text
+    assert text.count("| right |") == 2 and text.count("| wrong |") == 2
+    # r1: everyone says 夫妻, gold 父母 (r2: the models disagree)
+    assert "agree against the gold label: 1 rows" in text
+    assert "| r1 | 句子1 | 甲, 乙 | 父母 | 夫妻 |" in text
 
 
 @pytest.mark.parametrize(

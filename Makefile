@@ -5,7 +5,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export VENV
 
-.PHONY: setup setup-gpu lock-gpu preflight rehearse pipeline test test-fast lock lint mlflow-ui prefect-ui deploy worker serve benchmark
+.PHONY: setup setup-gpu lock-gpu preflight rehearse pipeline arm test test-fast lock lint mlflow-ui prefect-ui deploy worker serve benchmark
 
 ## setup: install the locked environment into .venv (no-op when up to date)
 setup:
@@ -28,6 +28,12 @@ rehearse: setup
 
 ## pipeline: set up, then run the whole DVC pipeline (CPU profile)
 pipeline: setup
+	dvc repro
+
+## arm: another profile (ARM=cpu-rl: pure RL) through train and evaluate, then the report with it
+ARM ?= cpu-rl
+arm: setup
+	python -m flows.arm --profile $(ARM)
 	dvc repro
 
 ## test: set up, then run the whole test suite

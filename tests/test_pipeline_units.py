@@ -111,3 +111,23 @@ def test_deployments_share_one_entrypoint_and_their_params_resolve(project_root,
     resolved = plan(params, params["train"]["profile"], str(params_file))
     assert resolved["batch"]["completions_per_step"] == 192 and resolved["grpo_config"]["beta"] == 0.001
     assert resolved["grpo_config"]["vllm_mode"] == "server"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--profile", "cpu"], "'cpu' is the pipeline's profile (train.profile); `dvc repro` trains"),
+        (["--profile", "tpu"], "no profile 'tpu'; defined profiles: cpu, cpu-rl"),
+    ],
+)
+def test_an_arm_is_another_defined_profile(project_root, argv, message):
+    """`flows.arm` refuses the pipeline's own profile (DVC keeps its lock) and unknown ones,
+    before anything runs."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "flows.arm", *argv], cwd=project_root, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert message in result.stderr

@@ -1,0 +1,56 @@
+"""arm: another training profile through the pipeline's train and evaluate steps.
+
+``python -m flows.arm --profile cpu-rl`` (``make arm``) trains the profile and evaluates its
+models on the test split with the same flows, code and settings as ``dvc repro`` does for
+the pipeline's profile (``train.profile``). Its results land under the profile's own
+names (``reports/train/<profile>/``, ``reports/evaluate/<profile>/``,
+``reports/metrics/<profile>.json``, MLflow runs tagged with the profile) and are committed
+with the project; the report stage reads every arm that has them, so the next
+``dvc repro`` puts this arm in the comparison. The pipeline's own profile is refused: DVC
+runs it and keeps its lock.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from prefect import flow, get_run_logger
+
+from flows.cli import run
+from flows.evaluate import evaluate_flow
+from flows.train import train_flow
+from people_relation.params import ParamsError
+from people_relation.recipe import profile, profile_name
+from tasks.io import read_project_params
+
+
+def check_arm(params: dict, arm: str) -> None:
+    """``arm`` must be a defined profile other than the pipeline's."""
+    profile(params, arm)  # names the defined profiles when it is not one
+    if arm == profile_name(params):
+        raise ParamsError(
+            f"params.yaml: {arm!r} is the pipeline's profile (train.profile); `dvc repro` trains and evaluates it"
+        )
+
+
+@flow(name="arm", log_prints=True)
+def arm_flow(params_file: str = "params.yaml", arm: str = "cpu-rl") -> dict:
+    check_arm(read_project_params(params_file), arm)
+    trained = train_flow(params_file=params_file, profile_name_=arm)
+    tested = evaluate_flow(params_file=params_file, profile_name_=arm)
+    get_run_logger().info("Arm %s done; `dvc repro` brings the comparison up to date", arm)
+    return {"train": trained, "evaluate": tested}
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", dest="arm", default="cpu-rl", help="the profile to run (default: cpu-rl)")
+
+
+def _checked(args: argparse.Namespace) -> bool:
+    """Refuse a wrong profile before any flow (or Prefect server) starts."""
+    check_arm(read_project_params(args.params_file), args.arm)
+    return False
+
+
+if __name__ == "__main__":
+    run(arm_flow, add_arguments=_arguments, instead=_checked)

@@ -38,12 +38,29 @@ from people_relation.recipe import (
     profile_name,
     vllm_server_command,
 )
-from tasks.io import PROJECT_ROOT, project_path, read_project_params, staged_dir, write_json
+from tasks.io import (
+    PROJECT_ROOT,
+    project_path,
+    read_json,
+    read_numeric_csv,
+    read_project_params,
+    staged_dir,
+    write_json,
+)
 from tasks.tracking import tracking_uri
 from tasks.train_paths import train_paths
 
-METRICS_FILE = "metrics.json"
 CURVE_FILE = "reward_curve.png"
+VALIDATION_CURVE_FILE = "validation_curve.png"
+# validation_history.csv column -> legend
+VALIDATION_CURVES = {
+    "eval_greedy_weighted_f1": "greedy weighted F1",
+    "eval_greedy_accuracy": "greedy accuracy",
+    "eval_greedy_top_share": "top answer's share",
+    "eval_greedy_entropy": "answer entropy (normalised)",
+    "eval_rewards/label_reward/mean": "sampled label reward",
+    "eval_rewards/format_reward/mean": "sampled format reward",
+}
 
 
 def plan(params: dict[str, Any], name: str, params_file: str) -> dict[str, Any]:
@@ -114,6 +131,24 @@ def reward_summary(history: list[dict[str, float]], window: int) -> dict[str, fl
     return summary
 
 
+def validation_summary(curve: list[dict[str, float]]) -> dict[str, Any]:
+    """Greedy weighted F1 at the first (start model), best and last evaluation during GRPO."""
+    key = "eval_greedy_weighted_f1"
+    points = [r for r in curve if key in r]
+    if not points:
+        return {"evaluations": 0}
+    best = max(points, key=lambda r: r[key])
+    return {
+        "evaluations": len(points),
+        "first_step": int(points[0]["step"]),
+        "first_weighted_f1": points[0][key],
+        "best_step": int(best["step"]),
+        "best_weighted_f1": best[key],
+        "last_step": int(points[-1]["step"]),
+        "last_weighted_f1": points[-1][key],
+    }
+
+
 @task(name="build-scratch-model")
 def build_scratch_model(params: dict[str, Any], prof: dict[str, Any], out: Path) -> dict[str, Any]:
     from tasks.data import read_examples
@@ -156,6 +191,7 @@ def warm_up(params: dict[str, Any], prof: dict[str, Any], paths: dict[str, Path]
         seed=get_int(w, "seed"),
         bf16=bool(get(w, "bf16")),
         log_every=get_int(w, "log_every"),
+        random_labels=get_str(w, "labels", WARMUP_LABELS) == "random",
     )
     train = read_examples(project_path(get_str(params, "split.out_dir")) / "train.jsonl")
     tokenizer = load_tokenizer(paths["base"])
@@ -246,6 +282,7 @@ def grpo(
 
 
 VALIDATION_ENGINES = ("transformers", "vllm")
+WARMUP_LABELS = ("gold", "random")
 
 
 @task(name="validate")
@@ -333,7 +370,6 @@ def register(params: dict[str, Any], name: str, model: Path, tokenizer_kind: str
 def train_flow(params_file: str = "params.yaml", profile_name_: str | None = None) -> dict:
     import mlflow
 
-    from tasks.grpo import numeric
     from tasks.plots import line_chart
     from tasks.tracking import flatten, mlflow_run
 
@@ -372,23 +408,37 @@ def train_flow(params_file: str = "params.yaml", profile_name_: str | None = Non
             final = paths["final_model"]
             mlflow.set_tags({"model.dir": str(final), "model.fingerprint": fingerprint(final)})
 
-        import csv
-
-        with paths["history"].open(encoding="utf-8") as fh:
-            history = [numeric({k: float(v) for k, v in row.items() if v}) for row in csv.DictReader(fh)]
+        history = read_numeric_csv(paths["history"])
         results["reward"] = reward_summary(history, get_int(params, "train.reward_window"))
-        write_json(paths["reports"] / METRICS_FILE, results)
+        curve = read_numeric_csv(paths["validation_history"])
+        results["validation_curve"] = validation_summary(curve)
+        results["published"] = read_json(paths["selection"])
+        if guard := results["published"].get("collapse_guard"):
+            mlflow.set_tag("collapse_guard", guard)
+            logger.warning(guard)
+        write_json(paths["metrics"], results)
+        dpi = get_int(params, "reports.chart_dpi")
         line_chart(
             history,
             x="step",
             ys={"reward": "total", "rewards/format_reward/mean": "format", "rewards/label_reward/mean": "label"},
             title=f"GRPO rewards ({name})",
             path=paths["reports"] / CURVE_FILE,
-            dpi=get_int(params, "reports.chart_dpi"),
+            dpi=dpi,
+            smooth=get_int(params, "train.reward_window"),
         )
-        for file in (METRICS_FILE, CURVE_FILE):
+        line_chart(
+            curve,
+            x="step",
+            ys=VALIDATION_CURVES,
+            title=f"Validation during GRPO ({name}, {len(curve)} evaluations)",
+            path=paths["reports"] / VALIDATION_CURVE_FILE,
+            dpi=dpi,
+        )
+        for file in (CURVE_FILE, VALIDATION_CURVE_FILE):
             mlflow.log_artifact(str(paths["reports"] / file), "train")
-        mlflow.log_artifact(str(paths["history"]), "train")
+        for file in ("metrics", "history", "validation_history", "selection"):
+            mlflow.log_artifact(str(paths[file]), "train")
     logger.info("Train step done: %s", json.dumps(results, ensure_ascii=False))
     return results
 

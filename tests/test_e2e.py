@@ -124,12 +124,17 @@ def test_dvc_repro_runs_every_stage_and_mlflow_records_it(project, env, repro):
     assert set(lock["stages"]) == STAGES
     assert (project / "models/cpu/grpo/model.safetensors").is_file()
     shown = json.loads(dvc(project, "metrics", "show", "--json", env=env))[""]["data"]
-    assert 0 <= shown["reports/metrics.json"]["data"]["grpo"]["weighted_f1"] <= 1  # test split, served
-    assert shown["reports/metrics.json"]["data"]["rows"] == 24
+    assert 0 <= shown["reports/metrics/cpu.json"]["data"]["grpo"]["weighted_f1"] <= 1  # test split, served
+    assert shown["reports/metrics/cpu.json"]["data"]["rows"] == 24
+    published = shown["reports/train/cpu/published_step.json"]["data"]
+    assert published["publish"] == "best" and published["published_step"] in (1, 2)
     assert "weighted_f1" in shown["reports/train/cpu/metrics.json"]["data"]["grpo"]  # validation split
     assert shown["reports/baseline/metrics.json"]["data"]["test"]["weighted_f1"] > 0.5
     comparison = (project / "reports/comparison/comparison.md").read_text(encoding="utf-8")
-    assert "88.84%" in comparison and "this run" in comparison and "measured here" in comparison
+    assert "88.84%" in comparison and "this project" in comparison and "measured here" in comparison
+    assert "supervised warm-up + GRPO (cpu)" in comparison
+    errors = (project / "reports/comparison/errors.md").read_text(encoding="utf-8")
+    assert "## F1 per label" in errors and "cpu/grpo" in errors and "agree against the gold label" in errors
     assert sum(1 for _ in open(project / "data/split/test.jsonl", encoding="utf-8")) == 776
 
     # MLflow: one parent run for this `dvc repro`, finished, with a nested run per step
@@ -157,19 +162,37 @@ def test_dvc_repro_runs_every_stage_and_mlflow_records_it(project, env, repro):
         history_rows = list(csv.DictReader(fh))
     assert [int(float(r["step"])) for r in history_rows] == [1, 2]
     assert {"reward", "rewards/format_reward/mean", "rewards/label_reward/mean", "kl"} <= set(history_rows[0])
+    assert "step_time" not in history_rows[0]  # wall-clock times are in MLflow, not in DVC's outputs
     train_metrics = json.loads((project / "reports/train/cpu/metrics.json").read_text())
     assert train_metrics["reward"]["first"] == pytest.approx(float(history_rows[0]["reward"]))
+    # validated at the start, at eval_steps (2) and at the end: greedy scores and TRL's sampled rewards
+    with open(project / "reports/train/cpu/validation_history.csv", encoding="utf-8") as fh:
+        evaluations = list(csv.DictReader(fh))
+    assert [int(r["step"]) for r in evaluations] == [0, 2]
+    assert {"eval_greedy_weighted_f1", "eval_greedy_top_share", "eval_rewards/label_reward/mean"} <= set(evaluations[0])
+    assert train_metrics["validation_curve"]["evaluations"] == 2
     client = mlflow_client(project)
     train_run = children["train"]
     history = client.get_metric_history(train_run.info.run_id, "grpo/reward")
     assert [m.step for m in history] == [1, 2]
+    curve = client.get_metric_history(train_run.info.run_id, "grpo/eval_greedy_weighted_f1")
+    assert [m.step for m in curve] == [0, 2]
+    assert client.get_metric_history(train_run.info.run_id, "grpo/answers/top_share")
     assert len(client.get_metric_history(train_run.info.run_id, "warmup/loss")) >= 1
     assert "grpo/val_weighted_f1" in train_run.data.metrics and "warmup/val_weighted_f1" in train_run.data.metrics
     assert train_run.data.params["cpu.grpo.loss_type"] == "grpo"
     artifacts = {a.path for a in client.list_artifacts(train_run.info.run_id, "completions")}
     assert artifacts == {"completions/step_00002.json"}  # sample completions every completions_every steps
     artifacts = {a.path for a in client.list_artifacts(train_run.info.run_id, "train")}
-    assert {"train/plan.json", "train/metrics.json", "train/reward_curve.png", "train/reward_history.csv"} <= artifacts
+    assert {
+        "train/plan.json",
+        "train/metrics.json",
+        "train/reward_curve.png",
+        "train/reward_history.csv",
+        "train/validation_curve.png",
+        "train/validation_history.csv",
+        "train/published_step.json",
+    } <= artifacts
 
     # the GRPO model is registered, with its validation score, and answers through pyfunc
     (version,) = client.search_model_versions("name = 'people-relation-cpu'")
@@ -208,7 +231,8 @@ def test_plots_render_offline(project, env, repro, tmp_path):
     page = (tmp_path / "plots" / "index.html").read_text(encoding="utf-8")
     assert "<script src=" not in page and "cdn." not in page
     images = re.findall(r'<img src="([^"]+)"', page)
-    assert len(images) >= 5
+    assert len(images) >= 7
+    assert any("validation_curve" in src for src in images) and any("curves" in src for src in images)
     for src in images:
         assert (tmp_path / "plots" / src).stat().st_size > 5_000, src
 

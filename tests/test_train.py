@@ -78,6 +78,11 @@ def test_grpo_killed_mid_run_resumes_from_its_last_checkpoint(split_sandbox, par
     with paths["history"].open(encoding="utf-8") as fh:
         steps = [int(float(r["step"])) for r in csv.DictReader(fh)]
     assert steps == list(range(1, 9))  # every step once: the resumed run kept the earlier history
+    with paths["validation_history"].open(encoding="utf-8") as fh:
+        evaluated = [int(r["step"]) for r in csv.DictReader(fh)]
+    assert evaluated == [0, 2, 4, 6, 8]  # validated every eval_steps across the kill, each step once
+    published = json.loads(paths["selection"].read_text())
+    assert published["last_step"] == 8 and published["published_step"] in (2, 4, 6, 8)
     assert (paths["final_model"] / "model.safetensors").is_file()
 
 
@@ -109,9 +114,12 @@ def _base_model_only(split_sandbox, params, data_dir, name, **grpo):
 
 
 def test_collapse_guard_stops_a_collapsing_run_and_publishes_its_best_checkpoint(split_sandbox, params, data_dir):
-    """A learning rate 500x the profile's makes the tiny policy give one answer to every
-    validation row; the guard stops GRPO, says which label and when, publishes the best
-    checkpoint and marks the MLflow run."""
+    """A collapsed policy is stopped. The tiny model, warmed up for 2 epochs, answers the
+    majority label 不知道 to most validation rows (measured: 56 of 64, the rest unparsed);
+    GRPO at 100x the profile's learning rate keeps it there. The guard (a label over twice
+    its gold share and over half the answers, in 2 evaluations of the trained policy in a
+    row) stops GRPO, says which label and when, publishes the best checkpoint and marks
+    the MLflow run."""
     import yaml
     from conftest import run_step
     from mlflow import MlflowClient
@@ -120,13 +128,16 @@ def test_collapse_guard_stops_a_collapsing_run_and_publishes_its_best_checkpoint
     root.mkdir()
     params_file = tiny_params(params, root, data_dir, split__out_dir=str(split_sandbox / "data" / "split"))
     p = load_params(params_file)
-    p["profiles"]["cpu"]["grpo"] |= {"learning_rate": 5e-3, "beta": 0.0, "max_steps": 12, "save_steps": 2}
+    p["profiles"]["cpu"]["warmup"] |= {"epochs": 2, "learning_rate": 5e-3}
+    p["profiles"]["cpu"]["grpo"] |= {"learning_rate": 1e-3, "beta": 0.0, "max_steps": 12, "save_steps": 2}
     p["profiles"]["cpu"]["collapse_guard"] |= {"action": "stop", "ratio": 2.0, "min_share": 0.5, "patience": 2}
     p["profiles"]["cpu"]["register_model"] = False
     params_file.write_text(yaml.safe_dump(p, allow_unicode=True), encoding="utf-8")
     paths = train_paths(p, "cpu")
 
-    result = run_step("train", params_file, os.environ | {"PYTHONUNBUFFERED": "1"}, timeout=600)
+    env = os.environ | {"PYTHONUNBUFFERED": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)  # set by the in-process flows above; this run has its own store
+    result = run_step("train", params_file, env, timeout=600)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     published = json.loads(paths["selection"].read_text())

@@ -98,7 +98,9 @@ def test_deployments_share_one_entrypoint_and_their_params_resolve(project_root,
 
     config = yaml.safe_load((project_root / "prefect.yaml").read_text(encoding="utf-8"))
     deployments = {d["name"]: d for d in config["deployments"]}
-    assert set(deployments) == {"cpu", "qwen2.5-7b"}
+    assert set(deployments) == {"cpu", "qwen2.5-7b", "cpu-rl"}
+    arm = deployments.pop("cpu-rl")  # another profile through train and evaluate
+    assert arm["entrypoint"] == "flows/arm.py:arm_flow" and arm["parameters"] == {"arm": "cpu-rl"}
     assert {d["entrypoint"] for d in deployments.values()} == {"flows/pipeline.py:pipeline_flow"}
     assert deployments["cpu"]["parameters"]["set_params"] == []
     assert deployments["cpu"]["work_pool"]["name"] != deployments["qwen2.5-7b"]["work_pool"]["name"]

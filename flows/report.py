@@ -23,7 +23,7 @@ from prefect import flow, get_run_logger
 from flows.cli import run
 from people_relation.comparison import ArmModel, comparison_rows, error_report, markdown_table, method_name
 from people_relation.params import ParamsError, get, get_int, get_str
-from people_relation.predictions import PREDICTIONS, read_records
+from people_relation.predictions import PREDICTIONS
 from people_relation.recipe import profile, profile_name
 from tasks.io import project_path, read_json, read_jsonl, read_numeric_csv, read_project_params, staged_dir
 from tasks.plots import arm_curves, comparison_bars
@@ -67,8 +67,9 @@ def arm_models(params: dict[str, Any], name: str) -> list[ArmModel]:
 
 
 def predictions(params: dict[str, Any], model: ArmModel) -> dict[str, dict[str, Any]]:
+    """The model's published answers (the evaluation writes them whole), by row id."""
     path = project_path(get_str(params, "evaluate.reports_dir")) / model.arm / model.stage / PREDICTIONS
-    return read_records(path)[0]
+    return {r["id"]: r for r in read_jsonl(path)}
 
 
 @flow(name="report", log_prints=True)
@@ -84,6 +85,9 @@ def report_flow(params_file: str = "params.yaml") -> list[dict]:
     table = markdown_table(rows)
     answers = {m.name: predictions(params, m) for m in models}
     shared = set.intersection(*(set(a) for a in answers.values()))
+    if not shared:
+        counts = ", ".join(f"{n}: {len(a)} rows" for n, a in answers.items())
+        raise ParamsError(f"the arms' evaluations share no test row ({counts}); evaluate them on the same split")
     first = answers[models[0].name]
     gold = {i: first[i] for i in sorted(shared)}
     baseline_answers = None

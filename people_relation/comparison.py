@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from people_relation.labels import LABELS
-from people_relation.metrics import normalise_prediction, per_label_f1
+from people_relation.metrics import normalise_prediction, per_label_f1, scores
 
 
 @dataclass(frozen=True)
@@ -106,8 +106,9 @@ def error_report(
     seed: int,
 ) -> str:
     """Markdown: per-label F1 of every model (and the baseline), ``samples`` correct and
-    wrong answers of each model with its reasoning, and the rows where every model and the
-    baseline give the same wrong label (candidates for label noise).
+    wrong answers of each model with its reasoning, and the rows where every model that
+    beats the majority answer (and the baseline) gives the same wrong label (candidates
+    for label noise; a model answering one label for every row would agree with nothing).
 
     ``gold`` maps a row id to its row (text, people1, people2, label); ``answers`` a model
     name to its prediction records by row id (``answer``, ``valid``, ``think``);
@@ -142,23 +143,28 @@ def error_report(
                     f"| {verdict} | {_cell(row['text'])} | {row['people1']}, {row['people2']} | {row['label']} "
                     f"| {_cell(str(record.get('answer') or '(invalid)'))} | {_cell(str(record.get('think') or ''))} |"
                 )
+    majority = max(set(labels), key=labels.count)
+    floor = scores(labels, [majority] * len(labels))["weighted_f1"]
+    judges = [n for n in names if scores(labels, predicted[n])["weighted_f1"] > floor]
     agreed = [
         i
         for k, i in enumerate(ids)
-        if len({predicted[n][k] for n in names}) == 1 and predicted[names[0]][k] != gold[i]["label"]
+        if judges and len({predicted[n][k] for n in judges}) == 1 and predicted[judges[0]][k] != gold[i]["label"]
     ]
     out += [
         "",
-        f"## Every model and the baseline agree against the gold label: {len(agreed)} rows",
+        f"## The models agree against the gold label: {len(agreed)} rows",
         "",
-        f"All of {', '.join(names)} answer the same label and it is not the gold one: candidates for label noise.",
+        f"Every model that beats always answering {majority} (weighted F1 {floor:.3f}) — "
+        f"{', '.join(judges) or 'none'} — answers the same label, and it is not the gold one: "
+        "candidates for label noise.",
         "",
     ]
     if agreed:
         out += ["| row | sentence | people | gold | all answer |", "|---|---|---|---|---|"]
         out += [
             f"| {i} | {_cell(gold[i]['text'])} | {gold[i]['people1']}, {gold[i]['people2']} | {gold[i]['label']} "
-            f"| {predicted[names[0]][ids.index(i)]} |"
+            f"| {predicted[judges[0]][ids.index(i)]} |"
             for i in agreed
         ]
     return "\n".join(out) + "\n"

@@ -137,9 +137,13 @@ def test_error_report_names_per_label_f1_samples_and_shared_mistakes():
     assert "| 夫妻 | 2 | 0.500 | 0.800 | 0.800 |" in text  # per-label F1 of the three
     assert "## cpu/grpo: 2 right, 2 wrong" in text and "## cpu-rl/grpo: 2 right, 2 wrong" in text
     assert text.count("| right |") == 2 and text.count("| wrong |") == 2
-    # r1: everyone says 夫妻, gold 父母 (r2: the models disagree)
-    assert "agree against the gold label: 1 rows" in text
+    # r1: every model that beats the majority answer says 夫妻, gold 父母 (r2: they disagree)
+    assert "The models agree against the gold label: 1 rows" in text
     assert "| r1 | 句子1 | 甲, 乙 | 父母 | 夫妻 |" in text
+    # a model answering one label for every row is no judge: it would agree with nothing
+    answers["stuck"] = _records(["不知道"] * 4)
+    text = error_report(gold, answers, baseline, samples=1, seed=0)
+    assert "— cpu/grpo, cpu-rl/grpo, baseline —" in text and "| r1 |" in text
 
 
 @pytest.mark.parametrize(

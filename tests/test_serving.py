@@ -249,11 +249,16 @@ def test_evaluation_resumes_after_the_server_is_killed_without_asking_twice(serv
     ids = [json.loads(line)["id"] for line in final]
     assert len(ids) == len(set(ids)) == 40
     assert f"{40 - len(second)} of 40 rows to ask ({len(second)} already answered)" in output
-    metrics = json.loads((root / "reports" / "metrics.json").read_text(encoding="utf-8"))
+    metrics = json.loads((root / "reports" / "metrics" / "cpu.json").read_text(encoding="utf-8"))
     assert metrics["rows"] == 40 and 0 <= metrics["grpo"]["weighted_f1"] <= 1
     report = root / "reports" / "evaluate" / "cpu" / "grpo"
-    assert {"predictions.jsonl", "metrics.json", "classification_report.txt", "confusion_matrix.png"} <= {
-        p.name for p in report.iterdir()
+    assert {p.name for p in report.iterdir()} == {
+        "predictions.jsonl",
+        "metrics.json",
+        "classification_report.txt",
+        "confusion_matrix.png",
     }
+    published = [json.loads(line) for line in (report / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(published) == 40 and not any("latency_s" in r for r in published)  # no timings in DVC outputs
     assert not server_pids(model_dir)
     shutil.rmtree(root / "cache", ignore_errors=True)

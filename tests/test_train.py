@@ -141,7 +141,8 @@ def test_collapse_guard_stops_a_collapsing_run_and_publishes_its_best_checkpoint
     save_model(model, tokenizer, paths["base"])
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = mlflow.MlflowClient(tracking_uri=uri)
-    run_id = client.create_run(client.create_experiment("collapse")).info.run_id
+    experiment = client.create_experiment("collapse", artifact_location=(root / "mlartifacts").as_uri())
+    run_id = client.create_run(experiment).info.run_id
 
     command = [sys.executable, "-m", "tasks.grpo_entry", "--params-file", str(params_file), "--profile", "cpu"]
     env = os.environ | {"PYTHONUNBUFFERED": "1", "MLFLOW_RUN_ID": run_id, "MLFLOW_TRACKING_URI": uri}

@@ -22,6 +22,8 @@ from people_relation.params import ParamsError, get, get_float, get_int, get_str
 LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo")
 MODEL_DTYPES = ("float32", "bfloat16", "auto")
 SCALE_REWARDS = ("group", "batch", "none")
+# published: the two rewards as published; balanced: plus `balance_bonus` (rare labels pay more)
+LABEL_REWARDS = ("published", "balanced")
 VLLM_MODES = ("off", "server", "colocate")
 
 
@@ -130,9 +132,21 @@ def grpo_config_kwargs(prof: Mapping[str, Any], output_dir: str) -> dict[str, An
                 "vllm_max_model_length": get_int(prof, "vllm.max_model_len"),
                 "vllm_enable_sleep_mode": False,
             }
-    if kwargs["reward_weights"] and len(kwargs["reward_weights"]) != 2:
+    if len(kwargs["reward_weights"]) != 2:
         raise ParamsError("params.yaml: grpo.reward_weights needs one weight per reward (format, label)")
+    if label_reward_kind(prof) == "balanced":
+        if kwargs["scale_rewards"] == "group":
+            raise ParamsError(
+                "params.yaml: grpo.label_reward 'balanced' needs grpo.scale_rewards 'batch' or 'none': "
+                "'group' divides each prompt's rewards by their spread, which cancels a per-label weight"
+            )
+        kwargs["reward_weights"] = [*kwargs["reward_weights"], kwargs["reward_weights"][1]]  # the bonus is label reward
     return kwargs
+
+
+def label_reward_kind(prof: Mapping[str, Any]) -> str:
+    """``published`` (format and label rewards) or ``balanced`` (plus the rare-label bonus)."""
+    return get_str(prof, "grpo.label_reward", LABEL_REWARDS)
 
 
 PUBLISH = ("best", "last")

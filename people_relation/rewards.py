@@ -7,7 +7,8 @@ for string prompts, or lists of chat messages for conversational prompts; both w
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from people_relation.parsing import parse_completion
@@ -55,3 +56,31 @@ def label_reward(completions: Sequence[Any], label: Sequence[str], **kwargs: Any
         parsed = parse_completion(completion_text(completion))
         rewards.append(CORRECT if parsed.format_ok and parsed.answer == gold else WRONG)
     return rewards
+
+
+def label_weights(labels: Sequence[str]) -> dict[str, float]:
+    """A weight per gold label, inversely proportional to its share of ``labels`` and 1 on
+    average over them: ``n / (k * count)`` for ``k`` distinct labels among ``n``."""
+    if not labels:
+        raise ValueError("label_weights needs at least one label")
+    counts = Counter(labels)
+    return {lab: len(labels) / (len(counts) * c) for lab, c in counts.items()}
+
+
+def balance_bonus(weights: Mapping[str, float]) -> Callable[..., list[float]]:
+    """A third reward, a deviation from the published two: ``weight(gold) - 1`` for a correct
+    answer, else 0. Added to the label reward it pays ``weight(gold)`` for a right answer, so
+    the rare relations count as much as the common ones in the policy's gradient.
+
+    Group-scaled advantages divide each prompt's rewards by their spread and so cancel a
+    per-prompt weight: use it with ``scale_rewards`` ``batch`` or ``none``.
+    """
+
+    def balance_bonus(completions: Sequence[Any], label: Sequence[str], **kwargs: Any) -> list[float]:
+        correct = label_reward(completions, label)
+        missing = sorted({gold for gold in label} - weights.keys())
+        if missing:
+            raise ValueError(f"balance_bonus has no weight for the gold label(s) {missing}")
+        return [(weights[gold] - 1.0) * c for gold, c in zip(label, correct, strict=True)]
+
+    return balance_bonus

@@ -33,7 +33,7 @@ from people_relation.monitor import (
 )
 from people_relation.parsing import parse_completion
 from people_relation.prompt import render_prompt
-from people_relation.rewards import completion_text, format_reward, label_reward
+from people_relation.rewards import completion_text, label_reward
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +291,7 @@ class GreedyValidation(TrainerCallback):
         label = collapsed_label([by_step[s] for s in sorted(by_step)], self.guard.rule)
         if label is None:
             return
-        share = answer_shares_of(state.log_history[-1])
+        share = top_share_note(state.log_history[-1])
         message = (
             f"collapse guard: the greedy answer {label!r} exceeded its limit (max of {self.guard.rule.ratio:g} x its "
             f"gold share {self.gold_shares.get(label, 0.0):.1%} and {self.guard.rule.min_share:.0%}) in the last "
@@ -309,7 +309,7 @@ class GreedyValidation(TrainerCallback):
                 MlflowClient().set_tag(self.mlflow_run_id, "collapse_guard", message)
 
 
-def answer_shares_of(entry: dict[str, Any]) -> str:
+def top_share_note(entry: dict[str, Any]) -> str:
     share = entry.get(GREEDY + "top_share")
     return f" (top answer {share:.0%} of the rows)" if isinstance(share, float) else ""
 
@@ -391,6 +391,7 @@ def run_grpo(
     tokenizer: PreTrainedTokenizerFast,
     dataset: Dataset,
     config_kwargs: dict[str, Any],
+    rewards: Sequence[Callable[..., list[float]]],
     completions_every: int,
     mlflow_run_id: str | None,
     validation: GreedyValidation,
@@ -405,7 +406,7 @@ def run_grpo(
     recorder = CompletionRecorder()
     trainer = GRPOTrainer(
         model=str(model_dir),
-        reward_funcs=[recorder.wrap(format_reward), recorder.wrap(label_reward)],
+        reward_funcs=[recorder.wrap(fn) for fn in rewards],
         args=GRPOConfig(**config_kwargs),
         train_dataset=dataset,
         eval_dataset=eval_dataset,

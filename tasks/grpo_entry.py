@@ -28,7 +28,8 @@ import tasks  # noqa: E402, F401  (offline defaults)
 from people_relation.dataset import PROMPT_SAMPLING, label_balanced  # noqa: E402
 from people_relation.monitor import GUARD_ACTIONS, CollapseRule  # noqa: E402
 from people_relation.params import get, get_float, get_int, get_str  # noqa: E402
-from people_relation.recipe import grpo_config_kwargs, profile  # noqa: E402
+from people_relation.recipe import grpo_config_kwargs, label_reward_kind, profile  # noqa: E402
+from people_relation.rewards import balance_bonus, format_reward, label_reward, label_weights  # noqa: E402
 from tasks.data import read_examples  # noqa: E402
 from tasks.grpo import (  # noqa: E402
     GREEDY,
@@ -95,6 +96,17 @@ def guard(prof: dict) -> Guard:
     )
 
 
+def reward_functions(prof: dict, train_labels: list[str]) -> list:
+    """The published format and label rewards, plus the rare-label bonus when
+    ``grpo.label_reward`` is ``balanced`` (weights from the gold labels' shares in training)."""
+    rewards = [format_reward, label_reward]
+    if label_reward_kind(prof) == "balanced":
+        weights = label_weights(train_labels)
+        log.info("Balanced label reward: a right answer pays %s", {k: round(v, 2) for k, v in sorted(weights.items())})
+        rewards.append(balance_bonus(weights))
+    return rewards
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params-file", default="params.yaml")
@@ -115,6 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     start_model = paths["start_model"]
     tokenizer = load_processing_class(start_model, get_str(prof, "model.tokenizer"))
     train_rows = read_examples(project_path(get_str(params, "split.out_dir")) / "train.jsonl")
+    rewards = reward_functions(prof, [e.label for e in train_rows])
     if get_str(prof, "grpo.prompt_sampling", PROMPT_SAMPLING) == "balanced":
         train_rows = label_balanced(train_rows, get_int(prof, "grpo.seed"))
     dataset, longest = prompt_dataset(tokenizer, train_rows, get_int(prof, "grpo.max_prompt_length"))
@@ -141,6 +154,7 @@ def main(argv: list[str] | None = None) -> None:
         tokenizer,
         dataset,
         kwargs,
+        rewards,
         completions_every=get_int(prof, "grpo.completions_every"),
         mlflow_run_id=run_id,
         validation=validation,

@@ -3,7 +3,7 @@
 import pytest
 
 from people_relation.parsing import parse_completion
-from people_relation.rewards import completion_text, format_reward, label_reward
+from people_relation.rewards import balance_bonus, completion_text, format_reward, label_reward, label_weights
 
 GOOD = "甲是乙的丈夫。\n</think>\n<answer>夫妻</answer>"
 
@@ -76,3 +76,29 @@ def test_label_reward_needs_one_label_per_completion():
 def test_completion_of_unknown_shape_is_a_type_error():
     with pytest.raises(TypeError):
         completion_text(42)
+
+
+def test_label_weights_favour_rare_labels_and_average_one():
+    labels = ["不知道"] * 6 + ["父母"] * 3 + ["祖孙"]
+    weights = label_weights(labels)
+    assert weights == pytest.approx({"不知道": 10 / 18, "父母": 10 / 9, "祖孙": 10 / 3})
+    assert sum(weights[lab] for lab in labels) / len(labels) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="at least one label"):
+        label_weights([])
+
+
+def answering(label: str) -> str:
+    return GOOD.replace("夫妻", label)
+
+
+def test_balance_bonus_adds_to_the_label_reward_only_for_a_right_answer():
+    bonus = balance_bonus({"父母": 0.5, "祖孙": 3.0})
+    right, wrong, broken = answering("祖孙"), answering("父母"), "祖孙</answer>"
+    completions = [right, wrong, broken, answering("父母")]
+    gold = ["祖孙", "祖孙", "祖孙", "父母"]
+    assert bonus.__name__ == "balance_bonus"  # TRL logs a reward under its function's name
+    paid = zip(bonus(completions, label=gold), label_reward(completions, label=gold), strict=True)
+    got = [b + lab for b, lab in paid]
+    assert got == [3.0, 0.0, 0.0, 0.5]  # a right answer pays the gold label's weight
+    with pytest.raises(ValueError, match="no weight for the gold label"):
+        bonus([right], label=["同门"])

@@ -117,6 +117,21 @@ def test_evaluations_must_line_up_with_checkpoints(params):
         grpo_config_kwargs(bad, "out")
 
 
+def test_balanced_label_reward_adds_a_bonus_weighted_like_the_label_reward(params):
+    import copy
+
+    prof = copy.deepcopy(profile(params, "cpu-rl"))
+    assert grpo_config_kwargs(prof, "out")["reward_weights"] == [1.0, 1.0]  # published rewards by default
+    prof["grpo"] |= {"label_reward": "balanced", "reward_weights": [1.0, 2.0], "scale_rewards": "batch"}
+    assert grpo_config_kwargs(prof, "out")["reward_weights"] == [1.0, 2.0, 2.0]
+    prof["grpo"]["scale_rewards"] = "group"  # would cancel the per-label weight
+    with pytest.raises(ParamsError, match="label_reward 'balanced' needs grpo.scale_rewards"):
+        grpo_config_kwargs(prof, "out")
+    prof["grpo"]["label_reward"] = "inverse"
+    with pytest.raises(ParamsError, match="label_reward"):
+        grpo_config_kwargs(prof, "out")
+
+
 def test_bad_profile_values_are_named(params):
     import copy
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from people_relation.params import load_params
+from people_relation.settings import Settings, parse_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PARAMS_FILE = "params.yaml"
@@ -25,7 +26,16 @@ def project_path(value: str | Path, root: Path = PROJECT_ROOT) -> Path:
 
 
 def read_project_params(params_file: str | Path = PARAMS_FILE) -> dict[str, Any]:
-    return load_params(project_path(params_file))
+    """The params tree, checked whole first: an unknown key, a wrong type or a value out of
+    range fails here, before any work, naming the file and the key."""
+    params = load_params(project_path(params_file))
+    parse_settings(params, str(params_file))
+    return params
+
+
+def read_settings(params_file: str | Path = PARAMS_FILE) -> Settings:
+    """The params file as typed, frozen settings."""
+    return parse_settings(load_params(project_path(params_file)), str(params_file))
 
 
 @contextmanager

@@ -1,0 +1,92 @@
+"""params.yaml is checked whole at load: typos, wrong types and out-of-range values fail
+before any work, naming the file and the key."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from people_relation.params import ParamsError
+from people_relation.settings import Settings, parse_settings
+
+
+def test_the_project_params_load_as_typed_frozen_settings(params):
+    settings = parse_settings(params)
+    assert isinstance(settings, Settings)
+    assert set(settings.profiles) == set(params["profiles"])
+    cpu = settings.profiles["cpu"]
+    assert cpu.grpo.max_steps == params["profiles"]["cpu"]["grpo"]["max_steps"]
+    assert cpu.model.arch is not None and settings.profiles["qwen2.5-7b"].vllm is not None
+    with pytest.raises(ValueError, match="frozen"):
+        cpu.grpo.max_steps = 1
+
+
+def bad(params: dict, change) -> str:
+    p = copy.deepcopy(params)
+    change(p)
+    with pytest.raises(ParamsError) as err:
+        parse_settings(p, "my-params.yaml")
+    return str(err.value)
+
+
+def test_a_misspelt_key_is_named_with_the_file_and_a_suggestion(params):
+    message = bad(params, lambda p: p["profiles"]["cpu"]["grpo"].update(lerning_rate=1e-3))
+    assert message.startswith("my-params.yaml: profiles.cpu.grpo.lerning_rate: unknown key")
+    assert "did you mean 'learning_rate'?" in message
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("grpo.max_steps", -5, "profiles.cpu.grpo.max_steps: Input should be greater than or equal to 1, got -5"),
+        ("grpo.loss_type", "ppo", "profiles.cpu.grpo.loss_type: Input should be 'grpo', 'dapo', 'dr_grpo' or 'bnpo'"),
+        ("grpo.top_p", 1.5, "profiles.cpu.grpo.top_p: Input should be less than or equal to 1"),
+        ("grpo.reward_weights", [1.0], "profiles.cpu.grpo.reward_weights: List should have at least 2 items"),
+        ("warmup.bf16", "sometimes", "profiles.cpu.warmup.bf16: Input should be a valid boolean"),
+        ("collapse_guard.action", "halt", "collapse_guard.action: Input should be 'stop', 'warn' or 'off'"),
+    ],
+)
+def test_a_bad_value_names_the_key_and_what_is_allowed(params, key, value, expected):
+    section, name = key.split(".")
+    assert expected in bad(params, lambda p: p["profiles"]["cpu"][section].__setitem__(name, value))
+
+
+def test_rules_across_keys(params):
+    assert "train.profile is 'tpu'; the profiles are cpu" in bad(params, lambda p: p["train"].update(profile="tpu"))
+    assert "profiles.cpu.warmup: an enabled warm-up needs epochs" in bad(
+        params, lambda p: p["profiles"]["cpu"]["warmup"].pop("epochs")
+    )
+    assert "profiles.cpu.model: source 'scratch' builds a model here" in bad(
+        params, lambda p: p["profiles"]["cpu"]["model"].pop("arch")
+    )
+    assert "baseline: ngram_max (1) must be at least ngram_min (2)" in bad(
+        params, lambda p: p["baseline"].update(ngram_min=2, ngram_max=1)
+    )
+    missing = bad(params, lambda p: p["profiles"]["cpu"]["grpo"].pop("eval_steps"))
+    assert "profiles.cpu.grpo.eval_steps: missing" in missing
+
+
+def test_numbers_dvc_wrote_back_as_strings_are_numbers(params):
+    p = copy.deepcopy(params)
+    p["profiles"]["cpu"]["grpo"]["learning_rate"] = "2e-05"
+    assert parse_settings(p).profiles["cpu"].grpo.learning_rate == 2e-5
+
+
+def test_a_command_refuses_a_bad_params_file_before_any_work(params, project_root, tmp_path):
+    p = copy.deepcopy(params)
+    p["profiles"]["cpu"]["grpo"]["max_steps"] = -5
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(p, allow_unicode=True), encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "flows.train", "--dry-run", "--params-file", str(path)],
+        cwd=project_root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert f"{path}: profiles.cpu.grpo.max_steps: Input should be greater than or equal to 1, got -5" in result.stderr

@@ -20,14 +20,14 @@ from flows.cli import run
 from flows.evaluate import evaluate_flow
 from flows.train import train_flow
 from people_relation.params import ParamsError
-from people_relation.recipe import profile, profile_name
+from people_relation.recipe import default_profile, profile
 from tasks.io import read_project_params
 
 
 def check_arm(params: dict, arm: str) -> None:
     """``arm`` must be a defined profile other than the pipeline's."""
     profile(params, arm)  # names the defined profiles when it is not one
-    if arm == profile_name(params):
+    if arm == default_profile(params):
         raise ParamsError(
             f"params.yaml: {arm!r} is the pipeline's profile (train.profile); `dvc repro` trains and evaluates it"
         )
@@ -36,8 +36,8 @@ def check_arm(params: dict, arm: str) -> None:
 @flow(name="arm", log_prints=True)
 def arm_flow(params_file: str = "params.yaml", arm: str = "cpu-rl") -> dict:
     check_arm(read_project_params(params_file), arm)
-    trained = train_flow(params_file=params_file, profile_name_=arm)
-    tested = evaluate_flow(params_file=params_file, profile_name_=arm)
+    trained = train_flow(params_file=params_file, profile_name=arm)
+    tested = evaluate_flow(params_file=params_file, profile_name=arm)
     get_run_logger().info("Arm %s done; `dvc repro` brings the comparison up to date", arm)
     return {"train": trained, "evaluate": tested}
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from people_relation.dataset import DataError
 from people_relation.params import ParamsError
+from people_relation.pipeline import EXIT_TRANSIENT
 from tasks.client import EvaluationInterrupted
 from tasks.server import ServerError
 
@@ -28,7 +29,6 @@ PERMANENT_ERRORS = (DataError, ParamsError)
 TRANSIENT_ERRORS = (ServerError, EvaluationInterrupted)
 USER_ERRORS = PERMANENT_ERRORS + TRANSIENT_ERRORS
 EXIT_PERMANENT = 1
-EXIT_TRANSIENT = 75
 PIPELINE_FLOW_RUN_ENV = "PEOPLE_RELATION_PIPELINE_FLOW_RUN_ID"
 
 

@@ -29,7 +29,7 @@ from flows.serve import client_settings, sampling
 from people_relation.metrics import confusion, report_text, scores
 from people_relation.params import get, get_int, get_str
 from people_relation.predictions import PREDICTIONS, missing, ordered, read_records, rewrite_clean, scored_answer
-from people_relation.recipe import profile, profile_name
+from people_relation.recipe import default_profile, profile
 from tasks.client import answer_rows
 from tasks.data import read_examples
 from tasks.grpo import claim_checkpoint_dir
@@ -127,10 +127,10 @@ def tag_registered_version(params: dict[str, Any], name: str, model: Path, resul
 
 
 @flow(name="evaluate", log_prints=True)
-def evaluate_flow(params_file: str = "params.yaml", profile_name_: str | None = None) -> dict[str, Any]:
+def evaluate_flow(params_file: str = "params.yaml", profile_name: str | None = None) -> dict[str, Any]:
     logger = get_run_logger()
     params = read_project_params(params_file)
-    name = profile_name_ or profile_name(params)
+    name = profile_name or default_profile(params)
     prof = profile(params, name)
     stages = list(get(prof, "evaluate_models"))
     rows = test_rows(params)
@@ -167,7 +167,7 @@ def evaluate_flow(params_file: str = "params.yaml", profile_name_: str | None = 
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", dest="profile_name_", default=None, help="override train.profile")
+    parser.add_argument("--profile", dest="profile_name", default=None, help="override train.profile")
 
 
 if __name__ == "__main__":

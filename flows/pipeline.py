@@ -40,10 +40,8 @@ from people_relation.pipeline import (
     stage_outcome,
     with_upstream,
 )
-from tasks.io import PROJECT_ROOT, read_project_params
+from tasks.io import PARAMS_FILE, PROJECT_ROOT, read_project_params
 from tasks.tracking import PARENT_RUN_ENV, link_prefect_to_mlflow, lock_md5, run_tags, start_experiment
-
-PARAMS_FILE = "params.yaml"  # dvc.yaml reads this file; the pipeline has no other
 
 
 class StageFailed(RuntimeError):

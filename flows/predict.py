@@ -28,7 +28,7 @@ from people_relation.dataset import Example
 from people_relation.params import ParamsError, get_int, get_str
 from people_relation.parsing import parse_completion
 from people_relation.query import QueryError, make_query
-from people_relation.recipe import profile, profile_name
+from people_relation.recipe import default_profile, profile
 from tasks.client import ask, make_client
 from tasks.io import read_project_params
 from tasks.server import ServerError, served_model
@@ -52,12 +52,12 @@ def predict(
     people2: str,
     params_file: str = "params.yaml",
     url: str | None = None,
-    profile_name_: str | None = None,
+    profile_name: str | None = None,
     model: str | None = None,
 ) -> dict[str, Any]:
     params = read_project_params(params_file)
     query = make_query(text, people1, people2, get_int(params, "predict.max_chars"))
-    name = profile_name_ or profile_name(params)
+    name = profile_name or default_profile(params)
     api_key = os.environ.get(get_str(params, "serve.api_key_env")) or None
     if url:
         completion = _ask(url, api_key, get_str(params, "serve.served_model_name"), query, params, name)
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--people1", required=True)
     parser.add_argument("--people2", required=True)
     parser.add_argument("--url", default=None, help="a running server's base URL, e.g. http://127.0.0.1:8000/v1")
-    parser.add_argument("--profile", dest="profile_name_", default=None)
+    parser.add_argument("--profile", dest="profile_name", default=None)
     parser.add_argument("--model", default=None, help="grpo, warmup or base (when starting a server)")
     parser.add_argument("--params-file", default="params.yaml")
     parser.add_argument("--json", action="store_true", help="print the whole result as JSON")

@@ -24,7 +24,7 @@ from flows.cli import run
 from people_relation.comparison import ArmModel, comparison_rows, error_report, markdown_table, method_name
 from people_relation.params import ParamsError, get, get_int, get_str
 from people_relation.predictions import PREDICTIONS
-from people_relation.recipe import profile, profile_name
+from people_relation.recipe import default_profile, profile
 from tasks.io import project_path, read_json, read_jsonl, read_numeric_csv, read_project_params, staged_dir
 from tasks.plots import arm_curves, comparison_bars
 from tasks.tracking import mlflow_run, parent_run_id
@@ -40,7 +40,7 @@ def model_label(prof: dict[str, Any], name: str) -> str:
 
 def arms(params: dict[str, Any]) -> list[str]:
     """The profiles with evaluated models, the pipeline's own first."""
-    first = profile_name(params)
+    first = default_profile(params)
     names = [first, *(n for n in get(params, "profiles") if n != first)]
     return [n for n in names if metrics_path(params, n).is_file()]
 
@@ -76,8 +76,8 @@ def predictions(params: dict[str, Any], model: ArmModel) -> dict[str, dict[str, 
 def report_flow(params_file: str = "params.yaml") -> list[dict]:
     params = read_project_params(params_file)
     names = arms(params)
-    if profile_name(params) not in names:
-        raise ParamsError(f"{metrics_path(params, profile_name(params))} is missing: run the evaluate step first")
+    if default_profile(params) not in names:
+        raise ParamsError(f"{metrics_path(params, default_profile(params))} is missing: run the evaluate step first")
     models = [m for name in names for m in arm_models(params, name)]
     baseline_dir = project_path(get_str(params, "baseline.reports_dir"))
     baseline = read_json(baseline_dir / "metrics.json") if (baseline_dir / "metrics.json").is_file() else None

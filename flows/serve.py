@@ -21,7 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.cli import run
 from people_relation.params import get, get_int, get_str
 from people_relation.predictions import read_records
-from people_relation.recipe import profile, profile_name
+from people_relation.recipe import default_profile, profile
 from tasks.client import ClientSettings, Sampling, answer_rows
 from tasks.data import read_examples
 from tasks.io import project_path, read_project_params, write_json_atomic
@@ -69,7 +69,7 @@ def smoke_check(params: dict[str, Any], prof: dict[str, Any], server: Server, ou
     }
 
 
-def hold(server: Server) -> None:
+def serve_until_stopped(server: Server) -> None:
     logger = get_run_logger()
     logger.info(
         "Serving %r at %s (API key %s). Ctrl-C stops the server.",
@@ -88,18 +88,18 @@ def hold(server: Server) -> None:
 
 @flow(name="serve", log_prints=True)
 def serve_flow(
-    params_file: str = "params.yaml", profile_name_: str | None = None, model: str | None = None, hold_: bool = False
+    params_file: str = "params.yaml", profile_name: str | None = None, model: str | None = None, hold: bool = False
 ) -> dict[str, Any]:
     logger = get_run_logger()
     params = read_project_params(params_file)
-    name = profile_name_ or profile_name(params)
+    name = profile_name or default_profile(params)
     prof = profile(params, name)
     stage = model or get_str(params, "serve.model")
     reports = project_path(get_str(params, "serve.reports_dir")) / name
     # the log (times, ports) and the smoke answers in flight are not pipeline outputs
     state = project_path(get_str(params, "train.checkpoints_dir")) / "serve" / name
     state.mkdir(parents=True, exist_ok=True)
-    if not hold_:  # serving for clients leaves the pipeline's report alone
+    if not hold:  # serving for clients leaves the pipeline's report alone
         (reports / REPORT_FILE).unlink(missing_ok=True)  # never leave a report of an older server
     smoke_file = state / "smoke_predictions.jsonl"
     smoke_file.unlink(missing_ok=True)
@@ -112,8 +112,8 @@ def serve_flow(
             # the server log is kept even when start-up fails: it is what explains the failure
             with served_model(params, name, stage, state / LOG_FILE) as server:
                 smoke = smoke_check(params, prof, server, smoke_file)
-                if hold_:
-                    hold(server)
+                if hold:
+                    serve_until_stopped(server)
         finally:
             if (state / LOG_FILE).is_file():
                 mlflow.log_artifact(str(state / LOG_FILE), "serve")
@@ -129,7 +129,7 @@ def serve_flow(
         }
         # the start-up time is the run's (MLflow), not the output's: the report depends on its inputs only
         mlflow.log_metrics({"startup_seconds": server.startup_s, "smoke_format_ok_rate": smoke["format_ok_rate"]})
-        if not hold_:
+        if not hold:
             reports.mkdir(parents=True, exist_ok=True)
             write_json_atomic(reports / REPORT_FILE, report)
             mlflow.log_artifact(str(reports / REPORT_FILE), "serve")
@@ -145,9 +145,9 @@ def serve_flow(
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", dest="profile_name_", default=None, help="override train.profile")
+    parser.add_argument("--profile", dest="profile_name", default=None, help="override train.profile")
     parser.add_argument("--model", default=None, help="grpo, warmup or base (default: serve.model)")
-    parser.add_argument("--hold", dest="hold_", action="store_true", help="keep serving until Ctrl-C")
+    parser.add_argument("--hold", dest="hold", action="store_true", help="keep serving until Ctrl-C")
 
 
 if __name__ == "__main__":

@@ -32,10 +32,10 @@ from flows.cli import run
 from people_relation.params import get, get_int, get_str
 from people_relation.recipe import (
     batch_arithmetic,
+    default_profile,
     grpo_config_kwargs,
     launch_command,
     profile,
-    profile_name,
     vllm_server_command,
 )
 from tasks.io import (
@@ -50,6 +50,7 @@ from tasks.io import (
 from tasks.tracking import tracking_uri
 from tasks.train_paths import train_paths
 
+GRPO_ENTRY = "tasks.grpo_entry"  # the training process, started by `python -m` or `accelerate launch`
 CURVE_FILE = "reward_curve.png"
 VALIDATION_CURVE_FILE = "validation_curve.png"
 # validation_history.csv column -> legend
@@ -67,7 +68,7 @@ def plan(params: dict[str, Any], name: str, params_file: str) -> dict[str, Any]:
     """Everything a run of profile ``name`` would do, resolved, without doing it."""
     prof = profile(params, name)
     paths = train_paths(params, name)
-    command = launch_command(prof, name, params_file)
+    command = launch_command(prof, name, params_file, GRPO_ENTRY)
     server = vllm_server_command(prof, str(paths["start_model"]))
     server_env = [f"CUDA_VISIBLE_DEVICES={','.join(str(g) for g in get(prof, 'vllm')['gpus'])}"] if server else []
     return {
@@ -247,7 +248,7 @@ def grpo(
     from tasks.server import die_with_parent
 
     logger = get_run_logger()
-    command = launch_command(prof, name, params_file, python=sys.executable)
+    command = launch_command(prof, name, params_file, GRPO_ENTRY, python=sys.executable)
     logger.info("Starting GRPO: %s", shlex.join(command))
     env = os.environ | {
         "MLFLOW_RUN_ID": run_id,
@@ -367,7 +368,7 @@ def register(params: dict[str, Any], name: str, model: Path, tokenizer_kind: str
 
 
 @flow(name="train", log_prints=True)
-def train_flow(params_file: str = "params.yaml", profile_name_: str | None = None) -> dict:
+def train_flow(params_file: str = "params.yaml", profile_name: str | None = None) -> dict:
     import mlflow
 
     from tasks.plots import line_chart
@@ -375,7 +376,7 @@ def train_flow(params_file: str = "params.yaml", profile_name_: str | None = Non
 
     logger = get_run_logger()
     params = read_project_params(params_file)
-    name = profile_name_ or profile_name(params)
+    name = profile_name or default_profile(params)
     the_plan = plan(params, name, params_file)
     prof = profile(params, name)
     paths = train_paths(params, name)
@@ -444,7 +445,7 @@ def train_flow(params_file: str = "params.yaml", profile_name_: str | None = Non
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", dest="profile_name_", default=None, help="override train.profile")
+    parser.add_argument("--profile", dest="profile_name", default=None, help="override train.profile")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved plan; start nothing")
     parser.add_argument(
         "--preflight", action="store_true", help="check this machine for the profile (GPUs, driver, model, ports, disk)"
@@ -456,7 +457,7 @@ def _preflight(args: argparse.Namespace) -> None:
     from tasks.preflight import report, run_checks, trl_vllm_range
 
     params = read_project_params(args.params_file)
-    checks = run_checks(params, args.profile_name_ or profile_name(params), trl_vllm_range())
+    checks = run_checks(params, args.profile_name or default_profile(params), trl_vllm_range())
     print(report(checks))
     if not all(c.ok for c in checks):
         sys.exit(1)
@@ -472,7 +473,7 @@ def _dry_run(args: argparse.Namespace) -> bool:
     if not vars(args).pop("dry_run"):
         return False
     params = read_project_params(args.params_file)
-    the_plan = plan(params, args.profile_name_ or profile_name(params), args.params_file)
+    the_plan = plan(params, args.profile_name or default_profile(params), args.params_file)
     print(json.dumps(the_plan, indent=2, ensure_ascii=False))
     print("\n# launch")
     if the_plan["vllm_server_command"]:

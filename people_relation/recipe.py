@@ -27,7 +27,7 @@ LABEL_REWARDS = ("published", "balanced")
 VLLM_MODES = ("off", "server", "colocate")
 
 
-def profile_name(params: Mapping[str, Any]) -> str:
+def default_profile(params: Mapping[str, Any]) -> str:
     name = get_str(params, "train.profile")
     profiles = get(params, "profiles")
     if name not in profiles:
@@ -36,7 +36,7 @@ def profile_name(params: Mapping[str, Any]) -> str:
 
 
 def profile(params: Mapping[str, Any], name: str | None = None) -> dict[str, Any]:
-    name = name or profile_name(params)
+    name = name or default_profile(params)
     profiles = get(params, "profiles")
     if name not in profiles:
         raise ParamsError(f"params.yaml: no profile {name!r}; defined profiles: {', '.join(profiles)}")
@@ -182,9 +182,12 @@ def evaluation_kwargs(prof: Mapping[str, Any], batch: Mapping[str, int]) -> dict
     }
 
 
-def launch_command(prof: Mapping[str, Any], name: str, params_file: str, python: str = "python") -> list[str]:
-    """The command that runs GRPO for profile ``name``: plain Python, or ``accelerate launch``."""
-    entry = ["-m", "tasks.grpo_entry", "--params-file", params_file, "--profile", name]
+def launch_command(
+    prof: Mapping[str, Any], name: str, params_file: str, entry_module: str, python: str = "python"
+) -> list[str]:
+    """The command that runs ``entry_module`` (the GRPO process) for profile ``name``: plain
+    Python, or ``accelerate launch``."""
+    entry = ["-m", entry_module, "--params-file", params_file, "--profile", name]
     config = get(prof, "launch.accelerate_config")
     processes = get_int(prof, "launch.num_processes")
     if processes > 1 and get(prof, "model").get("lora"):

@@ -40,7 +40,7 @@ def prompt_pieces() -> tuple[str, ...]:
     )
 
 
-def build_tokenizer(texts: Iterable[str], extra_pieces: Iterable[str] = ()) -> PreTrainedTokenizerFast:
+def build_tokenizer(texts: Iterable[str]) -> PreTrainedTokenizerFast:
     """A tokenizer whose base vocabulary is every character of ``texts``."""
     chars = sorted({ch for text in texts for ch in text} | set("\n0123456789") | set(SYSTEM_PROMPT))
     vocab = {tok: i for i, tok in enumerate((*SPECIAL_TOKENS, *chars))}
@@ -48,7 +48,7 @@ def build_tokenizer(texts: Iterable[str], extra_pieces: Iterable[str] = ()) -> P
     raw.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
     raw.decoder = decoders.Fuse()
     raw.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
-    pieces = (*TAGS, *LABELS, *prompt_pieces(), *extra_pieces)
+    pieces = (*TAGS, *LABELS, *prompt_pieces())
     raw.add_tokens([AddedToken(p, special=False, normalized=False) for p in pieces])
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=raw,

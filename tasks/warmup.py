@@ -120,7 +120,6 @@ def train_warmup(
     settings: WarmupSettings,
     checkpoint_dir: Path,
     on_log: Callable[[dict[str, float], int], None] = lambda metrics, step: None,
-    on_epoch: Callable[[int], None] = lambda epoch: None,
 ) -> None:
     names = sorted({e.people1 for e in examples} | {e.people2 for e in examples})
     steps_per_epoch = len(length_bucketed_batches(examples, settings.batch_size, random.Random(0)))
@@ -185,4 +184,3 @@ def train_warmup(
             tmp,
         )
         tmp.replace(state_file)
-        on_epoch(epoch)

@@ -9,8 +9,6 @@ from people_relation.dataset import read_csv_file
 from people_relation.params import get_str
 from tasks.io import PROJECT_ROOT, project_path, read_project_params
 
-FIXTURES = Path(__file__).parent / "fixtures"
-
 
 @pytest.fixture(scope="session")
 def params() -> dict:

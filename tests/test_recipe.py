@@ -48,7 +48,7 @@ def test_published_recipe_values_are_explicit(published):
 
 
 def test_published_launch_uses_accelerate_with_zero3_and_a_separate_vllm_gpu(published, project_root):
-    command = launch_command(published, "qwen2.5-7b", "params.yaml")
+    command = launch_command(published, "qwen2.5-7b", "params.yaml", "tasks.grpo_entry")
     assert command[:3] == ["python", "-m", "accelerate.commands.launch"]
     config_file = command[command.index("--config_file") + 1]
     assert command[command.index("--num_processes") + 1] == "3"
@@ -84,7 +84,11 @@ def test_zero3_config_is_valid_for_deepspeed(project_root):
 def test_single_gpu_lora_profile_keeps_the_published_batch(params):
     lora = profile(params, "qwen2.5-7b-lora")
     assert batch_arithmetic(lora)["completions_per_step"] == 192
-    assert launch_command(lora, "qwen2.5-7b-lora", "params.yaml")[:3] == ["python", "-m", "tasks.grpo_entry"]
+    assert launch_command(lora, "qwen2.5-7b-lora", "params.yaml", "tasks.grpo_entry")[:3] == [
+        "python",
+        "-m",
+        "tasks.grpo_entry",
+    ]
     assert grpo_config_kwargs(lora, "out")["vllm_mode"] == "colocate"
     assert vllm_server_command(lora, "m") is None
 
@@ -142,13 +146,15 @@ def test_bad_profile_values_are_named(params):
     bad = copy.deepcopy(profile(params, "cpu"))
     bad["launch"]["num_processes"] = 2
     with pytest.raises(ParamsError, match="accelerate_config"):
-        launch_command(bad, "cpu", "params.yaml")
+        launch_command(bad, "cpu", "params.yaml", "tasks.grpo_entry")
     with pytest.raises(ParamsError, match="no profile 'tpu'"):
         profile(params, "tpu")
     lora = copy.deepcopy(profile(params, "qwen2.5-7b-lora"))
     lora["launch"] |= {"num_processes": 3, "accelerate_config": "configs/accelerate/deepspeed_zero3.yaml"}
     with pytest.raises(ParamsError, match="LoRA profile .* trains in one process"):
-        launch_command(lora, "qwen2.5-7b-lora", "params.yaml")  # refused before training, not after it
+        launch_command(
+            lora, "qwen2.5-7b-lora", "params.yaml", "tasks.grpo_entry"
+        )  # refused before training, not after it
 
 
 def test_dry_run_prints_the_launch_without_running(project_root):

@@ -11,6 +11,7 @@ To keep serving for other clients: ``python -m flows.serve --hold`` (Ctrl-C stop
 from __future__ import annotations
 
 import argparse
+import signal
 import time
 from typing import Any
 
@@ -69,7 +70,13 @@ def smoke_check(params: dict[str, Any], prof: dict[str, Any], server: Server, ou
     }
 
 
+def _requested_stop(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def serve_until_stopped(server: Server) -> None:
+    """Serve until Ctrl-C or SIGTERM (both a requested stop: the run completes), or until
+    the server dies (the run fails)."""
     logger = get_run_logger()
     logger.info(
         "Serving %r at %s (API key %s). Ctrl-C stops the server.",
@@ -77,12 +84,15 @@ def serve_until_stopped(server: Server) -> None:
         server.base_url,
         "required" if server.api_key else "not required",
     )
+    previous = signal.signal(signal.SIGTERM, _requested_stop)
     try:
         while server.alive():
             time.sleep(1)
     except KeyboardInterrupt:
         logger.info("Stopping the server")
         return
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     raise RuntimeError(f"the vLLM server exited on its own; see {server.log_path}")
 
 

@@ -262,3 +262,41 @@ def test_evaluation_resumes_after_the_server_is_killed_without_asking_twice(serv
     assert len(published) == 40 and not any("latency_s" in r for r in published)  # no timings in DVC outputs
     assert not server_pids(model_dir)
     shutil.rmtree(root / "cache", ignore_errors=True)
+
+
+class StandInServer:
+    """What ``serve_until_stopped`` reads of a server; ``alive`` says what happens next."""
+
+    model = "people-relation"
+    base_url = "http://127.0.0.1:8000/v1"
+    api_key = None
+    log_path = Path("server.log")
+
+    def __init__(self, outcome: str):
+        self.outcome = outcome
+        self.calls = 0
+
+    def alive(self) -> bool:
+        self.calls += 1
+        if self.outcome == "sigterm" and self.calls == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # as `kill PID`, a service manager or `docker stop` does
+        return self.outcome != "died"
+
+
+@pytest.mark.parametrize("outcome", ["sigterm", "died"])
+def test_a_requested_stop_completes_the_serve_run_and_a_dead_server_fails_it(prefect_api, outcome):
+    from prefect import flow
+
+    from flows.serve import serve_until_stopped
+
+    @flow
+    def hold() -> None:
+        serve_until_stopped(StandInServer(outcome))
+
+    handler = signal.getsignal(signal.SIGTERM)
+    state = hold(return_state=True)
+    if outcome == "sigterm":
+        assert state.is_completed(), state
+    else:
+        assert state.is_failed() and "exited on its own" in state.message, state
+    assert signal.getsignal(signal.SIGTERM) == handler  # the handler is the caller's again

@@ -60,7 +60,8 @@ def smoke_check(params: dict[str, Any], prof: dict[str, Any], server: Server, ou
         out_file,
         server.alive,
     )
-    records = list(read_records(out_file)[0].values())
+    done = read_records(out_file)[0]
+    records = [done[r.id] for r in rows if r.id in done]  # in the rows' order, not the answers' arrival
     return {
         "rows": answered,
         "format_ok_rate": sum(r["format_ok"] for r in records) / max(1, len(records)),

@@ -136,6 +136,11 @@ def test_dvc_repro_runs_every_stage_and_mlflow_records_it(project, env, repro):
     errors = (project / "reports/comparison/errors.md").read_text(encoding="utf-8")
     assert "## F1 per label" in errors and "cpu/grpo" in errors and "agree against the gold label" in errors
     assert sum(1 for _ in open(project / "data/split/test.jsonl", encoding="utf-8")) == 776
+    # the serve step's smoke answers come in the rows' order, whatever order the server answered in
+    served = json.loads((project / "reports/serve/cpu/server.json").read_text(encoding="utf-8"))
+    with open(project / "data/split/validation.jsonl", encoding="utf-8") as fh:
+        first_rows = [json.loads(line)["text"] for line, _ in zip(fh, range(served["smoke"]["rows"]), strict=False)]
+    assert [a["text"] for a in served["smoke"]["answers"]] == first_rows
 
     # MLflow: one parent run for this `dvc repro`, finished, with a nested run per step
     all_runs = runs(project)

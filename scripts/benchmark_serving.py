@@ -28,7 +28,7 @@ from flows.serve import client_settings, sampling  # noqa: E402
 from people_relation.params import get_int, get_str  # noqa: E402
 from people_relation.parsing import parse_completion  # noqa: E402
 from people_relation.predictions import read_records  # noqa: E402
-from people_relation.recipe import profile, profile_name  # noqa: E402
+from people_relation.recipe import default_profile, profile  # noqa: E402
 from tasks.client import answer_rows  # noqa: E402
 from tasks.data import read_examples  # noqa: E402
 from tasks.io import PROJECT_ROOT, project_path, read_project_params, write_json  # noqa: E402
@@ -61,7 +61,7 @@ def main() -> None:
     from tasks.tiny_model import load_model
 
     params = read_project_params(args.params_file)
-    name = args.profile or profile_name(params)
+    name = args.profile or default_profile(params)
     prof = profile(params, name)
     if args.reserved_cpus is not None:
         prof["serve"]["reserved_cpus"] = args.reserved_cpus

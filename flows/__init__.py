@@ -1,3 +1,9 @@
-"""Prefect flows, one per pipeline step; each is also a command: ``python -m flows.<step>``."""
+"""Prefect flows, one per pipeline stage; each is also a command: ``python -m flows.<stage>``.
 
-import tasks  # noqa: F401  (applies the offline defaults before Prefect is imported)
+Every command starts here, so the process is configured (no telemetry, the project's log
+lines in Prefect's run logs) before Prefect or MLflow is imported.
+"""
+
+from people_relation.runtime import configure
+
+configure()

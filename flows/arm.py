@@ -19,9 +19,9 @@ from prefect import flow, get_run_logger
 from flows.cli import run
 from flows.evaluate import evaluate_flow
 from flows.train import train_flow
+from people_relation.infra.io import read_project_params
 from people_relation.params import ParamsError
 from people_relation.recipe import default_profile, profile
-from tasks.io import read_project_params
 
 
 def check_arm(params: dict, arm: str) -> None:

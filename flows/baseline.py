@@ -12,11 +12,11 @@ from prefect import flow, get_run_logger, task
 
 from flows.cli import run
 from people_relation.baseline import fit_predict
+from people_relation.infra.data import read_examples
+from people_relation.infra.io import project_path, read_project_params, staged_dir, write_json, write_jsonl
+from people_relation.infra.tracking import mlflow_run
 from people_relation.metrics import report_text, scores
 from people_relation.params import get, get_float, get_int, get_str
-from tasks.data import read_examples
-from tasks.io import project_path, read_project_params, staged_dir, write_json, write_jsonl
-from tasks.tracking import mlflow_run
 
 METRICS_FILE = "metrics.json"
 

@@ -21,8 +21,8 @@ from typing import Any
 from people_relation.dataset import DataError
 from people_relation.params import ParamsError
 from people_relation.pipeline import EXIT_TRANSIENT
-from tasks.client import EvaluationInterrupted
-from tasks.server import ServerError
+from people_relation.serving.client import EvaluationInterrupted
+from people_relation.serving.server import ServerError
 
 # Failures whose message says everything (what, where, how to fix): no traceback needed.
 PERMANENT_ERRORS = (DataError, ParamsError)

@@ -26,18 +26,25 @@ from prefect import flow, get_run_logger, task
 
 from flows.cli import run
 from flows.serve import client_settings, sampling
+from people_relation.infra.data import read_examples
+from people_relation.infra.io import (
+    fingerprint,
+    project_path,
+    read_project_params,
+    staged_dir,
+    write_json,
+    write_json_atomic,
+)
+from people_relation.infra.plots import confusion_heatmap
+from people_relation.infra.tracking import mlflow_run
 from people_relation.metrics import confusion, report_text, scores
 from people_relation.params import get, get_int, get_str
+from people_relation.paths import metrics_path, model_dir
 from people_relation.predictions import PREDICTIONS, missing, ordered, read_records, rewrite_clean, scored_answer
 from people_relation.recipe import default_profile, profile
-from tasks.client import answer_rows
-from tasks.data import read_examples
-from tasks.grpo import claim_checkpoint_dir
-from tasks.io import fingerprint, project_path, read_project_params, staged_dir, write_json, write_json_atomic
-from tasks.plots import confusion_heatmap
-from tasks.server import served_model
-from tasks.tracking import mlflow_run
-from tasks.train_paths import metrics_path, model_dir
+from people_relation.serving.client import answer_rows
+from people_relation.serving.server import served_model
+from people_relation.training.grpo import claim_checkpoint_dir
 
 
 def test_rows(params: dict[str, Any]) -> list:
@@ -111,7 +118,7 @@ def latency_p50(rows: list, state: Path) -> float:
 def tag_registered_version(params: dict[str, Any], name: str, model: Path, result: dict, rows: list) -> None:
     """The registered version of this model gets its test scores (full test set only) and,
     when it is the best so far, the ``champion`` alias."""
-    from tasks.registry import record_test_scores, registered_name
+    from people_relation.infra.registry import record_test_scores, registered_name
 
     logger = get_run_logger()
     registered = registered_name(params, name)

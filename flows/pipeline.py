@@ -30,6 +30,8 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 
 from flows.cli import PIPELINE_FLOW_RUN_ENV
+from people_relation.infra.io import PARAMS_FILE, PROJECT_ROOT, read_project_params
+from people_relation.infra.tracking import PARENT_RUN_ENV, link_prefect_to_mlflow, lock_md5, run_tags, start_experiment
 from people_relation.params import ParamsError, get, get_int
 from people_relation.pipeline import (
     PipelineError,
@@ -40,8 +42,6 @@ from people_relation.pipeline import (
     stage_outcome,
     with_upstream,
 )
-from tasks.io import PARAMS_FILE, PROJECT_ROOT, read_project_params
-from tasks.tracking import PARENT_RUN_ENV, link_prefect_to_mlflow, lock_md5, run_tags, start_experiment
 
 
 class StageFailed(RuntimeError):

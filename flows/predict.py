@@ -22,16 +22,15 @@ from typing import Any
 
 import openai
 
-import tasks  # noqa: F401  (offline defaults)
 from flows.serve import client_settings, sampling
 from people_relation.dataset import Example
+from people_relation.infra.io import read_project_params
 from people_relation.params import ParamsError, get_int, get_str
 from people_relation.parsing import parse_completion
 from people_relation.query import QueryError, make_query
 from people_relation.recipe import default_profile, profile
-from tasks.client import ask, make_client
-from tasks.io import read_project_params
-from tasks.server import ServerError, served_model
+from people_relation.serving.client import ask, make_client
+from people_relation.serving.server import ServerError, served_model
 
 
 def _ask(base_url: str, api_key: str | None, model: str, query: Example, params: dict, name: str) -> str:

@@ -11,12 +11,12 @@ import mlflow
 from prefect import flow, get_run_logger, task
 
 from flows.cli import run
+from people_relation.infra.data import LoadedData, load_dataset, write_examples, write_provenance
+from people_relation.infra.io import project_path, read_project_params, staged_dir, write_json
+from people_relation.infra.plots import grouped_barh
+from people_relation.infra.tracking import mlflow_run
 from people_relation.params import get, get_int, get_str
 from people_relation.report import data_report
-from tasks.data import LoadedData, load_dataset, write_examples, write_provenance
-from tasks.io import project_path, read_project_params, staged_dir, write_json
-from tasks.plots import grouped_barh
-from tasks.tracking import mlflow_run
 
 REPORT_FILE = "data_report.json"
 CHART_FILE = "label_distribution.png"

@@ -3,7 +3,7 @@
     python -m flows.rehearse                # = make rehearse (rehearsal.profile: qwen2.5-7b)
 
 Builds the stand-in model (a tiny Qwen2 with Qwen2.5's real tokenizer, see
-``tasks.rehearsal``), writes the rehearsal's params under ``rehearsal.dir`` (the GPU profile
+``people_relation.training.rehearsal``), writes the rehearsal's params under ``rehearsal.dir`` (the GPU profile
 with only device-level and budget values substituted), runs the train flow on them (the
 same flow ``dvc repro`` runs: ``accelerate launch`` on several processes under DeepSpeed
 ZeRO-3, checkpoints, resume, the final save, publishing, validation through vLLM, MLflow),
@@ -23,11 +23,11 @@ import yaml
 from prefect import flow, get_run_logger
 
 from flows.cli import run
+from people_relation.infra.io import fingerprint, project_path, read_numeric_csv, read_project_params, write_json
 from people_relation.params import get, get_str
+from people_relation.paths import train_paths
 from people_relation.recipe import batch_arithmetic, profile
-from tasks.io import fingerprint, project_path, read_numeric_csv, read_project_params, write_json
-from tasks.rehearsal import build_stand_in, rehearsal_params
-from tasks.train_paths import train_paths
+from people_relation.training.rehearsal import build_stand_in, rehearsal_params
 
 STAND_IN = "stand_in"
 PARAMS = "params.yaml"

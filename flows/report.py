@@ -22,13 +22,20 @@ from prefect import flow, get_run_logger
 
 from flows.cli import run
 from people_relation.comparison import ArmModel, comparison_rows, error_report, markdown_table, method_name
+from people_relation.infra.io import (
+    project_path,
+    read_json,
+    read_jsonl,
+    read_numeric_csv,
+    read_project_params,
+    staged_dir,
+)
+from people_relation.infra.plots import arm_curves, comparison_bars
+from people_relation.infra.tracking import mlflow_run, parent_run_id
 from people_relation.params import ParamsError, get, get_int, get_str
+from people_relation.paths import metrics_path, train_paths
 from people_relation.predictions import PREDICTIONS
 from people_relation.recipe import default_profile, profile
-from tasks.io import project_path, read_json, read_jsonl, read_numeric_csv, read_project_params, staged_dir
-from tasks.plots import arm_curves, comparison_bars
-from tasks.tracking import mlflow_run, parent_run_id
-from tasks.train_paths import metrics_path, train_paths
 
 SUMMARY_METRICS = ("weighted_f1", "macro_f1", "accuracy", "invalid_rate")
 

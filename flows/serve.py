@@ -20,14 +20,14 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.cli import run
+from people_relation.infra.data import read_examples
+from people_relation.infra.io import project_path, read_project_params, write_json_atomic
+from people_relation.infra.tracking import mlflow_run
 from people_relation.params import get, get_int, get_str
 from people_relation.predictions import read_records
 from people_relation.recipe import default_profile, profile
-from tasks.client import ClientSettings, Sampling, answer_rows
-from tasks.data import read_examples
-from tasks.io import project_path, read_project_params, write_json_atomic
-from tasks.server import Server, served_model
-from tasks.tracking import mlflow_run
+from people_relation.serving.client import ClientSettings, Sampling, answer_rows
+from people_relation.serving.server import Server, served_model
 
 REPORT_FILE = "server.json"
 LOG_FILE = "server.log"

@@ -10,13 +10,13 @@ import mlflow
 from prefect import flow, get_run_logger, task
 
 from flows.cli import run
+from people_relation.infra.data import read_examples, write_examples
+from people_relation.infra.io import project_path, read_project_params, staged_dir, write_json
+from people_relation.infra.plots import grouped_barh
+from people_relation.infra.tracking import mlflow_run
 from people_relation.params import get, get_float, get_int, get_str
 from people_relation.report import data_report
 from people_relation.split import STRATEGIES, make_splits
-from tasks.data import read_examples, write_examples
-from tasks.io import project_path, read_project_params, staged_dir, write_json
-from tasks.plots import grouped_barh
-from tasks.tracking import mlflow_run
 
 REPORT_FILE = "split_report.json"
 CHART_FILE = "label_distribution.png"

@@ -29,16 +29,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 
 from flows.cli import run
-from people_relation.params import get, get_int, get_str
-from people_relation.recipe import (
-    batch_arithmetic,
-    default_profile,
-    grpo_config_kwargs,
-    launch_command,
-    profile,
-    vllm_server_command,
-)
-from tasks.io import (
+from people_relation.infra.io import (
     PROJECT_ROOT,
     project_path,
     read_json,
@@ -47,10 +38,21 @@ from tasks.io import (
     staged_dir,
     write_json,
 )
-from tasks.tracking import tracking_uri
-from tasks.train_paths import train_paths
+from people_relation.infra.tracking import tracking_uri
+from people_relation.params import get, get_int, get_str
+from people_relation.paths import train_paths
+from people_relation.recipe import (
+    batch_arithmetic,
+    default_profile,
+    grpo_config_kwargs,
+    launch_command,
+    profile,
+    vllm_server_command,
+)
 
-GRPO_ENTRY = "tasks.grpo_entry"  # the training process, started by `python -m` or `accelerate launch`
+GRPO_ENTRY = (
+    "people_relation.training.grpo_process"  # the training process, started by `python -m` or `accelerate launch`
+)
 CURVE_FILE = "reward_curve.png"
 VALIDATION_CURVE_FILE = "validation_curve.png"
 # validation_history.csv column -> legend
@@ -76,7 +78,9 @@ def plan(params: dict[str, Any], name: str, params_file: str) -> dict[str, Any]:
         "start_model": str(paths["start_model"]),
         "warmup": bool(prof.get("warmup", {}).get("enabled")),
         "batch": batch_arithmetic(prof),
-        "max_prompt_length": get_int(prof, "grpo.max_prompt_length"),  # checked, never cut (tasks.grpo)
+        "max_prompt_length": get_int(
+            prof, "grpo.max_prompt_length"
+        ),  # checked, never cut (people_relation.training.grpo)
         "grpo_config": grpo_config_kwargs(prof, str(paths["checkpoints"])),
         "vllm_server_command": server_env + server if server else None,
         "train_command": command,
@@ -89,8 +93,8 @@ def plan(params: dict[str, Any], name: str, params_file: str) -> dict[str, Any]:
 
 def serving_plan(params: dict[str, Any], name: str, prof: dict[str, Any], model: Path) -> list[str] | None:
     """The environment and command that ``serve``/``evaluate`` would use on the trained model."""
-    from people_relation.serving import serve_command, serve_env
-    from tasks.train_paths import tokenizer_dir
+    from people_relation.paths import tokenizer_dir
+    from people_relation.serving.commands import serve_command, serve_env
 
     serve = prof.get("serve")
     if not serve:
@@ -152,9 +156,9 @@ def validation_summary(curve: list[dict[str, float]]) -> dict[str, Any]:
 
 @task(name="build-scratch-model")
 def build_scratch_model(params: dict[str, Any], prof: dict[str, Any], out: Path) -> dict[str, Any]:
-    from tasks.data import read_examples
-    from tasks.tiny_model import build_model, parameter_count, save_model
-    from tasks.tokenizer import build_tokenizer
+    from people_relation.infra.data import read_examples
+    from people_relation.training.models import build_model, parameter_count, save_model
+    from people_relation.training.tokenizer import build_tokenizer
 
     logger = get_run_logger()
     train = read_examples(project_path(get_str(params, "split.out_dir")) / "train.jsonl")
@@ -172,12 +176,12 @@ def warm_up(params: dict[str, Any], prof: dict[str, Any], paths: dict[str, Path]
     import mlflow
     import torch
 
-    from tasks.data import read_examples
-    from tasks.grpo import claim_checkpoint_dir
-    from tasks.io import fingerprint
-    from tasks.tiny_model import load_model, save_model
-    from tasks.tokenizer import load_tokenizer
-    from tasks.warmup import WarmupSettings, train_warmup
+    from people_relation.infra.data import read_examples
+    from people_relation.infra.io import fingerprint
+    from people_relation.training.grpo import claim_checkpoint_dir
+    from people_relation.training.models import load_model, save_model
+    from people_relation.training.tokenizer import load_tokenizer
+    from people_relation.training.warmup import WarmupSettings, train_warmup
 
     w = get(prof, "warmup")
     settings = WarmupSettings(
@@ -220,7 +224,7 @@ def generation_server(params: dict[str, Any], prof: dict[str, Any], model: str, 
         yield
         return
     from people_relation.params import get_float
-    from tasks.server import pick_port, vllm_server
+    from people_relation.serving.server import pick_port, vllm_server
 
     vllm = get(prof, "vllm")
     host, port = get_str(prof, "vllm.host"), get_int(prof, "vllm.port")
@@ -245,7 +249,7 @@ def grpo(
     params: dict[str, Any], params_file: str, name: str, prof: dict[str, Any], run_id: str, uri: str, start_model: str
 ) -> None:
     """Run the GRPO process (plain, or under accelerate launch) and stream its log."""
-    from tasks.server import die_with_parent
+    from people_relation.serving.server import die_with_parent
 
     logger = get_run_logger()
     command = launch_command(prof, name, params_file, GRPO_ENTRY, python=sys.executable)
@@ -273,7 +277,7 @@ def grpo(
         for line in proc.stdout:
             line = line.rstrip()
             tail = (tail + [line])[-40:]
-            if " tasks.grpo: " in line or " grpo: " in line or "Error" in line:
+            if " people_relation.training.grpo: " in line or " grpo: " in line or "Error" in line:
                 logger.info(line)
             else:
                 print(line, flush=True)
@@ -292,10 +296,10 @@ def validate(params: dict[str, Any], name: str, stage: str, tokenizer_kind: str)
     ``validation.engine``: ``transformers`` (generate in this process: the CPU profile) or
     ``vllm`` (the model served as the profile's ``serve`` block says: the GPU profiles,
     whose reasoning runs up to ``max_new_tokens`` = 1024 tokens)."""
+    from people_relation.infra.data import read_examples
     from people_relation.metrics import scores
     from people_relation.parsing import parse_completion
-    from tasks.data import read_examples
-    from tasks.train_paths import model_dir
+    from people_relation.paths import model_dir
 
     prof = profile(params, name)
     rows = read_examples(project_path(get_str(params, "split.out_dir")) / "validation.jsonl")
@@ -305,9 +309,9 @@ def validate(params: dict[str, Any], name: str, stage: str, tokenizer_kind: str)
     max_new_tokens = get_int(prof, "validation.max_new_tokens")
     start = time.monotonic()
     if engine == "transformers":
-        from tasks.generation import generate_completions
-        from tasks.grpo_entry import load_processing_class
-        from tasks.tiny_model import load_model
+        from people_relation.training.generation import generate_completions
+        from people_relation.training.grpo_process import load_processing_class
+        from people_relation.training.models import load_model
 
         directory = model_dir(params, name, stage)
         completions = generate_completions(
@@ -333,8 +337,8 @@ def served_completions(params: dict[str, Any], name: str, stage: str, rows: list
     serving step's server and client), in row order."""
     from flows.serve import client_settings
     from people_relation.predictions import ordered, read_records
-    from tasks.client import Sampling, answer_rows
-    from tasks.server import served_model
+    from people_relation.serving.client import Sampling, answer_rows
+    from people_relation.serving.server import served_model
 
     paths = train_paths(params, name)
     answers = paths["validation_state"] / f"{stage}.jsonl"
@@ -351,8 +355,8 @@ def served_completions(params: dict[str, Any], name: str, stage: str, rows: list
 @task(name="register-model")
 def register(params: dict[str, Any], name: str, model: Path, tokenizer_kind: str, val: dict[str, float]) -> dict:
     """Log the GRPO model to the train run and register it as a new version."""
-    from tasks.io import fingerprint
-    from tasks.registry import FINGERPRINT_TAG, log_and_register, registered_name
+    from people_relation.infra.io import fingerprint
+    from people_relation.infra.registry import FINGERPRINT_TAG, log_and_register, registered_name
 
     registered = registered_name(params, name)
     info = log_and_register(
@@ -371,8 +375,8 @@ def register(params: dict[str, Any], name: str, model: Path, tokenizer_kind: str
 def train_flow(params_file: str = "params.yaml", profile_name: str | None = None) -> dict:
     import mlflow
 
-    from tasks.plots import line_chart
-    from tasks.tracking import flatten, mlflow_run
+    from people_relation.infra.plots import line_chart
+    from people_relation.infra.tracking import flatten, mlflow_run
 
     logger = get_run_logger()
     params = read_project_params(params_file)
@@ -404,7 +408,7 @@ def train_flow(params_file: str = "params.yaml", profile_name: str | None = None
             register(params, name, paths["final_model"], tokenizer_kind, results["grpo"])
         else:
             # too large to copy into MLflow: the run says which folder (a DVC output) it made
-            from tasks.io import fingerprint
+            from people_relation.infra.io import fingerprint
 
             final = paths["final_model"]
             mlflow.set_tags({"model.dir": str(final), "model.fingerprint": fingerprint(final)})
@@ -454,7 +458,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 def _preflight(args: argparse.Namespace) -> None:
     """Print every check for the profile on this machine; exit 1 when one fails."""
-    from tasks.preflight import report, run_checks, trl_vllm_range
+    from people_relation.training.preflight import report, run_checks, trl_vllm_range
 
     params = read_project_params(args.params_file)
     checks = run_checks(params, args.profile_name or default_profile(params), trl_vllm_range())

@@ -156,7 +156,7 @@ BEST_METRICS = ("weighted_f1", "macro_f1", "accuracy")
 def evaluation_kwargs(prof: Mapping[str, Any], batch: Mapping[str, int]) -> dict[str, Any]:
     """Validation during GRPO: every ``eval_steps``, TRL scores ``num_generations_eval``
     sampled completions per validation prompt with the rewards, and the greedy answers are
-    scored (``tasks.grpo.GreedyValidation``: ``eval_greedy_*``). The checkpoint with the
+    scored (``people_relation.training.grpo.GreedyValidation``: ``eval_greedy_*``). The checkpoint with the
     best greedy ``best_metric`` is published when ``publish`` is ``best``."""
     g = get(prof, "grpo")
     eval_steps, save_steps = get_int(g, "eval_steps"), get_int(g, "save_steps")

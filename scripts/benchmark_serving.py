@@ -4,7 +4,7 @@
                                         [--hf-batch-size 16,64] [--repeats 3]
 
 Same model, same rows, same greedy settings, same machine. transformers runs
-``generate`` in padded batches (tasks/generation.py, as validation does); vLLM answers
+``generate`` in padded batches (people_relation/training/generation.py, as validation does); vLLM answers
 HTTP requests from the evaluation client at several concurrencies. The server's start-up
 is timed separately (paid once per evaluation, not per row). Prints a table, the ratio of
 the best transformers time to the best vLLM time (above 1: serving is faster), and how
@@ -16,24 +16,24 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from people_relation.runtime import configure
 
-import tasks  # noqa: E402,F401  (offline defaults)
+configure()  # before MLflow and vLLM's client are imported
+
 from flows.serve import client_settings, sampling  # noqa: E402
+from people_relation.infra.data import read_examples  # noqa: E402
+from people_relation.infra.io import PROJECT_ROOT, project_path, read_project_params, write_json  # noqa: E402
 from people_relation.params import get_int, get_str  # noqa: E402
 from people_relation.parsing import parse_completion  # noqa: E402
+from people_relation.paths import model_dir  # noqa: E402
 from people_relation.predictions import read_records  # noqa: E402
 from people_relation.recipe import default_profile, profile  # noqa: E402
-from tasks.client import answer_rows  # noqa: E402
-from tasks.data import read_examples  # noqa: E402
-from tasks.io import PROJECT_ROOT, project_path, read_project_params, write_json  # noqa: E402
-from tasks.server import served_model  # noqa: E402
-from tasks.train_paths import model_dir  # noqa: E402
+from people_relation.serving.client import answer_rows  # noqa: E402
+from people_relation.serving.server import served_model  # noqa: E402
 
 
 def ints(value: str) -> list[int]:
@@ -56,9 +56,9 @@ def main() -> None:
 
     import torch
 
-    from tasks.generation import generate_completions
-    from tasks.grpo_entry import load_processing_class
-    from tasks.tiny_model import load_model
+    from people_relation.training.generation import generate_completions
+    from people_relation.training.grpo_process import load_processing_class
+    from people_relation.training.models import load_model
 
     params = read_project_params(args.params_file)
     name = args.profile or default_profile(params)

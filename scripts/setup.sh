@@ -51,6 +51,10 @@ install_python_packages() {
   fi
   log "Installing the locked packages ($(grep -c '^[a-z0-9]' "$LOCK") pins from $LOCK)"
   "$VENV/bin/uv" pip sync --python "$VENV/bin/python" --require-hashes ${torch_source[@]+"${torch_source[@]}"} "$LOCK"
+  # the project itself, editable: its commands and scripts import it from any folder; built
+  # with the locked setuptools, nothing downloaded
+  log "Installing the project (editable)"
+  "$VENV/bin/uv" pip install --python "$VENV/bin/python" --no-deps --no-build-isolation --offline --quiet -e .
   fingerprint > "$VENV/.setup-stamp"
 }
 

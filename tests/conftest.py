@@ -4,10 +4,12 @@ from pathlib import Path
 
 import pytest
 
-import tasks  # noqa: F401  (offline defaults for every tool the tests start)
 from people_relation.dataset import read_csv_file
+from people_relation.infra.io import PROJECT_ROOT, project_path, read_project_params
 from people_relation.params import get_str
-from tasks.io import PROJECT_ROOT, project_path, read_project_params
+from people_relation.runtime import configure
+
+configure()  # before any test imports Prefect or MLflow: no telemetry from the tools the tests start
 
 
 @pytest.fixture(scope="session")

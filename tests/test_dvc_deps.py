@@ -3,7 +3,7 @@
 A stage whose code changed but is not a dep is not re-run by ``dvc repro``: a stale result
 that looks right. The code a stage can run is found from the source: the stage command's
 module, every project module it imports (at the top or inside a function), every module it
-starts by name (``python -m tasks.grpo_entry``), and so on transitively; a package's
+starts by name (``python -m people_relation.training.grpo_process``), and so on transitively; a package's
 ``__init__`` counts when it runs code.
 """
 
@@ -50,7 +50,7 @@ def referenced(path: Path, name: str) -> set[str]:
             names.add(base)
             names |= {f"{base}.{alias.name}" for alias in node.names}
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and MODULE_NAME.match(node.value):
-            names.add(node.value)  # e.g. ["python", "-m", "tasks.grpo_entry", ...]
+            names.add(node.value)  # e.g. ["python", "-m", "people_relation.training.grpo_process", ...]
     return names
 
 
@@ -108,32 +108,37 @@ def test_every_stage_depends_on_exactly_the_code_it_runs(project_root):
 
 def test_the_check_finds_a_removed_dep_and_a_new_import(project_root, tmp_path):
     for package in PACKAGES:
-        (tmp_path / package).mkdir()
-        for source in (project_root / package).glob("*.py"):
-            (tmp_path / package / source.name).write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+        for source in (project_root / package).rglob("*.py"):
+            copy = tmp_path / source.relative_to(project_root)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            copy.write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
     dvc = yaml.safe_load((project_root / "dvc.yaml").read_text(encoding="utf-8"))
-    dvc["stages"]["train"]["deps"].remove("tasks/server.py")
+    dvc["stages"]["train"]["deps"].remove("people_relation/serving/server.py")
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(dvc), encoding="utf-8")
     report = tmp_path / "flows" / "report.py"
-    late_import = "\n\ndef late():\n    import tasks.warmup\n"
+    late_import = "\n\ndef late():\n    import people_relation.training.warmup\n"
     report.write_text(report.read_text(encoding="utf-8") + late_import, encoding="utf-8")
     found = drift(tmp_path)
-    assert "tasks/server.py" in found["train"]["missing"]
-    assert "tasks/warmup.py" in found["report"]["missing"]
+    assert "people_relation/serving/server.py" in found["train"]["missing"]
+    assert "people_relation/training/warmup.py" in found["report"]["missing"]
     assert set(found) == {"train", "report"}
 
 
 @pytest.mark.parametrize(
     ("source", "expected"),
     [
-        ("import tasks.io\n", {"tasks.io"}),
-        ("from tasks import io\n", {"tasks", "tasks.io"}),
-        ("from .io import x\n", {"tasks.io", "tasks.io.x"}),
+        ("import people_relation.infra.io\n", {"people_relation.infra.io"}),
+        ("from people_relation.infra import io\n", {"people_relation.infra", "people_relation.infra.io"}),
+        ("from .io import x\n", {"people_relation.infra.io", "people_relation.infra.io.x"}),
+        ("from ..labels import LABELS\n", {"people_relation.labels", "people_relation.labels.LABELS"}),
         ("def f():\n    from people_relation.labels import LABELS\n", {"people_relation.labels"}),
-        ("CMD = ['python', '-m', 'tasks.grpo_entry']\n", {"tasks.grpo_entry"}),
+        (
+            "CMD = ['python', '-m', 'people_relation.training.grpo_process']\n",
+            {"people_relation.training.grpo_process"},
+        ),
     ],
 )
 def test_references_are_found_anywhere_in_a_module(tmp_path, source, expected):
     path = tmp_path / "mod.py"
     path.write_text(source, encoding="utf-8")
-    assert expected <= referenced(path, "tasks.mod")
+    assert expected <= referenced(path, "people_relation.infra.mod")

@@ -16,9 +16,9 @@ from people_relation.params import ParamsError
 from people_relation.predictions import FIELDS, missing, ordered, read_records, record, scored_answer
 from people_relation.query import QueryError, make_query
 from people_relation.recipe import profile
-from people_relation.serving import serve_command, serve_env
-from tasks.client import Sampling, request_body
-from tasks.server import ServerError, pick_port
+from people_relation.serving.client import Sampling, request_body
+from people_relation.serving.commands import serve_command, serve_env
+from people_relation.serving.server import ServerError, pick_port
 
 
 def ex(i: int, label: str = "夫妻", text: str = "张三和李四结婚了", p1: str = "张三", p2: str = "李四") -> Example:

@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from people_relation.infra.plots import moving_average
 from people_relation.labels import LABELS
 from people_relation.monitor import (
     CollapseRule,
@@ -16,7 +17,6 @@ from people_relation.monitor import (
     over_limit,
     per_label_mean,
 )
-from tasks.plots import moving_average
 
 
 def test_shares_count_invalid_answers_in_the_total():

@@ -14,7 +14,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from tasks.preflight import trl_vllm_range
+from people_relation.training.preflight import trl_vllm_range
 
 CODE_PACKAGES = {"people_relation", "tasks", "flows"}
 
@@ -90,8 +90,9 @@ def test_every_module_and_script_imports(project_root):
     import importlib.util
 
     for package in sorted(CODE_PACKAGES):
-        for path in sorted((project_root / package).glob("*.py")):
-            importlib.import_module(f"{package}.{path.stem}" if path.stem != "__init__" else package)
+        for path in sorted((project_root / package).rglob("*.py")):
+            module = path.relative_to(project_root).with_suffix("").parts
+            importlib.import_module(".".join(module[:-1] if module[-1] == "__init__" else module))
     for path in sorted((project_root / "scripts").glob("*.py")):
         spec = importlib.util.spec_from_file_location(f"script_{path.stem}", path)
         spec.loader.exec_module(importlib.util.module_from_spec(spec))  # its __main__ block does not run

@@ -41,20 +41,22 @@ def test_project_params_are_complete(params):
 def test_tracking_uri_is_the_users_not_the_last_one_mlflow_set(params, monkeypatch, tmp_path):
     import mlflow
 
-    import tasks.tracking as tracking
+    import people_relation.infra.tracking as tracking
+    from people_relation.runtime import USER_TRACKING_URI_ENV
 
-    monkeypatch.setattr(tracking, "USER_MLFLOW_TRACKING_URI", None)
+    monkeypatch.delenv(USER_TRACKING_URI_ENV, raising=False)
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'other.db'}")  # MLflow exports this to the environment
     p = dict(params, tracking=dict(params["tracking"], uri="sqlite:///mlflow.db"))
     assert tracking.tracking_uri(p) == f"sqlite:///{tracking.PROJECT_ROOT / 'mlflow.db'}"
-    monkeypatch.setattr(tracking, "USER_MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    monkeypatch.setenv(USER_TRACKING_URI_ENV, "http://127.0.0.1:5000")
     assert tracking.tracking_uri(p) == "http://127.0.0.1:5000"
 
 
 def test_a_queued_dvc_experiment_logs_to_the_repository_it_came_from(params, monkeypatch, tmp_path):
-    import tasks.tracking as tracking
+    import people_relation.infra.tracking as tracking
+    from people_relation.runtime import USER_TRACKING_URI_ENV
 
-    monkeypatch.setattr(tracking, "USER_MLFLOW_TRACKING_URI", None)
+    monkeypatch.delenv(USER_TRACKING_URI_ENV, raising=False)
     p = dict(params, tracking=dict(params["tracking"], uri="sqlite:///mlflow.db"))
     monkeypatch.delenv("DVC_ROOT", raising=False)
     assert tracking.tracking_uri(p) == f"sqlite:///{tracking.PROJECT_ROOT / 'mlflow.db'}"

@@ -74,7 +74,7 @@ def test_overrides_need_key_and_value():
 
 
 def test_steps_group_under_the_dvc_run_that_started_them(monkeypatch):
-    from tasks.tracking import pipeline_group
+    from people_relation.infra.tracking import pipeline_group
 
     assert pipeline_group({}) is None
     assert pipeline_group({"DVC_EXP_NAME": "bushy-lamb", "DVC_STAGE": "train"}) == (

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from people_relation.recipe import profile
-from tasks.preflight import check_driver, check_gpus, check_ports, check_visible_devices
+from people_relation.training.preflight import check_driver, check_gpus, check_ports, check_visible_devices
 
 GIB = 1024**3
 

@@ -48,7 +48,7 @@ def test_published_recipe_values_are_explicit(published):
 
 
 def test_published_launch_uses_accelerate_with_zero3_and_a_separate_vllm_gpu(published, project_root):
-    command = launch_command(published, "qwen2.5-7b", "params.yaml", "tasks.grpo_entry")
+    command = launch_command(published, "qwen2.5-7b", "params.yaml", "people_relation.training.grpo_process")
     assert command[:3] == ["python", "-m", "accelerate.commands.launch"]
     config_file = command[command.index("--config_file") + 1]
     assert command[command.index("--num_processes") + 1] == "3"
@@ -84,10 +84,10 @@ def test_zero3_config_is_valid_for_deepspeed(project_root):
 def test_single_gpu_lora_profile_keeps_the_published_batch(params):
     lora = profile(params, "qwen2.5-7b-lora")
     assert batch_arithmetic(lora)["completions_per_step"] == 192
-    assert launch_command(lora, "qwen2.5-7b-lora", "params.yaml", "tasks.grpo_entry")[:3] == [
+    assert launch_command(lora, "qwen2.5-7b-lora", "params.yaml", "people_relation.training.grpo_process")[:3] == [
         "python",
         "-m",
-        "tasks.grpo_entry",
+        "people_relation.training.grpo_process",
     ]
     assert grpo_config_kwargs(lora, "out")["vllm_mode"] == "colocate"
     assert vllm_server_command(lora, "m") is None
@@ -146,14 +146,14 @@ def test_bad_profile_values_are_named(params):
     bad = copy.deepcopy(profile(params, "cpu"))
     bad["launch"]["num_processes"] = 2
     with pytest.raises(ParamsError, match="accelerate_config"):
-        launch_command(bad, "cpu", "params.yaml", "tasks.grpo_entry")
+        launch_command(bad, "cpu", "params.yaml", "people_relation.training.grpo_process")
     with pytest.raises(ParamsError, match="no profile 'tpu'"):
         profile(params, "tpu")
     lora = copy.deepcopy(profile(params, "qwen2.5-7b-lora"))
     lora["launch"] |= {"num_processes": 3, "accelerate_config": "configs/accelerate/deepspeed_zero3.yaml"}
     with pytest.raises(ParamsError, match="LoRA profile .* trains in one process"):
         launch_command(
-            lora, "qwen2.5-7b-lora", "params.yaml", "tasks.grpo_entry"
+            lora, "qwen2.5-7b-lora", "params.yaml", "people_relation.training.grpo_process"
         )  # refused before training, not after it
 
 
@@ -213,7 +213,7 @@ def test_generation_server_runs_on_the_vllm_gpus_and_always_stops(params, publis
 
     import flows.train
     from flows.train import generation_server
-    from tasks.server import ServerError
+    from people_relation.serving.server import ServerError
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -254,7 +254,7 @@ def test_generation_server_refuses_a_taken_port_naming_the_setting(params, publi
     import socket
 
     from flows.train import generation_server
-    from tasks.server import ServerError
+    from people_relation.serving.server import ServerError
 
     prof = copy.deepcopy(published)
     with socket.socket() as sock:

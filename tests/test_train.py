@@ -20,7 +20,7 @@ import pytest
 from conftest import TINY_ARCH, shrink_cpu_profile, write_sandbox_params
 
 from people_relation.params import load_params
-from tasks.train_paths import train_paths
+from people_relation.paths import train_paths
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -50,7 +50,15 @@ def test_grpo_killed_mid_run_resumes_from_its_last_checkpoint(split_sandbox, par
     """A real kill: SIGKILL after the first checkpoint, then a restart that finishes the run."""
     root, params_file, p, paths = _base_model_only(split_sandbox, params, data_dir, "resume", max_steps=8, save_steps=2)
 
-    command = [sys.executable, "-m", "tasks.grpo_entry", "--params-file", str(params_file), "--profile", "cpu"]
+    command = [
+        sys.executable,
+        "-m",
+        "people_relation.training.grpo_process",
+        "--params-file",
+        str(params_file),
+        "--profile",
+        "cpu",
+    ]
     env = os.environ | {"PYTHONUNBUFFERED": "1"}
     env.pop("MLFLOW_RUN_ID", None)
     log1 = open(root / "first.log", "w")
@@ -90,8 +98,8 @@ def _base_model_only(split_sandbox, params, data_dir, name, **grpo):
     """A sandbox whose GRPO starts from a fresh tiny model (no warm-up)."""
     import yaml
 
-    from tasks.tiny_model import build_model, save_model
-    from tasks.tokenizer import build_tokenizer
+    from people_relation.training.models import build_model, save_model
+    from people_relation.training.tokenizer import build_tokenizer
 
     root = split_sandbox / name
     root.mkdir()
@@ -125,10 +133,10 @@ def test_collapse_guard_stops_a_collapsing_run_and_publishes_its_best_checkpoint
     import mlflow
     import yaml
 
-    from tasks.data import read_examples
-    from tasks.tiny_model import load_model, save_model
-    from tasks.tokenizer import load_tokenizer
-    from tasks.warmup import WarmupSettings, train_warmup
+    from people_relation.infra.data import read_examples
+    from people_relation.training.models import load_model, save_model
+    from people_relation.training.tokenizer import load_tokenizer
+    from people_relation.training.warmup import WarmupSettings, train_warmup
 
     root, params_file, p, paths = _base_model_only(
         split_sandbox, params, data_dir, "collapse", learning_rate=1e-3, beta=0.0, max_steps=8, save_steps=2
@@ -144,7 +152,15 @@ def test_collapse_guard_stops_a_collapsing_run_and_publishes_its_best_checkpoint
     experiment = client.create_experiment("collapse", artifact_location=(root / "mlartifacts").as_uri())
     run_id = client.create_run(experiment).info.run_id
 
-    command = [sys.executable, "-m", "tasks.grpo_entry", "--params-file", str(params_file), "--profile", "cpu"]
+    command = [
+        sys.executable,
+        "-m",
+        "people_relation.training.grpo_process",
+        "--params-file",
+        str(params_file),
+        "--profile",
+        "cpu",
+    ]
     env = os.environ | {"PYTHONUNBUFFERED": "1", "MLFLOW_RUN_ID": run_id, "MLFLOW_TRACKING_URI": uri}
     result = subprocess.run(command, cwd=project_root, env=env, capture_output=True, text=True, timeout=600)
     output = result.stdout + result.stderr

@@ -9,8 +9,8 @@ from people_relation.labels import LABELS
 from people_relation.metrics import INVALID, scores
 from people_relation.prompt import TAGS, render_prompt, target_completion
 from people_relation.rewards import format_reward, label_reward
-from tasks.tokenizer import build_tokenizer, load_tokenizer
-from tasks.warmup import collate, encode, weighted_loss
+from people_relation.training.tokenizer import build_tokenizer, load_tokenizer
+from people_relation.training.warmup import collate, encode, weighted_loss
 
 TEXT = "程砚秋与果素瑛生有三子一女，即程永光、程永源、程永江和程慧贞。"
 EX = Example("train-00001", "train", 2, TEXT, "果素瑛", "程永光", "父母")
@@ -103,7 +103,7 @@ def test_scores_count_invalid_answers_as_wrong():
 def test_history_keeps_one_row_per_step_without_timings(tmp_path):
     import csv
 
-    from tasks.grpo import write_history
+    from people_relation.training.grpo import write_history
 
     log_history = [
         {"step": 1, "reward": 1.0, "step_time": 1.2},
@@ -126,7 +126,7 @@ def test_history_keeps_one_row_per_step_without_timings(tmp_path):
 def test_selection_names_the_published_step():
     from types import SimpleNamespace
 
-    from tasks.grpo import selection
+    from people_relation.training.grpo import selection
 
     state = SimpleNamespace(
         best_global_step=50,

@@ -9,7 +9,7 @@ every rank must join, publishing, validation, registration. A rehearsal runs exa
   put in; each key must be in :data:`DEVICE_KEYS` (devices, process count, precision, step
   and length budgets), so the recipe itself cannot drift in a rehearsal;
 * a stand-in for ``model.source``: a tiny Qwen2 built here with Qwen2.5's real tokenizer
-  (:mod:`tasks.qwen_tokenizer`), so prompts render and count as in the 7B run;
+  (:mod:`people_relation.training.qwen_tokenizer`), so prompts render and count as in the 7B run;
 * every output under ``rehearsal.dir``: the real models, reports and MLflow store are
   never touched.
 """
@@ -105,8 +105,8 @@ def build_stand_in(directory: Path, arch: dict[str, Any]) -> dict[str, Any]:
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
-    from tasks.io import staged_dir
-    from tasks.qwen_tokenizer import QWEN25_VOCAB_SIZE, build_qwen25_tokenizer
+    from people_relation.infra.io import staged_dir
+    from people_relation.training.qwen_tokenizer import QWEN25_VOCAB_SIZE, build_qwen25_tokenizer
 
     tokenizer = build_qwen25_tokenizer()
     torch.manual_seed(get_int(arch, "seed"))

@@ -40,7 +40,7 @@ def save_model(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, direc
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.bos_token_id = None
-    from tasks.tokenizer import save_tokenizer
+    from people_relation.training.tokenizer import save_tokenizer
 
     model.save_pretrained(directory, safe_serialization=True)
     save_tokenizer(tokenizer, directory)

@@ -9,8 +9,8 @@ from typing import Any
 from prefect import get_run_logger, task
 
 from people_relation.dataset import SPLITS, DataError, Example, read_csv_file, validate_rows
+from people_relation.infra.io import project_path, read_jsonl, write_json, write_jsonl
 from people_relation.params import get, get_str
-from tasks.io import project_path, read_jsonl, write_json, write_jsonl
 
 SOURCES = ("auto", "local", "hub")
 

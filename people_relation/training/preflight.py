@@ -173,7 +173,7 @@ def check_versions(prof: dict[str, Any], trl_vllm_range: str, trl_pin: str) -> l
 
 
 def port_free(host: str, port: int) -> bool:
-    from tasks.server import ServerError, pick_port
+    from people_relation.serving.server import ServerError, pick_port
 
     try:
         pick_port(host, port)
@@ -239,9 +239,9 @@ def run_checks(params: dict[str, Any], name: str, trl_vllm_range: str) -> list[C
     """Every check for profile ``name``; the GPU ones only where the profile uses GPUs."""
     import torch
 
+    from people_relation.infra.io import project_path
+    from people_relation.paths import train_paths
     from people_relation.recipe import profile
-    from tasks.io import project_path
-    from tasks.train_paths import train_paths
 
     prof = profile(params, name)
     checks = []
@@ -271,7 +271,7 @@ def pinned_version(package: str) -> str:
 
     from packaging.requirements import Requirement
 
-    from tasks.io import PROJECT_ROOT
+    from people_relation.infra.io import PROJECT_ROOT
 
     project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
     for line in project["dependencies"]:

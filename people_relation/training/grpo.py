@@ -1,6 +1,6 @@
 """GRPO with TRL's ``GRPOTrainer`` and the project's two rule-based rewards.
 
-Runs inside one training process (``python -m tasks.grpo_entry``, or under
+Runs inside one training process (``python -m people_relation.training.grpo_process``, or under
 ``accelerate launch`` for several GPUs). Checkpoints every ``save_steps``; started again,
 it resumes from the newest checkpoint. Every logged step goes to the log and to MLflow
 (when a run is given), with a table of sample completions every ``completions_every``
@@ -216,7 +216,7 @@ class GreedyValidation(TrainerCallback):
         from accelerate.utils import gather_object
         from trl.models.utils import unwrap_model_for_generation
 
-        from tasks.generation import generate_completions
+        from people_relation.training.generation import generate_completions
 
         accelerator = self.trainer.accelerator
         mine = list(range(accelerator.process_index, len(self.rows), accelerator.num_processes))
@@ -367,7 +367,7 @@ def claim_checkpoint_dir(directory: Path, fingerprint: str) -> None:
 
     A checkpoint written under other settings (other params, another start model) must
     not be resumed: it is removed, with a log line saying why. With several training
-    processes only the main one may call this (see ``tasks.grpo_entry``).
+    processes only the main one may call this (see ``people_relation.training.grpo_process``).
     """
     marker = directory / "FINGERPRINT"
     if directory.exists() and (not marker.is_file() or marker.read_text().strip() != fingerprint):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from people_relation.infra.io import project_path
 from people_relation.params import get_str
 from people_relation.recipe import profile
-from tasks.io import project_path
 
 
 def train_paths(params: dict[str, Any], name: str) -> dict[str, Path]:
@@ -71,7 +71,7 @@ def model_dir(params: dict[str, Any], name: str, stage: str) -> Path:
 
 def tokenizer_dir(params: dict[str, Any], name: str, model: Path) -> Path | None:
     """Where vLLM should load the tokenizer from, when not from the model folder itself."""
-    from tasks.tokenizer import STANDALONE_SUBDIR
+    from people_relation.training.tokenizer import STANDALONE_SUBDIR
 
     if get_str(profile(params, name), "model.tokenizer") == "project":
         return model / STANDALONE_SUBDIR

@@ -16,7 +16,7 @@ from typing import Any
 
 import mlflow
 
-from tasks.io import PROJECT_ROOT
+from people_relation.infra.io import PROJECT_ROOT
 
 CHAMPION = "champion"
 FINGERPRINT_TAG = "model_fingerprint"
@@ -27,8 +27,8 @@ INPUT_COLUMNS = ("text", "people1", "people2")
 
 class RelationModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
-        from tasks.grpo_entry import load_processing_class
-        from tasks.tiny_model import load_model
+        from people_relation.training.grpo_process import load_processing_class
+        from people_relation.training.models import load_model
 
         folder = Path(context.artifacts["model"])
         config = context.model_config or {}
@@ -42,7 +42,7 @@ class RelationModel(mlflow.pyfunc.PythonModel):
 
         from people_relation.dataset import Example
         from people_relation.parsing import parse_completion
-        from tasks.generation import generate_completions
+        from people_relation.training.generation import generate_completions
 
         frame = pd.DataFrame(model_input)
         missing = [c for c in INPUT_COLUMNS if c not in frame.columns]
@@ -97,7 +97,7 @@ def log_and_register(
         name="model",
         python_model=RelationModel(),
         artifacts={"model": str(model_dir)},
-        code_paths=[str(PROJECT_ROOT / "people_relation"), str(PROJECT_ROOT / "tasks")],
+        code_paths=[str(Path(__file__).resolve().parents[1])],  # the people_relation package
         model_config={"tokenizer": tokenizer, "max_new_tokens": max_new_tokens},
         pip_requirements=locked_requirements(),
         registered_model_name=name,

@@ -15,8 +15,23 @@ from typing import Any
 from people_relation.params import load_params
 from people_relation.settings import Settings, parse_settings
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PARAMS_FILE = "params.yaml"
+ROOT_ENV = "PEOPLE_RELATION_ROOT"
+
+
+def find_project_root() -> Path:
+    """The project folder (the one with ``params.yaml`` and ``dvc.yaml``): ``PEOPLE_RELATION_ROOT``
+    when set; else the checkout this package was imported from (a clone, or an editable
+    install); else, for an installed wheel, the working directory."""
+    if os.environ.get(ROOT_ENV):
+        return Path(os.environ[ROOT_ENV]).expanduser().resolve()
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / PARAMS_FILE).is_file():
+        return checkout
+    return Path.cwd().resolve()
+
+
+PROJECT_ROOT = find_project_root()
 
 
 def project_path(value: str | Path, root: Path = PROJECT_ROOT) -> Path:

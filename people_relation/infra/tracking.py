@@ -22,9 +22,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from people_relation.infra.io import PROJECT_ROOT, project_path
 from people_relation.params import get_str
-from tasks import USER_MLFLOW_TRACKING_URI
-from tasks.io import PROJECT_ROOT, project_path
+from people_relation.runtime import user_tracking_uri
 
 SQLITE_PREFIX = "sqlite:///"
 PARENT_RUN_ENV = "PEOPLE_RELATION_MLFLOW_PARENT_RUN_ID"
@@ -39,7 +39,7 @@ def store_root() -> Path:
 
 def tracking_uri(params: Mapping[str, Any]) -> str:
     """``MLFLOW_TRACKING_URI`` if set, else ``tracking.uri`` with a relative sqlite path made absolute."""
-    uri = USER_MLFLOW_TRACKING_URI or get_str(params, "tracking.uri")
+    uri = user_tracking_uri() or get_str(params, "tracking.uri")
     if uri.startswith(SQLITE_PREFIX) and not uri.startswith(SQLITE_PREFIX + "/"):
         uri = SQLITE_PREFIX + str(project_path(uri[len(SQLITE_PREFIX) :], store_root()))
     return uri

@@ -216,11 +216,11 @@ def served_model(
     """The model of ``stage`` (grpo, warmup, base) of ``profile_name``, served as ``params`` say."""
     import sys
 
+    from people_relation.infra.io import PROJECT_ROOT, project_path
     from people_relation.params import get, get_float, get_int, get_str
+    from people_relation.paths import model_dir, tokenizer_dir
     from people_relation.recipe import profile
-    from people_relation.serving import serve_command, serve_env
-    from tasks.io import PROJECT_ROOT, project_path
-    from tasks.train_paths import model_dir, tokenizer_dir
+    from people_relation.serving.commands import serve_command, serve_env
 
     prof = profile(params, profile_name)
     serve = get(prof, "serve")

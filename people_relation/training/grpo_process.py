@@ -1,4 +1,4 @@
-"""GRPO training process: ``python -m tasks.grpo_entry --profile NAME``.
+"""GRPO training process: ``python -m people_relation.training.grpo_process --profile NAME``.
 
 The train flow starts this directly for one process, or under ``accelerate launch`` (with
 DeepSpeed ZeRO-3) for several; the code is the same. It reads the start model from
@@ -15,7 +15,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from tasks.server import die_with_parent
+from people_relation.runtime import configure
+from people_relation.serving.server import die_with_parent
 
 if __name__ == "__main__":
     # First, before the heavy imports: a rank must not train on, orphaned, when its launcher
@@ -23,15 +24,17 @@ if __name__ == "__main__":
     die_with_parent()
     if os.getppid() == 1:
         sys.exit("the launcher exited before this process started")
+    configure()  # before TRL, MLflow and Hugging Face are imported
 
-import tasks  # noqa: E402, F401  (offline defaults)
 from people_relation.dataset import PROMPT_SAMPLING, label_balanced  # noqa: E402
+from people_relation.infra.data import read_examples  # noqa: E402
+from people_relation.infra.io import fingerprint, project_path, read_project_params, replace_dir, write_json  # noqa: E402
 from people_relation.monitor import GUARD_ACTIONS, CollapseRule  # noqa: E402
 from people_relation.params import get, get_float, get_int, get_str  # noqa: E402
+from people_relation.paths import train_paths  # noqa: E402
 from people_relation.recipe import grpo_config_kwargs, label_reward_kind, profile  # noqa: E402
 from people_relation.rewards import balance_bonus, format_reward, label_reward, label_weights  # noqa: E402
-from tasks.data import read_examples  # noqa: E402
-from tasks.grpo import (  # noqa: E402
+from people_relation.training.grpo import (  # noqa: E402
     GREEDY,
     GreedySettings,
     GreedyValidation,
@@ -42,15 +45,13 @@ from tasks.grpo import (  # noqa: E402
     selection,
     write_history,
 )
-from tasks.io import fingerprint, project_path, read_project_params, replace_dir, write_json  # noqa: E402
-from tasks.train_paths import train_paths  # noqa: E402
 
 log = logging.getLogger("grpo")
 
 
 def load_processing_class(model_dir: Path, kind: str):
     if kind == "project":
-        from tasks.tokenizer import load_tokenizer
+        from people_relation.training.tokenizer import load_tokenizer
 
         return load_tokenizer(model_dir)
     from transformers import AutoTokenizer
@@ -185,7 +186,7 @@ def publish(trainer, prof: dict, tokenizer, paths: dict[str, Path]) -> None:  # 
         # TRL's pickled arguments hold this machine's absolute paths; the resolved config is in MLflow
         (staging / "training_args.bin").unlink(missing_ok=True)
         if get_str(prof, "model.tokenizer") == "project":
-            from tasks.tokenizer import save_tokenizer
+            from people_relation.training.tokenizer import save_tokenizer
 
             save_tokenizer(tokenizer, staging)
         else:

@@ -19,15 +19,15 @@ from prefect import flow, get_run_logger
 from flows.cli import run
 from flows.evaluate import evaluate_flow
 from flows.train import train_flow
-from people_relation.infra.io import read_project_params
+from people_relation.infra.io import read_settings
 from people_relation.params import ParamsError
-from people_relation.recipe import default_profile, profile
+from people_relation.settings import Settings
 
 
-def check_arm(params: dict, arm: str) -> None:
+def check_arm(settings: Settings, arm: str) -> None:
     """``arm`` must be a defined profile other than the pipeline's."""
-    profile(params, arm)  # names the defined profiles when it is not one
-    if arm == default_profile(params):
+    settings.profile(arm)  # names the defined profiles when it is not one
+    if arm == settings.train.profile:
         raise ParamsError(
             f"params.yaml: {arm!r} is the pipeline's profile (train.profile); `dvc repro` trains and evaluates it"
         )
@@ -35,7 +35,7 @@ def check_arm(params: dict, arm: str) -> None:
 
 @flow(name="arm", log_prints=True)
 def arm_flow(params_file: str = "params.yaml", arm: str = "cpu-rl") -> dict:
-    check_arm(read_project_params(params_file), arm)
+    check_arm(read_settings(params_file), arm)
     trained = train_flow(params_file=params_file, profile_name=arm)
     tested = evaluate_flow(params_file=params_file, profile_name=arm)
     get_run_logger().info("Arm %s done; `dvc repro` brings the comparison up to date", arm)
@@ -48,7 +48,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 def _checked(args: argparse.Namespace) -> bool:
     """Refuse a wrong profile before any flow (or Prefect server) starts."""
-    check_arm(read_project_params(args.params_file), args.arm)
+    check_arm(read_settings(args.params_file), args.arm)
     return False
 
 

@@ -21,8 +21,7 @@ from typing import Any
 from people_relation.dataset import DataError
 from people_relation.params import ParamsError
 from people_relation.pipeline import EXIT_TRANSIENT
-from people_relation.serving.client import EvaluationInterrupted
-from people_relation.serving.server import ServerError
+from people_relation.serving.errors import EvaluationInterrupted, ServerError
 
 # Failures whose message says everything (what, where, how to fix): no traceback needed.
 PERMANENT_ERRORS = (DataError, ParamsError)

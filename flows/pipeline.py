@@ -22,33 +22,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 
 from flows.cli import PIPELINE_FLOW_RUN_ENV
-from people_relation.infra.io import PARAMS_FILE, PROJECT_ROOT, read_project_params
+from people_relation.infra.io import PARAMS_FILE, PROJECT_ROOT, read_settings
 from people_relation.infra.tracking import PARENT_RUN_ENV, link_prefect_to_mlflow, lock_md5, run_tags, start_experiment
-from people_relation.params import ParamsError, get, get_int
-from people_relation.pipeline import (
-    PipelineError,
-    check_overrides,
-    failed_exit_code,
-    is_transient,
-    stage_order,
-    stage_outcome,
-    with_upstream,
-)
-
-
-class StageFailed(RuntimeError):
-    def __init__(self, stage: str, exit_code: int | None, tail: str):
-        self.stage, self.exit_code = stage, exit_code
-        hint = "a retry may help" if is_transient(exit_code) else "retrying will not help; fix the cause"
-        super().__init__(f"stage {stage!r} failed (exit status {exit_code}; {hint}):\n{tail}")
+from people_relation.params import ParamsError
+from people_relation.pipeline import PipelineError, check_overrides, stage_order, with_upstream
+from tasks.pipeline import StageFailed, repro_stage, write_params
 
 
 def dvc_graph(root: Path = PROJECT_ROOT) -> tuple[list[str], dict[str, set[str]]]:
@@ -76,52 +60,6 @@ def stage_env(parent_run_id: str | None, flow_run_id: str | None) -> dict[str, s
     return env
 
 
-def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Prefect's retry condition: retry a stage only when its failure can pass."""
-    error = state.data
-    return isinstance(error, StageFailed) and is_transient(error.exit_code)
-
-
-@task(name="dvc-repro", retry_condition_fn=retry_if_transient)
-def repro_stage(stage: str, force: bool, env: dict[str, str], root: Path = PROJECT_ROOT) -> str:
-    """``dvc repro --single-item <stage>`` in the DVC project ``root``, its output streamed
-    into this task's log; ``ran`` or ``skipped``."""
-    logger = get_run_logger()
-    command = [sys.executable, "-m", "dvc", "repro", "--single-item", stage] + (["--force"] if force else [])
-    logger.info("$ %s", " ".join(command[1:]))
-    lines: list[str] = []
-    with subprocess.Popen(
-        command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    ) as proc:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            line = line.rstrip()
-            lines.append(line)
-            if line.strip():
-                logger.info(line)
-        code = proc.wait()
-    output = "\n".join(lines)
-    if code != 0:
-        raise StageFailed(stage, failed_exit_code(output), "\n".join(lines[-30:]))
-    outcome = stage_outcome(stage, output)
-    logger.info("stage %s: %s", stage, "ran" if outcome == "ran" else "up to date, skipped")
-    return outcome
-
-
-@task(name="set-params")
-def set_params_task(overrides: list[str]) -> None:
-    from dvc.exceptions import DvcException
-    from dvc.utils.hydra import apply_overrides
-
-    try:
-        apply_overrides(PROJECT_ROOT / PARAMS_FILE, overrides)
-    except DvcException as err:
-        raise PipelineError(
-            f"set_params {overrides}: {err}; every KEY must already exist in params.yaml (e.g. split.seed=7)"
-        ) from None
-    get_run_logger().info("params.yaml: set %s", ", ".join(overrides))
-
-
 @flow(name="pipeline", log_prints=True)
 def pipeline_flow(
     set_params: list[str] | None = None,
@@ -140,19 +78,19 @@ def pipeline_flow(
     logger = get_run_logger()
     overrides = check_overrides(set_params or [])
     if overrides:
-        set_params_task(overrides)
-    params = read_project_params(PARAMS_FILE)
+        write_params(overrides)
+    settings = read_settings(PARAMS_FILE)
     order, edges = dvc_graph()
     stages = with_upstream(order, edges, targets) if targets else order
-    retries = get(params, "pipeline.retries") or {}
+    retries = settings.pipeline.retries
     unknown = sorted(set(retries) - set(order))
     if unknown:
         raise ParamsError(f"params.yaml: pipeline.retries names unknown stage(s) {unknown}; stages: {order}")
-    delay = get_int(params, "pipeline.retry_delay_s")
+    delay = settings.pipeline.retry_delay_s
     flow_run_id = str(flow_run.id) if flow_run.id else None
 
-    experiment_id = start_experiment(params)
-    tags = run_tags(params) | {"pipeline.kind": "prefect", "pipeline.stages": ",".join(stages)}
+    experiment_id = start_experiment(settings.tracking)
+    tags = run_tags(settings.train.profile) | {"pipeline.kind": "prefect", "pipeline.stages": ",".join(stages)}
     name = f"pipeline {flow_run.name}" if flow_run.name else "pipeline"
     outcomes: dict[str, str] = {}
     with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags) as parent:
@@ -161,7 +99,7 @@ def pipeline_flow(
         env = stage_env(parent.info.run_id, flow_run_id)
         logger.info("Stages, in order: %s (MLflow run %s)", " -> ".join(stages), parent.info.run_id)
         for stage in stages:
-            tries = get_int(params, f"pipeline.retries.{stage}") if stage in retries else 0
+            tries = retries.get(stage, 0)
             run = repro_stage.with_options(name=f"dvc-repro-{stage}", retries=tries, retry_delay_seconds=delay)
             outcomes[stage] = run(stage, force, env)
             mlflow.set_tag(f"stage.{stage}", outcomes[stage])

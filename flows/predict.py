@@ -22,24 +22,27 @@ from typing import Any
 
 import openai
 
-from flows.serve import client_settings, sampling
 from people_relation.dataset import Example
-from people_relation.infra.io import read_project_params
-from people_relation.params import ParamsError, get_int, get_str
+from people_relation.infra.io import read_settings
+from people_relation.params import ParamsError
 from people_relation.parsing import parse_completion
+from people_relation.paths import train_paths
 from people_relation.query import QueryError, make_query
-from people_relation.recipe import default_profile, profile
 from people_relation.serving.client import ask, make_client
-from people_relation.serving.server import ServerError, served_model
+from people_relation.serving.errors import ServerError
+from people_relation.serving.server import served_model
+from people_relation.settings import ClientSettings, Sampling
 
 
-def _ask(base_url: str, api_key: str | None, model: str, query: Example, params: dict, name: str) -> str:
+def _ask(
+    base_url: str, api_key: str | None, model: str, query: Example, sampling: Sampling, client: ClientSettings
+) -> str:
     async def go() -> str:
-        client = make_client(base_url, api_key, client_settings(params))
+        session = make_client(base_url, api_key, client)
         try:
-            completion, _ = await ask(client, query, model, sampling(profile(params, name)))
+            completion, _ = await ask(session, query, model, sampling)
         finally:
-            await client.close()
+            await session.close()
         return completion
 
     return asyncio.run(go())
@@ -54,19 +57,21 @@ def predict(
     profile_name: str | None = None,
     model: str | None = None,
 ) -> dict[str, Any]:
-    params = read_project_params(params_file)
-    query = make_query(text, people1, people2, get_int(params, "predict.max_chars"))
-    name = profile_name or default_profile(params)
-    api_key = os.environ.get(get_str(params, "serve.api_key_env")) or None
+    settings = read_settings(params_file)
+    query = make_query(text, people1, people2, settings.predict.max_chars)
+    name = settings.profile_name(profile_name)
+    prof = settings.profile(name)
+    sampling, client = prof.serve.sampling(), settings.evaluate.client()
+    api_key = os.environ.get(settings.serve.api_key_env) or None
     if url:
-        completion = _ask(url, api_key, get_str(params, "serve.served_model_name"), query, params, name)
+        completion = _ask(url, api_key, settings.serve.served_model_name, query, sampling, client)
     else:
-        stage = model or get_str(params, "serve.model")
+        model_dir = train_paths(settings, name).model(prof, model or settings.serve.model)
         with (
             tempfile.TemporaryDirectory() as tmp,
-            served_model(params, name, stage, Path(tmp) / "server.log") as server,
+            served_model(settings.serve, prof, model_dir, Path(tmp) / "server.log", name) as server,
         ):
-            completion = _ask(server.base_url, server.api_key, server.model, query, params, name)
+            completion = _ask(server.base_url, server.api_key, server.model, query, sampling, client)
     parsed = parse_completion(completion)
     return {
         "text": query.text,

@@ -24,9 +24,9 @@ from prefect import flow, get_run_logger
 
 from flows.cli import run
 from people_relation.infra.io import fingerprint, project_path, read_numeric_csv, read_project_params, write_json
-from people_relation.params import get, get_str
 from people_relation.paths import train_paths
-from people_relation.recipe import batch_arithmetic, profile
+from people_relation.recipe import batch_arithmetic
+from people_relation.settings import StandIn, parse_settings
 from people_relation.training.rehearsal import build_stand_in, rehearsal_params
 
 STAND_IN = "stand_in"
@@ -38,10 +38,10 @@ class RehearsalFailed(RuntimeError):
     """The rehearsal ran, but did not do what the recipe says it would."""
 
 
-def stand_in_model(arch: dict[str, Any], root: Path) -> Path:
+def stand_in_model(arch: StandIn, root: Path) -> Path:
     """The stand-in model under ``root``, built again only when its settings changed."""
     directory = root / STAND_IN
-    key = fingerprint(arch)
+    key = fingerprint(arch.model_dump())
     marker = root / f"{STAND_IN}.fingerprint"
     if not (directory / "config.json").is_file() or not marker.is_file() or marker.read_text().strip() != key:
         build_stand_in(directory, arch)
@@ -80,13 +80,15 @@ def rehearse_flow(params_file: str = "params.yaml") -> dict[str, Any]:
 
     logger = get_run_logger()
     params = read_project_params(params_file)
-    root = project_path(get_str(params, "rehearsal.dir"))
+    settings = parse_settings(params, params_file)
+    root = project_path(settings.rehearsal.dir)
     root.mkdir(parents=True, exist_ok=True)
-    stand_in = stand_in_model(dict(get(params, "rehearsal.stand_in")), root)
-    rehearsed = rehearsal_params(params, root, stand_in)
-    (root / PARAMS).write_text(yaml.safe_dump(rehearsed, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    name = get_str(rehearsed, "train.profile")
-    prof = profile(rehearsed, name)
+    stand_in = stand_in_model(settings.rehearsal.stand_in, root)
+    rehearsed_params = rehearsal_params(params, settings, root, stand_in)
+    rehearsed = parse_settings(rehearsed_params, str(root / PARAMS))  # the substituted profile checked whole
+    (root / PARAMS).write_text(yaml.safe_dump(rehearsed_params, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    name = rehearsed.train.profile
+    prof = rehearsed.profile(name)
     batch = batch_arithmetic(prof)
     logger.info(
         "Rehearsing %s: %d processes, %d completions of %d prompts a step, params in %s",
@@ -98,10 +100,10 @@ def rehearse_flow(params_file: str = "params.yaml") -> dict[str, Any]:
     )
     results = train_flow(params_file=str(root / PARAMS))
     paths = train_paths(rehearsed, name)
-    steps = rollout_per_step(paths["history"])
-    check_rollouts(steps, batch, int(get(prof, "grpo.max_steps")))
-    evaluations = [int(r["step"]) for r in read_numeric_csv(paths["validation_history"])]
-    if evaluations[-1:] != [int(get(prof, "grpo.max_steps"))]:
+    steps = rollout_per_step(paths.history)
+    check_rollouts(steps, batch, prof.grpo.max_steps)
+    evaluations = [int(r["step"]) for r in read_numeric_csv(paths.validation_history)]
+    if evaluations[-1:] != [prof.grpo.max_steps]:
         raise RehearsalFailed(f"validation ran at steps {evaluations}; the last step was not validated")
     summary = {
         "profile": name,
@@ -110,7 +112,7 @@ def rehearse_flow(params_file: str = "params.yaml") -> dict[str, Any]:
         "evaluations": evaluations,  # greedy validation during training, on every process
         "published": results["published"],  # the best checkpoint, loaded back under ZeRO-3
         "validation": results["grpo"],
-        "model": str(paths["final_model"]),
+        "model": str(paths.final_model),
     }
     write_json(root / SUMMARY, summary)
     logger.info("Rehearsal of %s passed: %s", name, json.dumps(summary, ensure_ascii=False))

@@ -22,43 +22,35 @@ from prefect import flow, get_run_logger
 
 from flows.cli import run
 from people_relation.comparison import ArmModel, comparison_rows, error_report, markdown_table, method_name
-from people_relation.infra.io import (
-    project_path,
-    read_json,
-    read_jsonl,
-    read_numeric_csv,
-    read_project_params,
-    staged_dir,
-)
+from people_relation.infra.io import project_path, read_json, read_jsonl, read_numeric_csv, read_settings, staged_dir
 from people_relation.infra.plots import arm_curves, comparison_bars
 from people_relation.infra.tracking import mlflow_run, parent_run_id
-from people_relation.params import ParamsError, get, get_int, get_str
+from people_relation.params import ParamsError
 from people_relation.paths import metrics_path, train_paths
 from people_relation.predictions import PREDICTIONS
-from people_relation.recipe import default_profile, profile
+from people_relation.settings import Evaluate, Profile, Settings
 
 SUMMARY_METRICS = ("weighted_f1", "macro_f1", "accuracy", "invalid_rate")
 
 
-def model_label(prof: dict[str, Any], name: str) -> str:
-    source = get_str(prof, "model.source")
+def model_label(prof: Profile, name: str) -> str:
+    source = prof.model.source
     return f"Qwen2 from scratch ({name} profile)" if source == "scratch" else source
 
 
-def arms(params: dict[str, Any]) -> list[str]:
+def arms(settings: Settings) -> list[str]:
     """The profiles with evaluated models, the pipeline's own first."""
-    first = default_profile(params)
-    names = [first, *(n for n in get(params, "profiles") if n != first)]
-    return [n for n in names if metrics_path(params, n).is_file()]
+    first = settings.train.profile
+    names = [first, *(n for n in settings.profiles if n != first)]
+    return [n for n in names if metrics_path(settings.evaluate, n).is_file()]
 
 
-def arm_models(params: dict[str, Any], name: str) -> list[ArmModel]:
-    prof = profile(params, name)
-    tested = read_json(metrics_path(params, name))
-    train_file = train_paths(params, name)["metrics"]
+def arm_models(settings: Settings, name: str) -> list[ArmModel]:
+    prof = settings.profile(name)
+    tested = read_json(metrics_path(settings.evaluate, name))
+    train_file = train_paths(settings, name).metrics
     validated = read_json(train_file) if train_file.is_file() else {}
-    warmup = prof.get("warmup", {})
-    labels = warmup.get("labels", "gold") if warmup.get("enabled") else None
+    labels = (prof.warmup.labels or "gold") if prof.warmup.enabled else None
     return [
         ArmModel(
             arm=name,
@@ -73,24 +65,25 @@ def arm_models(params: dict[str, Any], name: str) -> list[ArmModel]:
     ]
 
 
-def predictions(params: dict[str, Any], model: ArmModel) -> dict[str, dict[str, Any]]:
+def predictions(evaluate: Evaluate, model: ArmModel) -> dict[str, dict[str, Any]]:
     """The model's published answers (the evaluation writes them whole), by row id."""
-    path = project_path(get_str(params, "evaluate.reports_dir")) / model.arm / model.stage / PREDICTIONS
+    path = project_path(evaluate.reports_dir) / model.arm / model.stage / PREDICTIONS
     return {r["id"]: r for r in read_jsonl(path)}
 
 
 @flow(name="report", log_prints=True)
 def report_flow(params_file: str = "params.yaml") -> list[dict]:
-    params = read_project_params(params_file)
-    names = arms(params)
-    if default_profile(params) not in names:
-        raise ParamsError(f"{metrics_path(params, default_profile(params))} is missing: run the evaluate step first")
-    models = [m for name in names for m in arm_models(params, name)]
-    baseline_dir = project_path(get_str(params, "baseline.reports_dir"))
+    settings = read_settings(params_file)
+    names = arms(settings)
+    if settings.train.profile not in names:
+        missing = metrics_path(settings.evaluate, settings.train.profile)
+        raise ParamsError(f"{missing} is missing: run the evaluate step first")
+    models = [m for name in names for m in arm_models(settings, name)]
+    baseline_dir = project_path(settings.baseline.reports_dir)
     baseline = read_json(baseline_dir / "metrics.json") if (baseline_dir / "metrics.json").is_file() else None
     rows = comparison_rows(models, baseline["test"] if baseline else None, baseline["method"] if baseline else "")
     table = markdown_table(rows)
-    answers = {m.name: predictions(params, m) for m in models}
+    answers = {m.name: predictions(settings.evaluate, m) for m in models}
     shared = set.intersection(*(set(a) for a in answers.values()))
     if not shared:
         counts = ", ".join(f"{n}: {len(a)} rows" for n, a in answers.items())
@@ -100,25 +93,20 @@ def report_flow(params_file: str = "params.yaml") -> list[dict]:
     baseline_answers = None
     if (baseline_dir / "test_predictions.jsonl").is_file():
         baseline_answers = {r["id"]: r["predicted"] for r in read_jsonl(baseline_dir / "test_predictions.jsonl")}
-    report = get(params, "report")
     errors = error_report(
-        gold,
-        answers,
-        baseline_answers,
-        samples=get_int(report, "error_samples"),
-        seed=get_int(report, "seed"),
+        gold, answers, baseline_answers, samples=settings.report.error_samples, seed=settings.report.seed
     )
-    dpi = get_int(params, "reports.chart_dpi")
-    window = get_int(params, "train.reward_window")
-    out_dir = project_path(get_str(params, "report.dir"))
-    with mlflow_run(params, "report", {"arms": names}), staged_dir(out_dir) as out:
+    dpi = settings.reports.chart_dpi
+    window = settings.train.reward_window
+    out_dir = project_path(settings.report.dir)
+    with mlflow_run(settings.tracking, settings.train.profile, "report", {"arms": names}), staged_dir(out_dir) as out:
         (out / "comparison.md").write_text(table, encoding="utf-8")
         (out / "errors.md").write_text(errors, encoding="utf-8")
         with (out / "comparison.csv").open("w", encoding="utf-8", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(asdict(rows[0])))
             writer.writeheader()
             writer.writerows(asdict(r) for r in rows)
-        tested = read_json(metrics_path(params, names[0]))
+        tested = read_json(metrics_path(settings.evaluate, names[0]))
         comparison_bars(
             [(f"{r.method} ({r.model})", r.weighted_f1, r.source) for r in rows],
             title=f"Weighted F1 on the {tested['rows']}-row {tested['split']} split",
@@ -126,7 +114,7 @@ def report_flow(params_file: str = "params.yaml") -> list[dict]:
             dpi=dpi,
         )
         arm_curves(
-            curves(params, names),
+            curves(settings, names),
             reward_key="rewards/label_reward/mean",
             validation_key="eval_greedy_weighted_f1",
             smooth=window,
@@ -155,14 +143,14 @@ def report_flow(params_file: str = "params.yaml") -> list[dict]:
     return [asdict(r) for r in rows]
 
 
-def curves(params: dict[str, Any], names: list[str]) -> dict[str, tuple[list, list]]:
+def curves(settings: Settings, names: list[str]) -> dict[str, tuple[list, list]]:
     """Each arm's reward and validation histories (empty when the arm has none)."""
 
     def rows(path: Path) -> list[dict[str, float]]:
         return read_numeric_csv(path) if path.is_file() else []
 
     return {
-        name: (rows(train_paths(params, name)["history"]), rows(train_paths(params, name)["validation_history"]))
+        name: (rows(train_paths(settings, name).history), rows(train_paths(settings, name).validation_history))
         for name in names
     }
 

@@ -16,59 +16,17 @@ import time
 from typing import Any
 
 import mlflow
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow, get_run_logger
 
 from flows.cli import run
-from people_relation.infra.data import read_examples
-from people_relation.infra.io import project_path, read_project_params, write_json_atomic
+from people_relation.infra.io import project_path, read_settings, write_json_atomic
 from people_relation.infra.tracking import mlflow_run
-from people_relation.params import get, get_int, get_str
-from people_relation.predictions import read_records
-from people_relation.recipe import default_profile, profile
-from people_relation.serving.client import ClientSettings, Sampling, answer_rows
+from people_relation.paths import train_paths
 from people_relation.serving.server import Server, served_model
+from tasks.serve import smoke_check
 
 REPORT_FILE = "server.json"
 LOG_FILE = "server.log"
-
-
-def client_settings(params: dict[str, Any]) -> ClientSettings:
-    return ClientSettings(
-        concurrency=get_int(params, "evaluate.concurrency"),
-        timeout_s=float(get(params, "evaluate.request_timeout_s")),
-        max_retries=get_int(params, "evaluate.max_retries"),
-    )
-
-
-def sampling(prof: dict[str, Any]) -> Sampling:
-    return Sampling(max_tokens=get_int(prof, "serve.max_tokens"), temperature=0.0, seed=get_int(prof, "serve.seed"))
-
-
-@task(name="smoke-check", cache_policy=NO_CACHE)  # a live server is not an input to cache on
-def smoke_check(params: dict[str, Any], prof: dict[str, Any], server: Server, out_file) -> dict[str, Any]:
-    """Ask a few validation rows; every answer must come back and parse."""
-    rows = read_examples(project_path(get_str(params, "split.out_dir")) / "validation.jsonl")
-    rows = rows[: get_int(params, "serve.smoke_rows")]
-    answered = answer_rows(
-        rows,
-        server.base_url,
-        server.api_key,
-        server.model,
-        sampling(prof),
-        client_settings(params),
-        out_file,
-        server.alive,
-    )
-    done = read_records(out_file)[0]
-    records = [done[r.id] for r in rows if r.id in done]  # in the rows' order, not the answers' arrival
-    return {
-        "rows": answered,
-        "format_ok_rate": sum(r["format_ok"] for r in records) / max(1, len(records)),
-        "answers": [
-            {k: r[k] for k in ("text", "people1", "people2", "label", "completion", "answer")} for r in records
-        ],
-    }
 
 
 def _requested_stop(signum: int, frame: Any) -> None:
@@ -102,27 +60,32 @@ def serve_flow(
     params_file: str = "params.yaml", profile_name: str | None = None, model: str | None = None, hold: bool = False
 ) -> dict[str, Any]:
     logger = get_run_logger()
-    params = read_project_params(params_file)
-    name = profile_name or default_profile(params)
-    prof = profile(params, name)
-    stage = model or get_str(params, "serve.model")
-    reports = project_path(get_str(params, "serve.reports_dir")) / name
+    settings = read_settings(params_file)
+    name = settings.profile_name(profile_name)
+    prof = settings.profile(name)
+    stage = model or settings.serve.model
+    reports = project_path(settings.serve.reports_dir) / name
     # the log (times, ports) and the smoke answers in flight are not pipeline outputs
-    state = project_path(get_str(params, "train.checkpoints_dir")) / "serve" / name
+    state = project_path(settings.train.checkpoints_dir) / "serve" / name
     state.mkdir(parents=True, exist_ok=True)
     if not hold:  # serving for clients leaves the pipeline's report alone
         (reports / REPORT_FILE).unlink(missing_ok=True)  # never leave a report of an older server
     smoke_file = state / "smoke_predictions.jsonl"
     smoke_file.unlink(missing_ok=True)
-    with mlflow_run(
-        params,
-        "serve",
-        {"profile": name, "model": stage, "serve": get(params, "serve"), f"{name}.serve": get(prof, "serve")},
-    ):
+    logged = {"profile": name, "model": stage, "serve": settings.serve, f"{name}.serve": prof.serve}
+    with mlflow_run(settings.tracking, name, "serve", logged):
         try:
             # the server log is kept even when start-up fails: it is what explains the failure
-            with served_model(params, name, stage, state / LOG_FILE) as server:
-                smoke = smoke_check(params, prof, server, smoke_file)
+            model_dir = train_paths(settings, name).model(prof, stage)
+            with served_model(settings.serve, prof, model_dir, state / LOG_FILE, name) as server:
+                smoke = smoke_check(
+                    settings.split,
+                    settings.serve.smoke_rows,
+                    server,
+                    prof.serve.sampling(),
+                    settings.evaluate.client(),
+                    smoke_file,
+                )
                 if hold:
                     serve_until_stopped(server)
         finally:

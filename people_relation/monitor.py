@@ -13,6 +13,7 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from people_relation.labels import LABELS
 
@@ -84,3 +85,41 @@ def collapsed_label(over: Sequence[str | None], rule: CollapseRule) -> str | Non
     if len(recent) < rule.patience or recent[0] is None or any(label != recent[0] for label in recent):
         return None
     return recent[0]
+
+
+def reward_summary(history: list[dict[str, float]], window: int) -> dict[str, float | None]:
+    """First and last logged rewards, and their means over ``window`` steps (single steps are noisy)."""
+
+    def mean(rows: list[dict[str, float]], key: str) -> float | None:
+        values = [r[key] for r in rows if key in r]
+        return sum(values) / len(values) if values else None
+
+    summary: dict[str, float | None] = {
+        "first": history[0].get("reward") if history else None,
+        "last": history[-1].get("reward") if history else None,
+    }
+    for key, short in (
+        ("reward", "reward"),
+        ("rewards/label_reward/mean", "label"),
+        ("rewards/format_reward/mean", "format"),
+    ):
+        summary[f"{short}_first_{window}_mean"] = mean(history[:window], key)
+        summary[f"{short}_last_{window}_mean"] = mean(history[-window:], key)
+    return summary
+
+
+def validation_summary(curve: list[dict[str, float]], key: str = "eval_greedy_weighted_f1") -> dict[str, Any]:
+    """Greedy weighted F1 at the first (start model), best and last evaluation during GRPO."""
+    points = [r for r in curve if key in r]
+    if not points:
+        return {"evaluations": 0}
+    best = max(points, key=lambda r: r[key])
+    return {
+        "evaluations": len(points),
+        "first_step": int(points[0]["step"]),
+        "first_weighted_f1": points[0][key],
+        "best_step": int(best["step"]),
+        "best_weighted_f1": best[key],
+        "last_step": int(points[-1]["step"]),
+        "last_weighted_f1": points[-1][key],
+    }

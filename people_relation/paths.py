@@ -1,16 +1,23 @@
-"""Where the train step reads and writes, per profile."""
+"""Where each stage reads and writes, per profile: one place for every path the code uses.
+
+The folders themselves are settings (typed ``OutputDir`` in :mod:`people_relation.settings`);
+this module names the files inside them.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import get_args
 
 from people_relation.infra.io import project_path
-from people_relation.params import get_str
-from people_relation.recipe import profile
+from people_relation.settings import Evaluate, ModelStage, Profile, Settings, Split
+
+MODEL_STAGES = get_args(ModelStage)
 
 
-def train_paths(params: dict[str, Any], name: str) -> dict[str, Path]:
+@dataclass(frozen=True)
+class TrainPaths:
     """Models under ``train.models_dir/<profile>`` (one DVC output), resumable state under
     ``train.checkpoints_dir/<profile>`` (kept across a crash, never a DVC output), reports
     under ``train.reports_dir/<profile>``.
@@ -18,61 +25,76 @@ def train_paths(params: dict[str, Any], name: str) -> dict[str, Path]:
     ``start_model`` is what GRPO starts from: the warm-up model when the profile has a
     warm-up, else the profile's ``model.source`` (a hub id or a local folder).
     """
-    prof = profile(params, name)
-    root = project_path(get_str(params, "train.models_dir")) / name
-    state = project_path(get_str(params, "train.checkpoints_dir")) / name
-    reports = project_path(get_str(params, "train.reports_dir")) / name
-    paths = {
-        "root": root,
-        "base": root / "base",
-        "warmup": root / "warmup",
-        "warmup_state": state / "warmup",
-        "checkpoints": state / "grpo",
-        "generation_log": state / "generation_server.log",  # TRL's vLLM server (vllm_mode: server)
-        "validation_state": state / "validation",  # answers and server logs of validation.engine: vllm
-        "final_model": root / "grpo",
-        "reports": reports,
-        "history": reports / "reward_history.csv",
-        "validation_history": reports / "validation_history.csv",  # greedy and sampled scores during GRPO
-        "selection": reports / "published_step.json",  # which checkpoint was published, and why
-        "metrics": reports / "metrics.json",  # validation scores of each model, reward summary
-    }
-    source = get_str(prof, "model.source")
-    if prof.get("warmup", {}).get("enabled"):
-        paths["start_model"] = paths["warmup"]
-    elif source == "scratch":
-        paths["start_model"] = paths["base"]
+
+    root: Path
+    base: Path
+    warmup: Path
+    warmup_state: Path
+    checkpoints: Path
+    generation_log: Path  # TRL's vLLM server (vllm_mode: server)
+    validation_state: Path  # answers and server logs of validation.engine: vllm
+    final_model: Path
+    reports: Path
+    history: Path
+    validation_history: Path  # greedy and sampled scores during GRPO
+    selection: Path  # which checkpoint was published, and why
+    metrics: Path  # validation scores of each model, reward summary
+    start_model: Path
+
+    def model(self, prof: Profile, stage: str) -> Path:
+        """The model of ``stage``: ``grpo`` (the trained policy), ``warmup`` (its supervised
+        start, CPU profile) or ``base`` (the model before any training: the hub model)."""
+        if stage == "grpo":
+            return self.final_model
+        if stage == "warmup":
+            return self.warmup
+        if stage == "base":
+            return self.base if prof.model.source == "scratch" else self.start_model
+        raise ValueError(f"unknown model stage {stage!r}; one of {', '.join(MODEL_STAGES)}")
+
+
+def train_paths(settings: Settings, name: str) -> TrainPaths:
+    prof = settings.profile(name)
+    root = project_path(settings.train.models_dir) / name
+    state = project_path(settings.train.checkpoints_dir) / name
+    reports = project_path(settings.train.reports_dir) / name
+    if prof.warmup.enabled:
+        start = root / "warmup"
+    elif prof.model.source == "scratch":
+        start = root / "base"
     else:
-        local = project_path(source)
-        paths["start_model"] = local if local.exists() else Path(source)
-    return paths
+        local = project_path(prof.model.source)
+        start = local if local.exists() else Path(prof.model.source)
+    return TrainPaths(
+        root=root,
+        base=root / "base",
+        warmup=root / "warmup",
+        warmup_state=state / "warmup",
+        checkpoints=state / "grpo",
+        generation_log=state / "generation_server.log",
+        validation_state=state / "validation",
+        final_model=root / "grpo",
+        reports=reports,
+        history=reports / "reward_history.csv",
+        validation_history=reports / "validation_history.csv",
+        selection=reports / "published_step.json",
+        metrics=reports / "metrics.json",
+        start_model=start,
+    )
 
 
-def metrics_path(params: dict[str, Any], name: str) -> Path:
+def split_file(split: Split, name: str) -> Path:
+    """``split.out_dir/<name>.jsonl``: the train, validation or test rows."""
+    return project_path(split.out_dir) / f"{name}.jsonl"
+
+
+def metrics_path(evaluate: Evaluate, name: str) -> Path:
     """``evaluate.metrics_dir/<profile>.json``: the test scores of every model of a profile."""
-    return project_path(get_str(params, "evaluate.metrics_dir")) / f"{name}.json"
+    return project_path(evaluate.metrics_dir) / f"{name}.json"
 
 
-MODEL_STAGES = ("base", "warmup", "grpo")
-
-
-def model_dir(params: dict[str, Any], name: str, stage: str) -> Path:
-    """The model of ``stage``: ``grpo`` (the trained policy), ``warmup`` (its supervised
-    start, CPU profile) or ``base`` (the model before any training: the hub model)."""
-    paths = train_paths(params, name)
-    if stage == "grpo":
-        return paths["final_model"]
-    if stage == "warmup":
-        return paths["warmup"]
-    if stage == "base":
-        return paths["base"] if get_str(profile(params, name), "model.source") == "scratch" else paths["start_model"]
-    raise ValueError(f"unknown model stage {stage!r}; one of {', '.join(MODEL_STAGES)}")
-
-
-def tokenizer_dir(params: dict[str, Any], name: str, model: Path) -> Path | None:
+def tokenizer_dir(prof: Profile, model: Path) -> Path | None:
     """Where vLLM should load the tokenizer from, when not from the model folder itself."""
     from people_relation.training.tokenizer import STANDALONE_SUBDIR
 
-    if get_str(profile(params, name), "model.tokenizer") == "project":
-        return model / STANDALONE_SUBDIR
-    return None
+    return model / STANDALONE_SUBDIR if prof.model.tokenizer == "project" else None

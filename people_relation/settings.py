@@ -1,13 +1,18 @@
 """The shape of ``params.yaml``: every section and profile as typed, frozen settings.
 
 ``load_settings`` reads the file once and checks all of it before any work starts: an
-unknown key (a typo), a value of the wrong type and a value out of range each fail with
-the file, the dotted key and what is allowed. The file keeps its shape, so ``dvc exp run
--S key=value`` and DVC's params tracking work as before.
+unknown key (a typo), a value of the wrong type, a value out of range and two values that
+do not go together each fail with the file, the dotted key and what is allowed. The file
+keeps its shape, so ``dvc exp run -S key=value`` and DVC's params tracking work as before.
+
+Every folder a stage writes is typed :data:`OutputDir`: :func:`reroot_outputs` moves them
+all under another folder at once (a sandbox, a rehearsal) from this one list.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import difflib
 import types
 import typing
@@ -27,6 +32,25 @@ Port = typing.Annotated[int, Field(ge=0, le=65535)]
 Path_ = typing.Annotated[str, Field(min_length=1)]
 
 
+class _Output:
+    """Marks a setting as a folder that a stage writes (see :func:`reroot_outputs`)."""
+
+
+OutputDir = typing.Annotated[str, Field(min_length=1), _Output()]
+
+# Choices the code branches on, named once here.
+ModelStage = Literal["base", "warmup", "grpo"]
+DataSource = Literal["auto", "local", "hub"]
+SplitStrategy = Literal["published", "stratified"]
+ValidationEngine = Literal["transformers", "vllm"]
+WarmupLabels = Literal["gold", "random"]
+LabelReward = Literal["published", "balanced"]
+PromptSampling = Literal["natural", "balanced"]
+VllmMode = Literal["off", "server", "colocate"]
+GuardAction = Literal["stop", "warn", "off"]
+Publish = Literal["best", "last"]
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -40,45 +64,45 @@ class DataFiles(Section):
 
 
 class Data(Section):
-    source: Literal["auto", "local", "hub"]
+    source: DataSource
     local_dir: Path_
     hub_id: str
     hub_revision: str
     files: DataFiles
-    prepared_dir: Path_
+    prepared_dir: OutputDir
 
 
 class Split(Section):
-    strategy: Literal["published", "stratified"]
+    strategy: SplitStrategy
     test_fraction: typing.Annotated[float, Field(gt=0, lt=1)]
     validation_fraction: typing.Annotated[float, Field(ge=0, lt=1)]
     seed: Count
-    out_dir: Path_
+    out_dir: OutputDir
 
 
 class Reports(Section):
-    data_dir: Path_
-    split_dir: Path_
+    data_dir: OutputDir
+    split_dir: OutputDir
     chart_dpi: PositiveInt
 
 
 class Tracking(Section):
     uri: str
-    artifact_dir: Path_
+    artifact_dir: OutputDir
     experiment: str
     registered_model: str
 
 
 class Train(Section):
     profile: str
-    models_dir: Path_
-    checkpoints_dir: Path_
-    reports_dir: Path_
+    models_dir: OutputDir
+    checkpoints_dir: OutputDir
+    reports_dir: OutputDir
     reward_window: PositiveInt
 
 
 class Serve(Section):
-    model: Literal["base", "warmup", "grpo"]
+    model: ModelStage
     host: str
     port: Port
     served_model_name: str
@@ -86,8 +110,27 @@ class Serve(Section):
     startup_timeout_s: Positive
     stop_timeout_s: Positive
     cache_dir: Path_
-    reports_dir: Path_
+    reports_dir: OutputDir
     smoke_rows: Count
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientSettings:
+    """How the evaluation's client talks to the served model."""
+
+    concurrency: int
+    timeout_s: float
+    max_retries: int
+    progress_every: int = 50
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampling:
+    """Generation settings of one request (greedy unless a temperature is given)."""
+
+    max_tokens: int
+    temperature: float = 0.0
+    seed: int = 0
 
 
 class Evaluate(Section):
@@ -97,9 +140,14 @@ class Evaluate(Section):
     request_timeout_s: Positive
     max_retries: Count
     answer_retries: Count
-    state_dir: Path_
-    reports_dir: Path_
-    metrics_dir: Path_
+    state_dir: OutputDir
+    reports_dir: OutputDir
+    metrics_dir: OutputDir
+
+    def client(self, concurrency: int | None = None) -> ClientSettings:
+        return ClientSettings(
+            concurrency=concurrency or self.concurrency, timeout_s=self.request_timeout_s, max_retries=self.max_retries
+        )
 
 
 class Baseline(Section):
@@ -107,7 +155,7 @@ class Baseline(Section):
     ngram_max: PositiveInt
     C: Positive
     mask_names: bool
-    reports_dir: Path_
+    reports_dir: OutputDir
 
     @model_validator(mode="after")
     def _ngrams(self) -> Baseline:
@@ -117,7 +165,7 @@ class Baseline(Section):
 
 
 class Report(Section):
-    dir: Path_
+    dir: OutputDir
     error_samples: Count
     seed: int
 
@@ -177,7 +225,11 @@ class Warmup(Section):
     seed: int | None = None
     bf16: bool | None = None
     log_every: PositiveInt | None = None
-    labels: Literal["gold", "random"] | None = None
+    labels: WarmupLabels | None = None
+
+    @property
+    def random_labels(self) -> bool:
+        return self.labels == "random"
 
     @model_validator(mode="after")
     def _complete(self) -> Warmup:
@@ -212,7 +264,7 @@ class Grpo(Section):
     top_k: Count
     repetition_penalty: Positive
     reward_weights: list[float] = Field(min_length=2, max_length=2)
-    label_reward: Literal["published", "balanced"]
+    label_reward: LabelReward
     bf16: bool
     use_cpu: bool
     gradient_checkpointing: bool
@@ -221,14 +273,14 @@ class Grpo(Section):
     save_total_limit: PositiveInt
     completions_every: PositiveInt
     seed: int
-    vllm_mode: Literal["off", "server", "colocate"]
+    vllm_mode: VllmMode
     vllm_importance_sampling_correction: bool
-    prompt_sampling: Literal["natural", "balanced"]
+    prompt_sampling: PromptSampling
     eval_steps: PositiveInt
     eval_rows: PositiveInt | None
     eval_prompts_per_device: PositiveInt
     num_generations_eval: PositiveInt
-    publish: Literal["best", "last"]
+    publish: Publish
     best_metric: Literal["weighted_f1", "macro_f1", "accuracy"]
 
 
@@ -255,14 +307,18 @@ class ProfileServe(Section):
     seed: int
     max_tokens: PositiveInt
     engine_in_process: bool | None = None
-    kv_cache_gib: Positive | None = None
+    kv_cache_gib: PositiveInt | None = None
     reserved_cpus: PositiveInt | None = None
     gpu_memory_utilization: typing.Annotated[float, Field(gt=0, le=1)] | None = None
     gpus: list[Count] | None = None
 
+    def sampling(self, max_tokens: int | None = None) -> Sampling:
+        """Greedy answers, ``max_tokens`` (default: this block's) long at most."""
+        return Sampling(max_tokens=max_tokens or self.max_tokens, temperature=0.0, seed=self.seed)
+
 
 class Validation(Section):
-    engine: Literal["transformers", "vllm"]
+    engine: ValidationEngine
     max_new_tokens: PositiveInt
     batch_size: PositiveInt
     max_rows: PositiveInt | None
@@ -278,7 +334,7 @@ class Launch(Section):
 
 
 class CollapseGuard(Section):
-    action: Literal["stop", "warn", "off"]
+    action: GuardAction
     ratio: Positive
     min_share: Fraction
     patience: PositiveInt
@@ -293,8 +349,49 @@ class Profile(Section):
     validation: Validation
     launch: Launch
     collapse_guard: CollapseGuard
-    evaluate_models: list[Literal["base", "warmup", "grpo"]] = Field(min_length=1)
+    evaluate_models: list[ModelStage] = Field(min_length=1)
     register_model: bool
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Profile:
+        """Values that are each valid but do not go together."""
+        g, launch, serve = self.grpo, self.launch, self.serve
+        problems = []
+        if g.save_steps % g.eval_steps:
+            problems.append(
+                f"grpo.save_steps ({g.save_steps}) must be a multiple of grpo.eval_steps ({g.eval_steps}): "
+                "a checkpoint is kept at evaluations, so the best one can be published"
+            )
+        if g.label_reward == "balanced" and g.scale_rewards == "group":
+            problems.append(
+                "grpo.label_reward 'balanced' needs grpo.scale_rewards 'batch' or 'none': 'group' divides "
+                "each prompt's rewards by their spread, which cancels a per-label weight"
+            )
+        if launch.num_processes > 1 and self.model.lora is not None:
+            problems.append("a LoRA profile (model.lora) trains in one process (launch.num_processes: 1)")
+        if launch.num_processes > 1 and not launch.accelerate_config:
+            problems.append("launch.num_processes > 1 needs launch.accelerate_config")
+        if g.vllm_mode != "off" and self.vllm is None:
+            problems.append(f"grpo.vllm_mode {g.vllm_mode!r} needs a `vllm` block")
+        if g.vllm_mode == "server" and self.vllm is not None:
+            unset = [
+                k for k in ("host", "port", "group_port", "gpus", "connect_timeout_s") if getattr(self.vllm, k) is None
+            ]
+            if unset:
+                problems.append(f"grpo.vllm_mode 'server' needs vllm.{', vllm.'.join(unset)}")
+        if serve.device == "cpu":
+            if serve.tensor_parallel_size != 1:
+                problems.append("serve.tensor_parallel_size must be 1 on device cpu")
+            if serve.kv_cache_gib is None:
+                problems.append("serve.kv_cache_gib is needed on device cpu (VLLM_CPU_KVCACHE_SPACE)")
+        else:
+            if serve.gpus is None or len(serve.gpus) != serve.tensor_parallel_size:
+                problems.append("serve.gpus must list serve.tensor_parallel_size GPUs")
+            if serve.gpu_memory_utilization is None:
+                problems.append("serve.gpu_memory_utilization is needed on device gpu")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 # -- the rehearsal of a GPU profile on this CPU ----------------------------------------------
@@ -306,7 +403,7 @@ class StandIn(Arch):
 
 class Rehearsal(Section):
     profile: str
-    dir: Path_
+    dir: OutputDir
     stand_in: StandIn
     substitute: dict[str, Any]  # dotted profile keys; which ones may change is checked by the rehearsal
 
@@ -332,6 +429,18 @@ class Settings(Section):
             if name not in self.profiles:
                 raise ValueError(f"{key} is {name!r}; the profiles are {', '.join(self.profiles)}")
         return self
+
+    def profile(self, name: str | None = None) -> Profile:
+        """Profile ``name`` (default: ``train.profile``), or a ParamsError naming the defined ones."""
+        name = name or self.train.profile
+        if name not in self.profiles:
+            raise ParamsError(f"params.yaml: no profile {name!r}; defined profiles: {', '.join(self.profiles)}")
+        return self.profiles[name]
+
+    def profile_name(self, name: str | None = None) -> str:
+        """``name`` checked, or the pipeline's profile (``train.profile``)."""
+        self.profile(name)
+        return name or self.train.profile
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -399,3 +508,50 @@ def parse_settings(raw: dict[str, Any], source: str = "params.yaml") -> Settings
 
 def load_settings(path: Path) -> Settings:
     return parse_settings(load_params(path), str(path))
+
+
+# -- changing values -------------------------------------------------------------------------
+
+
+def output_dir_keys(model: type[BaseModel] = None, prefix: str = "") -> list[str]:  # type: ignore[assignment]
+    """The dotted keys of every folder a stage writes (settings typed :data:`OutputDir`)."""
+    model = model or Settings
+    keys = []
+    for name, field in model.model_fields.items():
+        if any(isinstance(m, _Output) for m in field.metadata):
+            keys.append(prefix + name)
+            continue
+        inner = _inner(field.annotation)
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            keys += output_dir_keys(inner, f"{prefix}{name}.")
+    return keys
+
+
+def with_values(raw: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the params tree ``raw`` with ``values`` (dotted keys, as ``dvc exp run -S``
+    takes them) put in; every key must already exist."""
+    out = copy.deepcopy(raw)
+    for dotted, value in values.items():
+        *parents, leaf = dotted.split(".")
+        node = out
+        for i, part in enumerate(parents):
+            if not isinstance(node, dict) or part not in node:
+                raise ParamsError(f"params.yaml: no parameter {'.'.join(parents[: i + 1])!r} (setting {dotted})")
+            node = node[part]
+        if not isinstance(node, dict) or leaf not in node:
+            raise ParamsError(f"params.yaml: no parameter {dotted!r}")
+        node[leaf] = copy.deepcopy(value)
+    return out
+
+
+def reroot_outputs(raw: dict[str, Any], root: Path) -> dict[str, Any]:
+    """The params tree with every output folder moved under ``root`` (keeping its relative
+    layout: ``data/split`` becomes ``<root>/data/split``), so nothing outside ``root`` is written."""
+    current = parse_settings(raw)
+    values = {}
+    for key in output_dir_keys():
+        node: Any = current
+        for part in key.split("."):
+            node = getattr(node, part)
+        values[key] = str(root / Path(node)) if not Path(node).is_absolute() else str(root / Path(node).name)
+    return with_values(raw, values)

@@ -15,6 +15,7 @@ Run it alone: two benchmarks (or a training) at once on a small machine make bot
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import tempfile
 import time
@@ -24,14 +25,11 @@ from people_relation.runtime import configure
 
 configure()  # before MLflow and vLLM's client are imported
 
-from flows.serve import client_settings, sampling  # noqa: E402
 from people_relation.infra.data import read_examples  # noqa: E402
-from people_relation.infra.io import PROJECT_ROOT, project_path, read_project_params, write_json  # noqa: E402
-from people_relation.params import get_int, get_str  # noqa: E402
+from people_relation.infra.io import PROJECT_ROOT, project_path, read_settings, write_json  # noqa: E402
 from people_relation.parsing import parse_completion  # noqa: E402
-from people_relation.paths import model_dir  # noqa: E402
+from people_relation.paths import split_file, train_paths  # noqa: E402
 from people_relation.predictions import read_records  # noqa: E402
-from people_relation.recipe import default_profile, profile  # noqa: E402
 from people_relation.serving.client import answer_rows  # noqa: E402
 from people_relation.serving.server import served_model  # noqa: E402
 
@@ -57,27 +55,26 @@ def main() -> None:
     import torch
 
     from people_relation.training.generation import generate_completions
-    from people_relation.training.grpo_process import load_processing_class
-    from people_relation.training.models import load_model
+    from people_relation.training.models import load_causal_lm, load_model_tokenizer
 
-    params = read_project_params(args.params_file)
-    name = args.profile or default_profile(params)
-    prof = profile(params, name)
+    settings = read_settings(args.params_file)
+    name = settings.profile_name(args.profile)
+    prof = settings.profile(name)
     if args.reserved_cpus is not None:
-        prof["serve"]["reserved_cpus"] = args.reserved_cpus
-    rows = read_examples(project_path(get_str(params, "split.out_dir")) / "test.jsonl")[: args.rows]
-    directory = model_dir(params, name, args.model)
-    max_tokens = get_int(prof, "serve.max_tokens")
+        prof = prof.model_copy(update={"serve": prof.serve.model_copy(update={"reserved_cpus": args.reserved_cpus})})
+    rows = read_examples(split_file(settings.split, "test"))[: args.rows]
+    directory = train_paths(settings, name).model(prof, args.model)
+    max_tokens = prof.serve.max_tokens
     print(f"{len(rows)} rows, model {directory}, max_tokens {max_tokens}, torch threads {torch.get_num_threads()}")
 
     results: dict = {
         "rows": len(rows),
         "model": str(directory.relative_to(PROJECT_ROOT)),
         "max_tokens": max_tokens,
-        "serve": prof["serve"],
+        "serve": prof.serve.model_dump(exclude_unset=True),
     }
-    model = load_model(directory)
-    tokenizer = load_processing_class(directory, get_str(prof, "model.tokenizer"))
+    model = load_causal_lm(directory)
+    tokenizer = load_model_tokenizer(directory, prof.model.tokenizer)
     hf_answers: list[str | None] = []
     results["transformers"] = {}
     for batch in [] if args.skip_transformers else args.hf_batch_size:
@@ -93,10 +90,12 @@ def main() -> None:
 
     results["vllm_server"] = {}
     vllm_answers: dict[str, str | None] = {}
-    with tempfile.TemporaryDirectory() as tmp, served_model(params, name, args.model, Path(tmp) / "server.log") as srv:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        served_model(settings.serve, prof, directory, Path(tmp) / "server.log", name) as srv,
+    ):
         results["vllm_startup_s"] = srv.startup_s
         print(f"vLLM server start-up: {srv.startup_s:.1f}s")
-        settings = client_settings(params)
         for concurrency in args.concurrency:
             times = []
             for i in range(args.repeats):
@@ -107,8 +106,8 @@ def main() -> None:
                     srv.base_url,
                     srv.api_key,
                     srv.model,
-                    sampling(prof),
-                    type(settings)(concurrency, settings.timeout_s, settings.max_retries, 10**9),
+                    prof.serve.sampling(),
+                    dataclasses.replace(settings.evaluate.client(concurrency), progress_every=10**9),
                     out,
                 )
                 times.append(time.monotonic() - start)

@@ -35,7 +35,7 @@ def served_sandbox(tmp_path_factory, params, real_data):
 
     from people_relation.infra.data import write_examples
     from people_relation.split import make_splits
-    from people_relation.training.models import build_model, save_model
+    from people_relation.training.models import build_scratch_qwen2, save_model
     from people_relation.training.tokenizer import build_tokenizer
 
     root = tmp_path_factory.mktemp("serve")
@@ -56,7 +56,7 @@ def served_sandbox(tmp_path_factory, params, real_data):
         write_examples(root / "data" / "split" / f"{name}.jsonl", rows)
     tokenizer = build_tokenizer([t for e in splits["train"] for t in (e.text, e.people1, e.people2)])
     for stage in ("warmup", "grpo"):
-        save_model(build_model(tokenizer, TINY_ARCH, seed=0), tokenizer, root / "models" / "cpu" / stage)
+        save_model(build_scratch_qwen2(tokenizer, TINY_ARCH, seed=0), tokenizer, root / "models" / "cpu" / stage)
     return root, params_file
 
 

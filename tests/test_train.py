@@ -98,7 +98,7 @@ def _base_model_only(split_sandbox, params, data_dir, name, **grpo):
     """A sandbox whose GRPO starts from a fresh tiny model (no warm-up)."""
     import yaml
 
-    from people_relation.training.models import build_model, save_model
+    from people_relation.training.models import build_scratch_qwen2, save_model
     from people_relation.training.tokenizer import build_tokenizer
 
     root = split_sandbox / name
@@ -117,7 +117,7 @@ def _base_model_only(split_sandbox, params, data_dir, name, **grpo):
     with open(split_sandbox / "data/split/train.jsonl", encoding="utf-8") as fh:
         texts = [json.loads(line)["text"] for line in fh]
     tokenizer = build_tokenizer(texts)
-    save_model(build_model(tokenizer, TINY_ARCH, seed=0), tokenizer, paths["base"])
+    save_model(build_scratch_qwen2(tokenizer, TINY_ARCH, seed=0), tokenizer, paths["base"])
     return root, params_file, p, paths
 
 
@@ -134,7 +134,7 @@ def test_collapse_guard_stops_a_collapsing_run_and_publishes_its_best_checkpoint
     import yaml
 
     from people_relation.infra.data import read_examples
-    from people_relation.training.models import load_model, save_model
+    from people_relation.training.models import load_causal_lm, save_model
     from people_relation.training.tokenizer import load_tokenizer
     from people_relation.training.warmup import WarmupSettings, train_warmup
 
@@ -143,7 +143,7 @@ def test_collapse_guard_stops_a_collapsing_run_and_publishes_its_best_checkpoint
     )
     p["profiles"]["cpu"]["collapse_guard"] |= {"action": "stop", "ratio": 2.0, "min_share": 0.5, "patience": 2}
     params_file.write_text(yaml.safe_dump(p, allow_unicode=True), encoding="utf-8")
-    model, tokenizer = load_model(paths["base"]), load_tokenizer(paths["base"])
+    model, tokenizer = load_causal_lm(paths["base"]), load_tokenizer(paths["base"])
     settings = WarmupSettings(2, 32, 5e-3, 0.01, 0.05, 0.3, 1.0, 0.5, 0, True, 1000)
     train_warmup(model, tokenizer, read_examples(split_sandbox / "data/split/train.jsonl"), settings, root / "warm")
     save_model(model, tokenizer, paths["base"])

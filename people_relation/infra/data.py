@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prefect import get_run_logger, task
-
 from people_relation.dataset import SPLITS, DataError, Example, read_csv_file, validate_rows
 from people_relation.infra.io import project_path, read_jsonl, write_json, write_jsonl
-from people_relation.params import get, get_str
+from people_relation.settings import Data
 
-SOURCES = ("auto", "local", "hub")
+log = logging.getLogger(__name__)
 
 
 class SourceUnavailable(DataError):
@@ -25,9 +24,9 @@ class LoadedData:
     provenance: dict[str, Any] = field(default_factory=dict)
 
 
-def local_files(data_params: dict[str, Any]) -> dict[str, Path]:
-    folder = project_path(get_str(data_params, "local_dir"))
-    return {split: folder / get_str(data_params, f"files.{split}") for split in SPLITS}
+def local_files(data: Data) -> dict[str, Path]:
+    folder = project_path(data.local_dir)
+    return {split: folder / getattr(data.files, split) for split in SPLITS}
 
 
 def load_local(files: dict[str, Path], configured: dict[str, str]) -> LoadedData:
@@ -66,30 +65,24 @@ def load_hub(hub_id: str, revision: str) -> LoadedData:
     )
 
 
-@task(name="load-dataset", retries=0)
-def load_dataset(data_params: dict[str, Any]) -> LoadedData:
+def find_dataset(data: Data) -> LoadedData:
     """Load from the configured source; ``auto`` tries the local folder, then the hub.
 
     Bad rows in a source that exists always stop the run: falling back to another copy
     would hide the problem.
     """
-    logger = get_run_logger()
-    source = get_str(data_params, "source", SOURCES)
-    files = local_files(data_params)
-    hub_id, revision = get_str(data_params, "hub_id"), str(get(data_params, "hub_revision"))
+    files = local_files(data)
+    hub_id, revision = data.hub_id, data.hub_revision
     looked: list[str] = []
-    if source in ("auto", "local"):
+    if data.source in ("auto", "local"):
         missing = [str(p) for p in files.values() if not p.is_file()]
         if not missing:
-            logger.info("Loading the local dataset from %s", files["train"].parent)
-            configured = {
-                split: f"{get_str(data_params, 'local_dir')}/{get_str(data_params, f'files.{split}')}"
-                for split in SPLITS
-            }
+            log.info("Loading the local dataset from %s", files["train"].parent)
+            configured = {split: f"{data.local_dir}/{getattr(data.files, split)}" for split in SPLITS}
             return load_local(files, configured)
         looked.append(f"local folder {files['train'].parent}: missing {', '.join(missing)}")
-    if source in ("auto", "hub"):
-        logger.info("Loading the hub dataset %s@%s", hub_id, revision)
+    if data.source in ("auto", "hub"):
+        log.info("Loading the hub dataset %s@%s", hub_id, revision)
         try:
             return load_hub(hub_id, revision)
         except SourceUnavailable as err:

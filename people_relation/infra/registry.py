@@ -17,6 +17,7 @@ from typing import Any
 import mlflow
 
 from people_relation.infra.io import PROJECT_ROOT
+from people_relation.settings import Tracking
 
 CHAMPION = "champion"
 FINGERPRINT_TAG = "model_fingerprint"
@@ -27,13 +28,12 @@ INPUT_COLUMNS = ("text", "people1", "people2")
 
 class RelationModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
-        from people_relation.training.grpo_process import load_processing_class
-        from people_relation.training.models import load_model
+        from people_relation.training.models import load_causal_lm, load_model_tokenizer
 
         folder = Path(context.artifacts["model"])
         config = context.model_config or {}
-        self.model = load_model(folder)
-        self.tokenizer = load_processing_class(folder, config.get("tokenizer", "project"))
+        self.model = load_causal_lm(folder)
+        self.tokenizer = load_model_tokenizer(folder, config.get("tokenizer", "project"))
         self.max_new_tokens = int(config.get("max_new_tokens", 48))
         self.batch_size = int(config.get("batch_size", 16))
 
@@ -83,10 +83,8 @@ def locked_requirements(lock: Path = PROJECT_ROOT / "requirements.lock") -> list
     return pins
 
 
-def registered_name(params: dict[str, Any], profile: str) -> str:
-    from people_relation.params import get_str
-
-    return f"{get_str(params, 'tracking.registered_model')}-{profile}"
+def registered_name(tracking: Tracking, profile: str) -> str:
+    return f"{tracking.registered_model}-{profile}"
 
 
 def log_and_register(

@@ -22,9 +22,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from people_relation.infra.io import PROJECT_ROOT, project_path
-from people_relation.params import get_str
 from people_relation.runtime import user_tracking_uri
+from people_relation.settings import Tracking
 
 SQLITE_PREFIX = "sqlite:///"
 PARENT_RUN_ENV = "PEOPLE_RELATION_MLFLOW_PARENT_RUN_ID"
@@ -37,19 +39,23 @@ def store_root() -> Path:
     return Path(os.environ.get("DVC_ROOT") or PROJECT_ROOT)
 
 
-def tracking_uri(params: Mapping[str, Any]) -> str:
+def tracking_uri(tracking: Tracking) -> str:
     """``MLFLOW_TRACKING_URI`` if set, else ``tracking.uri`` with a relative sqlite path made absolute."""
-    uri = user_tracking_uri() or get_str(params, "tracking.uri")
+    uri = user_tracking_uri() or tracking.uri
     if uri.startswith(SQLITE_PREFIX) and not uri.startswith(SQLITE_PREFIX + "/"):
         uri = SQLITE_PREFIX + str(project_path(uri[len(SQLITE_PREFIX) :], store_root()))
     return uri
 
 
-def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``, for logging nested params."""
+def flatten(params: Mapping[str, Any] | BaseModel, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``, for logging nested params (settings included)."""
+    if isinstance(params, BaseModel):
+        params = params.model_dump(exclude_unset=True)  # what the params file says
     flat: dict[str, Any] = {}
     for key, value in params.items():
         name = f"{prefix}{key}"
+        if isinstance(value, BaseModel):
+            value = value.model_dump(exclude_unset=True)
         if isinstance(value, Mapping):
             flat |= flatten(value, name + ".")
         else:
@@ -80,11 +86,11 @@ def prefect_flow_run_id() -> str | None:
     return str(run_id) if run_id else None
 
 
-def run_tags(params: Mapping[str, Any]) -> dict[str, str]:
+def run_tags(profile: str) -> dict[str, str]:
     """Tags of every run: git commit, profile, dvc.lock md5, Prefect flow run."""
     tags = {
         "git.commit": git_commit(),
-        "profile": get_str(params, "train.profile"),
+        "profile": profile,
         "dvc.lock_md5": lock_md5(),
     }
     if run_id := prefect_flow_run_id():
@@ -117,18 +123,18 @@ def pipeline_group(environ: Mapping[str, str]) -> tuple[str, str] | None:
     return None
 
 
-def start_experiment(params: Mapping[str, Any]) -> str:
+def start_experiment(tracking: Tracking) -> str:
     """Point MLflow at the tracking store and the project's experiment; returns its id."""
     import mlflow
 
-    uri = tracking_uri(params)
+    uri = tracking_uri(tracking)
     mlflow.set_tracking_uri(uri)
-    name = get_str(params, "tracking.experiment")
+    name = tracking.experiment
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is None:
         # A local store keeps artifacts in the project; a tracking server decides for itself.
         local = uri.startswith((SQLITE_PREFIX, "file:"))
-        artifacts = project_path(get_str(params, "tracking.artifact_dir"), store_root()).as_uri() if local else None
+        artifacts = project_path(tracking.artifact_dir, store_root()).as_uri() if local else None
         experiment_id = mlflow.create_experiment(name, artifact_location=artifacts)
     else:
         experiment_id = experiment.experiment_id
@@ -177,8 +183,8 @@ def link_prefect_to_mlflow(run: Any, parent_id: str | None) -> None:
 
 
 @contextmanager
-def mlflow_run(params: Mapping[str, Any], step: str, logged_params: Mapping[str, Any]) -> Iterator[Any]:
-    """The MLflow run of one pipeline step, nested under its pipeline run when there is one.
+def mlflow_run(tracking: Tracking, profile: str, step: str, logged_params: Mapping[str, Any]) -> Iterator[Any]:
+    """The MLflow run of one pipeline step for ``profile``, nested under its pipeline run when there is one.
 
     A parent found through DVC (no Prefect pipeline flow around) is marked running while the
     step runs and finished (or failed) after it: the last step leaves it finished.
@@ -186,9 +192,9 @@ def mlflow_run(params: Mapping[str, Any], step: str, logged_params: Mapping[str,
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    experiment_id = start_experiment(params)
+    experiment_id = start_experiment(tracking)
     client = MlflowClient()
-    tags = run_tags(params)
+    tags = run_tags(profile)
     parent_id = os.environ.get(PARENT_RUN_ENV) or None
     owns_parent = False
     if parent_id is None and (group := pipeline_group(os.environ)):

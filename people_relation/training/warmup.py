@@ -21,7 +21,6 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -32,24 +31,9 @@ from people_relation.augment import swap_names
 from people_relation.dataset import Example
 from people_relation.labels import LABELS
 from people_relation.prompt import render_prompt, target_completion
+from people_relation.settings import Warmup
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class WarmupSettings:
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    weight_decay: float
-    warmup_ratio: float
-    lm_weight: float
-    label_weight: float
-    swap_prob: float
-    seed: int
-    bf16: bool
-    log_every: int
-    random_labels: bool = False
 
 
 def encode(
@@ -117,7 +101,7 @@ def train_warmup(
     model: torch.nn.Module,
     tokenizer: PreTrainedTokenizerFast,
     examples: Sequence[Example],
-    settings: WarmupSettings,
+    settings: Warmup,
     checkpoint_dir: Path,
     on_log: Callable[[dict[str, float], int], None] = lambda metrics, step: None,
 ) -> None:

@@ -1,0 +1,240 @@
+"""Tasks of the train stage: the scratch model, the supervised warm-up, the GRPO process (with
+TRL's generation server when the profile uses one), validation, registration and charts."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+
+from people_relation.infra.data import read_examples
+from people_relation.infra.io import PROJECT_ROOT, fingerprint, staged_dir
+from people_relation.infra.processes import stream
+from people_relation.paths import TrainPaths, split_file
+from people_relation.recipe import launch_command, vllm_server_command
+from people_relation.settings import Profile, Settings
+
+REWARD_CURVE_FILE = "reward_curve.png"
+VALIDATION_CURVE_FILE = "validation_curve.png"
+# validation_history.csv column -> legend
+VALIDATION_CURVES = {
+    "eval_greedy_weighted_f1": "greedy weighted F1",
+    "eval_greedy_accuracy": "greedy accuracy",
+    "eval_greedy_top_share": "top answer's share",
+    "eval_greedy_entropy": "answer entropy (normalised)",
+    "eval_rewards/label_reward/mean": "sampled label reward",
+    "eval_rewards/format_reward/mean": "sampled format reward",
+}
+# lines of the GRPO process that go to the run log (the rest is printed: progress bars, warnings)
+GRPO_LOG_MARKERS = (" people_relation.training.grpo: ", " grpo: ", "Error")
+
+
+@task(name="build-scratch-model")
+def build_scratch_model(settings: Settings, prof: Profile, out: Path) -> dict[str, Any]:
+    """A character tokenizer of the training split and a randomly initialised small Qwen2."""
+    from people_relation.training.models import build_scratch_qwen2, parameter_count, save_model
+    from people_relation.training.tokenizer import build_tokenizer
+
+    assert prof.model.arch is not None and prof.model.seed is not None  # the settings check for scratch
+    train = read_examples(split_file(settings.split, "train"))
+    tokenizer = build_tokenizer([t for e in train for t in (e.text, e.people1, e.people2)])
+    model = build_scratch_qwen2(tokenizer, prof.model.arch, prof.model.seed)
+    with staged_dir(out) as staging:
+        save_model(model, tokenizer, staging)
+    info = {"parameters": parameter_count(model), "vocab_size": len(tokenizer)}
+    get_run_logger().info(
+        "Built a %d-parameter Qwen2 with a %d-token vocabulary in %s", info["parameters"], len(tokenizer), out
+    )
+    return info
+
+
+@task(name="warm-up")
+def warm_up(settings: Settings, prof: Profile, paths: TrainPaths, run_id: str) -> None:
+    """Supervised warm-up of the base model (resumable from ``paths.warmup_state``)."""
+    import mlflow
+    import torch
+
+    from people_relation.training.grpo import claim_checkpoint_dir
+    from people_relation.training.models import load_causal_lm, save_model
+    from people_relation.training.tokenizer import load_tokenizer
+    from people_relation.training.warmup import train_warmup
+
+    warmup = prof.warmup
+    train = read_examples(split_file(settings.split, "train"))
+    tokenizer = load_tokenizer(paths.base)
+    model = load_causal_lm(paths.base)
+    claim_checkpoint_dir(paths.warmup_state, fingerprint(warmup.model_dump(), paths.base, [e.id for e in train]))
+    torch.manual_seed(warmup.seed)
+    train_warmup(
+        model,
+        tokenizer,
+        train,
+        warmup,
+        paths.warmup_state,
+        on_log=lambda metrics, step: mlflow.log_metrics(metrics, step=step, run_id=run_id),
+    )
+    with staged_dir(paths.warmup) as staging:
+        save_model(model, tokenizer, staging)
+
+
+@contextmanager
+def generation_server(settings: Settings, prof: Profile, model: str, log_path: Path) -> Iterator[None]:
+    """TRL's vLLM server on its own GPU(s) for ``vllm_mode: server``; always stopped after
+    (the same start, health wait and stop as the serving step, with ``serve``'s timeouts)."""
+    command = vllm_server_command(prof, model, python=sys.executable)
+    if command is None:
+        yield
+        return
+    from people_relation.serving.server import pick_port, vllm_server
+
+    vllm = prof.vllm
+    assert vllm is not None and vllm.host and vllm.port and vllm.group_port  # the settings check for server mode
+    pick_port(vllm.host, vllm.port, "vllm.port")  # TRL's trainer connects to this fixed port: it must be ours
+    pick_port(vllm.host, vllm.group_port, "vllm.group_port")
+    with vllm_server(
+        command,
+        {"CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in vllm.gpus or [])},
+        vllm.host,
+        vllm.port,
+        model,
+        log_path,
+        settings.serve.startup_timeout_s,
+        settings.serve.stop_timeout_s,
+        cwd=PROJECT_ROOT,
+    ):
+        yield
+
+
+@task(name="grpo", retries=0)
+def grpo(settings: Settings, params_file: str, name: str, paths: TrainPaths, run_id: str, tracking_uri: str) -> None:
+    """Run the GRPO process (plain, or under accelerate launch) and stream its log."""
+    from people_relation.serving.server import die_with_parent
+
+    logger = get_run_logger()
+    prof = settings.profile(name)
+    command = launch_command(prof, name, params_file, python=sys.executable)
+    logger.info("Starting GRPO: %s", shlex.join(command))
+    env = os.environ | {
+        "MLFLOW_RUN_ID": run_id,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "PYTHONUNBUFFERED": "1",
+        "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",  # the training processes run no flow
+    }
+
+    def show(line: str) -> None:
+        if any(marker in line for marker in GRPO_LOG_MARKERS):
+            logger.info(line)
+        else:
+            print(line, flush=True)
+
+    with generation_server(settings, prof, str(paths.start_model), paths.generation_log):
+        # the launcher (and so its ranks) stops when this step dies
+        finished = stream(command, show, cwd=PROJECT_ROOT, env=env, preexec_fn=die_with_parent)
+    if finished.code != 0:
+        raise RuntimeError(f"GRPO exited with status {finished.code}; last lines:\n" + "\n".join(finished.tail))
+
+
+@task(name="validate")
+def validate(settings: Settings, name: str, stage: str) -> tuple[dict[str, float], list[str]]:
+    """Greedy scores of the ``stage`` model on the validation split, through the profile's
+    ``validation.engine``: ``transformers`` (generate in this process: the CPU profile) or
+    ``vllm`` (the model served as the profile's ``serve`` block says: the GPU profiles,
+    whose reasoning runs up to ``max_new_tokens`` = 1024 tokens)."""
+    from people_relation.metrics import scores
+    from people_relation.parsing import parse_completion
+    from people_relation.paths import train_paths
+
+    prof = settings.profile(name)
+    val = prof.validation
+    rows = read_examples(split_file(settings.split, "validation"))
+    if val.max_rows is not None:
+        rows = rows[: val.max_rows]
+    model = train_paths(settings, name).model(prof, stage)
+    start = time.monotonic()
+    if val.engine == "transformers":
+        from people_relation.training.generation import generate_completions
+        from people_relation.training.models import load_causal_lm, load_model_tokenizer
+
+        completions = generate_completions(
+            load_causal_lm(model),
+            load_model_tokenizer(model, prof.model.tokenizer),
+            rows,
+            val.max_new_tokens,
+            val.batch_size,
+        )
+    else:
+        completions = served_completions(settings, name, stage, model, rows)
+    parsed = [parse_completion(c) for c in completions]
+    result = scores([e.label for e in rows], [p.answer if p.format_ok else None for p in parsed])
+    result |= {"format_ok_rate": sum(p.format_ok for p in parsed) / len(parsed), "rows": len(rows)}
+    get_run_logger().info(
+        "Validation of %s (%s, %.0f s): %s", stage, val.engine, time.monotonic() - start, json.dumps(result)
+    )
+    return result, completions
+
+
+def served_completions(settings: Settings, name: str, stage: str, model: Path, rows: list) -> list[str]:
+    """Greedy completions of ``rows`` from the ``stage`` model behind vLLM's server (the
+    serving step's server and client), in row order."""
+    from people_relation.paths import train_paths
+    from people_relation.predictions import ordered, read_records
+    from people_relation.serving.client import answer_rows
+    from people_relation.serving.server import served_model
+
+    prof = settings.profile(name)
+    state = train_paths(settings, name).validation_state
+    answers = state / f"{stage}.jsonl"
+    answers.parent.mkdir(parents=True, exist_ok=True)
+    answers.unlink(missing_ok=True)
+    client = settings.evaluate.client(concurrency=prof.validation.batch_size)
+    sampling = prof.serve.sampling(max_tokens=prof.validation.max_new_tokens)
+    with served_model(settings.serve, prof, model, state / f"{stage}_server.log", name) as server:
+        answer_rows(rows, server.base_url, server.api_key, server.model, sampling, client, answers, server.alive)
+    return [r["completion"] for r in ordered(rows, read_records(answers)[0])]
+
+
+@task(name="register-model")
+def register(settings: Settings, name: str, model: Path, val: dict[str, float]) -> dict:
+    """Log the GRPO model to the train run and register it as a new version."""
+    from people_relation.infra.registry import FINGERPRINT_TAG, log_and_register, registered_name
+
+    prof = settings.profile(name)
+    registered = registered_name(settings.tracking, name)
+    info = log_and_register(
+        model,
+        registered,
+        prof.model.tokenizer,
+        prof.validation.max_new_tokens,
+        tags={"profile": name, FINGERPRINT_TAG: fingerprint(model)},
+        metrics={f"val_{k}": v for k, v in val.items() if k in ("weighted_f1", "macro_f1", "accuracy")},
+    )
+    get_run_logger().info("Registered %s version %s (%s)", registered, info.registered_model_version, info.model_uri)
+    return {"name": registered, "version": int(info.registered_model_version)}
+
+
+@task(name="charts")
+def draw_charts(history: list[dict], curve: list[dict], name: str, out: Path, dpi: int, window: int) -> list[Path]:
+    """The reward curve (raw steps faint, a ``window``-step mean) and the validation curve."""
+    from people_relation.infra.plots import line_chart
+
+    rewards = {"reward": "total", "rewards/format_reward/mean": "format", "rewards/label_reward/mean": "label"}
+    line_chart(
+        history,
+        x="step",
+        ys=rewards,
+        title=f"GRPO rewards ({name})",
+        path=out / REWARD_CURVE_FILE,
+        dpi=dpi,
+        smooth=window,
+    )
+    title = f"Validation during GRPO ({name}, {len(curve)} evaluations)"
+    line_chart(curve, x="step", ys=VALIDATION_CURVES, title=title, path=out / VALIDATION_CURVE_FILE, dpi=dpi)
+    return [out / REWARD_CURVE_FILE, out / VALIDATION_CURVE_FILE]

@@ -80,9 +80,9 @@ def evaluate_flow(params_file: str = "params.yaml", profile_name: str | None = N
     serve_key = prof.serve.model_dump(exclude_unset=True)  # the generation settings, as the params file says
     with mlflow_run(settings.tracking, name, "evaluate", logged):
         with staged_dir(reports) as out:
-            for stage in prof.evaluate_models:
-                model = paths.model(prof, stage)
-                state = state_root / stage
+            for phase in prof.evaluate_models:
+                model = paths.model(prof, phase)
+                state = state_root / phase
                 key = fingerprint(model, serve_key, [(e.id, e.text, e.people1, e.people2) for e in rows])
                 claim_checkpoint_dir(state, key)
                 # the log stays beside the answers, so a failed start-up can be read after the run
@@ -90,7 +90,7 @@ def evaluate_flow(params_file: str = "params.yaml", profile_name: str | None = N
                     settings.serve,
                     prof,
                     name,
-                    stage,
+                    phase,
                     model,
                     rows,
                     prof.serve.sampling(),
@@ -98,14 +98,14 @@ def evaluate_flow(params_file: str = "params.yaml", profile_name: str | None = N
                     state,
                     state / "server.log",
                 )
-                results[stage] = score(stage, rows, state, out / stage, settings.reports.chart_dpi)
-                logger.info("%s: %s", stage, {k: round(v, 4) for k, v in results[stage].items()})
-                mlflow.log_metrics({f"{stage}/test_{k}": v for k, v in results[stage].items()})
-                mlflow.log_metric(f"{stage}/latency_p50_s", latency_p50(rows, state))
+                results[phase] = score(phase, rows, state, out / phase, settings.reports.chart_dpi)
+                logger.info("%s: %s", phase, {k: round(v, 4) for k, v in results[phase].items()})
+                mlflow.log_metrics({f"{phase}/test_{k}": v for k, v in results[phase].items()})
+                mlflow.log_metric(f"{phase}/latency_p50_s", latency_p50(rows, state))
                 if (state / "server.log").is_file():  # timings and a port: MLflow, not the DVC output
-                    mlflow.log_artifact(str(state / "server.log"), f"evaluate/{stage}")
-                if stage == "grpo" and prof.register_model and ev.split == "test":
-                    tag_registered_version(settings, name, model, results[stage])
+                    mlflow.log_artifact(str(state / "server.log"), f"evaluate/{phase}")
+                if phase == "grpo" and prof.register_model and ev.split == "test":
+                    tag_registered_version(settings, name, model, results[phase])
         metrics_file = metrics_path(ev, name)
         metrics_file.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(metrics_file, results)

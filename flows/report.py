@@ -54,20 +54,20 @@ def arm_models(settings: Settings, name: str) -> list[ArmModel]:
     return [
         ArmModel(
             arm=name,
-            stage=stage,
-            method=method_name(stage, labels),
+            phase=phase,
+            method=method_name(phase, labels),
             model=model_label(prof, name),
             test=scores,
-            validation_f1=(validated.get(stage) or {}).get("weighted_f1"),
+            validation_f1=(validated.get(phase) or {}).get("weighted_f1"),
         )
-        for stage, scores in tested.items()
+        for phase, scores in tested.items()
         if isinstance(scores, dict) and "weighted_f1" in scores
     ]
 
 
 def predictions(evaluate: Evaluate, model: ArmModel) -> dict[str, dict[str, Any]]:
     """The model's published answers (the evaluation writes them whole), by row id."""
-    path = project_path(evaluate.reports_dir) / model.arm / model.stage / PREDICTIONS
+    path = project_path(evaluate.reports_dir) / model.arm / model.phase / PREDICTIONS
     return {r["id"]: r for r in read_jsonl(path)}
 
 
@@ -124,7 +124,7 @@ def report_flow(params_file: str = "params.yaml") -> list[dict]:
         )
         mlflow.log_table({k: [getattr(r, k) for r in rows] for k in asdict(rows[0])}, "report/comparison.json")
         # the pipeline's arm keeps its plain names (grpo/test_weighted_f1): pipeline runs compare by them
-        prefix = {m.name: m.stage if m.arm == names[0] else m.name for m in models}
+        prefix = {m.name: m.phase if m.arm == names[0] else m.name for m in models}
         summary = {f"{prefix[m.name]}/test_{k}": m.test[k] for m in models for k in SUMMARY_METRICS if k in m.test}
         if baseline:
             summary["baseline/test_weighted_f1"] = baseline["test"]["weighted_f1"]

@@ -63,7 +63,7 @@ def serve_flow(
     settings = read_settings(params_file)
     name = settings.profile_name(profile_name)
     prof = settings.profile(name)
-    stage = model or settings.serve.model
+    phase = model or settings.serve.model
     reports = project_path(settings.serve.reports_dir) / name
     # the log (times, ports) and the smoke answers in flight are not pipeline outputs
     state = project_path(settings.train.checkpoints_dir) / "serve" / name
@@ -72,11 +72,11 @@ def serve_flow(
         (reports / REPORT_FILE).unlink(missing_ok=True)  # never leave a report of an older server
     smoke_file = state / "smoke_predictions.jsonl"
     smoke_file.unlink(missing_ok=True)
-    logged = {"profile": name, "model": stage, "serve": settings.serve, f"{name}.serve": prof.serve}
+    logged = {"profile": name, "model": phase, "serve": settings.serve, f"{name}.serve": prof.serve}
     with mlflow_run(settings.tracking, name, "serve", logged):
         try:
             # the server log is kept even when start-up fails: it is what explains the failure
-            model_dir = train_paths(settings, name).model(prof, stage)
+            model_dir = train_paths(settings, name).model(prof, phase)
             with served_model(settings.serve, prof, model_dir, state / LOG_FILE, name) as server:
                 smoke = smoke_check(
                     settings.split,
@@ -96,7 +96,7 @@ def serve_flow(
 
         report = {
             "profile": name,
-            "model": stage,
+            "model": phase,
             "served_model_name": server.model,
             "vllm_version": vllm.__version__,
             "smoke": smoke,
@@ -110,7 +110,7 @@ def serve_flow(
     logger.info(
         "Served %s/%s: healthy after %.1fs, %d/%d smoke answers well-formed",
         name,
-        stage,
+        phase,
         server.startup_s,
         round(smoke["format_ok_rate"] * smoke["rows"]),
         smoke["rows"],

@@ -53,10 +53,10 @@ def train_flow(params_file: str = "params.yaml", profile_name: str | None = None
 
         # 1. the start model: built here (CPU profile) and warmed up, or the hub model as it is
         if prof.model.source == "scratch":
-            results["model"] = build_scratch_model(settings, prof, paths.base)
+            results["model"] = build_scratch_model(settings.split, prof.model, paths.base)
             mlflow.log_params({f"model.{k}": v for k, v in results["model"].items()})
         if prof.warmup.enabled:
-            warm_up(settings, prof, paths, active.info.run_id)
+            warm_up(settings.split, prof.warmup, paths, active.info.run_id)
             results["warmup"], completions = validate(settings, name, "warmup")
             log_validation("warmup", results["warmup"], completions)
 

@@ -34,12 +34,12 @@ PUBLISHED: tuple[Row, ...] = (
 )
 
 
-def method_name(stage: str, warmup_labels: str | None) -> str:
-    """What a model of an arm is, in the table's words: ``stage`` is base, warmup or grpo;
+def method_name(phase: str, warmup_labels: str | None) -> str:
+    """What a model of an arm is, in the table's words: ``phase`` is base, warmup or grpo;
     ``warmup_labels`` the arm's warm-up targets (gold, random, or None without a warm-up)."""
-    if stage == "base":
+    if phase == "base":
         return "no training"
-    if stage == "warmup":
+    if phase == "warmup":
         return "supervised warm-up" if warmup_labels == "gold" else "format warm-up (random labels)"
     if warmup_labels == "gold":
         return "supervised warm-up + GRPO"
@@ -53,7 +53,7 @@ class ArmModel:
     """One evaluated model of one arm."""
 
     arm: str  # the profile
-    stage: str
+    phase: str
     method: str
     model: str
     test: Mapping[str, float]
@@ -61,7 +61,7 @@ class ArmModel:
 
     @property
     def name(self) -> str:
-        return f"{self.arm}/{self.stage}"
+        return f"{self.arm}/{self.phase}"
 
 
 def comparison_rows(

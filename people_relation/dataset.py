@@ -175,9 +175,6 @@ def read_csv_file(path: Path, split: str) -> tuple[list[Example], str]:
     return examples, hashlib.sha256(raw).hexdigest()
 
 
-PROMPT_SAMPLING = ("natural", "balanced")
-
-
 def label_balanced(examples: list[Example], seed: int) -> list[Example]:
     """As many rows as ``examples``, drawn with replacement so that every label present
     is equally frequent (a label first, uniformly, then one of its rows), in a seeded order.

@@ -17,8 +17,6 @@ from typing import Any
 
 from people_relation.labels import LABELS
 
-GUARD_ACTIONS = ("stop", "warn", "off")
-
 
 def answer_shares(answers: Sequence[str | None]) -> dict[str, float]:
     """Share of all answers (invalid ones included in the total) per label, for the

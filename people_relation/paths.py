@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import get_args
 
 from people_relation.infra.io import project_path
-from people_relation.settings import Evaluate, ModelStage, Profile, Settings, Split
+from people_relation.settings import Evaluate, ModelPhase, Profile, Settings, Split
 
-MODEL_STAGES = get_args(ModelStage)
+MODEL_PHASES = get_args(ModelPhase)
 
 
 @dataclass(frozen=True)
@@ -41,16 +41,16 @@ class TrainPaths:
     metrics: Path  # validation scores of each model, reward summary
     start_model: Path
 
-    def model(self, prof: Profile, stage: str) -> Path:
-        """The model of ``stage``: ``grpo`` (the trained policy), ``warmup`` (its supervised
+    def model(self, prof: Profile, phase: str) -> Path:
+        """The model of ``phase``: ``grpo`` (the trained policy), ``warmup`` (its supervised
         start, CPU profile) or ``base`` (the model before any training: the hub model)."""
-        if stage == "grpo":
+        if phase == "grpo":
             return self.final_model
-        if stage == "warmup":
+        if phase == "warmup":
             return self.warmup
-        if stage == "base":
+        if phase == "base":
             return self.base if prof.model.source == "scratch" else self.start_model
-        raise ValueError(f"unknown model stage {stage!r}; one of {', '.join(MODEL_STAGES)}")
+        raise ValueError(f"unknown model phase {phase!r}; one of {', '.join(MODEL_PHASES)}")
 
 
 def train_paths(settings: Settings, name: str) -> TrainPaths:

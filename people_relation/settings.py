@@ -39,7 +39,7 @@ class _Output:
 OutputDir = typing.Annotated[str, Field(min_length=1), _Output()]
 
 # Choices the code branches on, named once here.
-ModelStage = Literal["base", "warmup", "grpo"]
+ModelPhase = Literal["base", "warmup", "grpo"]
 DataSource = Literal["auto", "local", "hub"]
 SplitStrategy = Literal["published", "stratified"]
 ValidationEngine = Literal["transformers", "vllm"]
@@ -51,8 +51,26 @@ GuardAction = Literal["stop", "warn", "off"]
 Publish = Literal["best", "last"]
 
 
+def _is_number(annotation: Any) -> bool:
+    """``int`` or ``float`` (inside ``Annotated`` or ``X | None``), not ``bool``."""
+    inner = _inner(annotation)
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        return any(_is_number(a) for a in typing.get_args(annotation) if a is not type(None))
+    return inner in (int, float)
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        """``max_steps: true`` is a mistake, not 1 step (pydantic would take it as 1)."""
+        if isinstance(data, dict):
+            for name, field in cls.model_fields.items():
+                if isinstance(data.get(name), bool) and _is_number(field.annotation):
+                    raise ValueError(f"{name} must be a number, got {data[name]!r}")
+        return data
 
 
 # -- the pipeline's sections ---------------------------------------------------------------
@@ -102,7 +120,7 @@ class Train(Section):
 
 
 class Serve(Section):
-    model: ModelStage
+    model: ModelPhase
     host: str
     port: Port
     served_model_name: str
@@ -349,7 +367,7 @@ class Profile(Section):
     validation: Validation
     launch: Launch
     collapse_guard: CollapseGuard
-    evaluate_models: list[ModelStage] = Field(min_length=1)
+    evaluate_models: list[ModelPhase] = Field(min_length=1)
     register_model: bool
 
     @model_validator(mode="after")
@@ -532,15 +550,18 @@ def with_values(raw: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     takes them) put in; every key must already exist."""
     out = copy.deepcopy(raw)
     for dotted, value in values.items():
-        *parents, leaf = dotted.split(".")
-        node = out
-        for i, part in enumerate(parents):
-            if not isinstance(node, dict) or part not in node:
-                raise ParamsError(f"params.yaml: no parameter {'.'.join(parents[: i + 1])!r} (setting {dotted})")
-            node = node[part]
-        if not isinstance(node, dict) or leaf not in node:
-            raise ParamsError(f"params.yaml: no parameter {dotted!r}")
-        node[leaf] = copy.deepcopy(value)
+        node, rest = out, dotted
+        while True:
+            # the longest key that starts the rest: profile names hold dots (qwen2.5-7b)
+            key = next((k for k in sorted(node, key=len, reverse=True) if rest == k or rest.startswith(f"{k}.")), None)
+            if key is None:
+                raise ParamsError(f"params.yaml: no parameter {dotted!r}")
+            if rest == key:
+                node[key] = copy.deepcopy(value)
+                break
+            node, rest = node[key], rest[len(key) + 1 :]
+            if not isinstance(node, dict):
+                raise ParamsError(f"params.yaml: no parameter {dotted!r}")
     return out
 
 

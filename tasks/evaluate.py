@@ -21,7 +21,7 @@ def answer(
     serve: Serve,
     prof: Profile,
     profile_name: str,
-    stage: str,
+    phase: str,
     model: Path,
     rows: list,
     sampling: Sampling,
@@ -41,9 +41,9 @@ def answer(
         rewrite_clean(state / PREDICTIONS, done.values())
     todo = missing(rows, done)
     if not todo:
-        logger.info("%s: all %d rows already answered in %s", stage, len(rows), state / PREDICTIONS)
+        logger.info("%s: all %d rows already answered in %s", phase, len(rows), state / PREDICTIONS)
         return 0
-    logger.info("%s: %d of %d rows to ask (%d already answered)", stage, len(todo), len(rows), len(rows) - len(todo))
+    logger.info("%s: %d of %d rows to ask (%d already answered)", phase, len(todo), len(rows), len(rows) - len(todo))
     with served_model(serve, prof, model, log_path, profile_name) as server:
         return answer_rows(
             todo, server.base_url, server.api_key, server.model, sampling, client, state / PREDICTIONS, server.alive
@@ -51,7 +51,7 @@ def answer(
 
 
 @task(name="score")
-def score(stage: str, rows: list, state: Path, out: Path, dpi: int) -> dict[str, Any]:
+def score(phase: str, rows: list, state: Path, out: Path, dpi: int) -> dict[str, Any]:
     records = ordered(rows, read_records(state / PREDICTIONS)[0])
     gold = [r["label"] for r in records]
     predicted = [scored_answer(r) for r in records]
@@ -66,7 +66,7 @@ def score(stage: str, rows: list, state: Path, out: Path, dpi: int) -> dict[str,
         rows=columns[:-1],
         columns=columns,
         matrix=matrix,
-        title=f"{stage}: weighted F1 {result['weighted_f1'] * 100:.2f}% on {len(records)} rows",
+        title=f"{phase}: weighted F1 {result['weighted_f1'] * 100:.2f}% on {len(records)} rows",
         path=out / "confusion_matrix.png",
         dpi=dpi,
     )

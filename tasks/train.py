@@ -20,7 +20,7 @@ from people_relation.infra.io import PROJECT_ROOT, fingerprint, staged_dir
 from people_relation.infra.processes import stream
 from people_relation.paths import TrainPaths, split_file
 from people_relation.recipe import launch_command, vllm_server_command
-from people_relation.settings import Profile, Settings
+from people_relation.settings import Model, Profile, Settings, Split, Warmup
 
 REWARD_CURVE_FILE = "reward_curve.png"
 VALIDATION_CURVE_FILE = "validation_curve.png"
@@ -38,15 +38,16 @@ GRPO_LOG_MARKERS = (" people_relation.training.grpo: ", " grpo: ", "Error")
 
 
 @task(name="build-scratch-model")
-def build_scratch_model(settings: Settings, prof: Profile, out: Path) -> dict[str, Any]:
+def build_scratch_model(split: Split, model_settings: Model, out: Path) -> dict[str, Any]:
     """A character tokenizer of the training split and a randomly initialised small Qwen2."""
     from people_relation.training.models import build_scratch_qwen2, parameter_count, save_model
     from people_relation.training.tokenizer import build_tokenizer
 
-    assert prof.model.arch is not None and prof.model.seed is not None  # the settings check for scratch
-    train = read_examples(split_file(settings.split, "train"))
+    arch, seed = model_settings.arch, model_settings.seed
+    assert arch is not None and seed is not None  # the settings check for source: scratch
+    train = read_examples(split_file(split, "train"))
     tokenizer = build_tokenizer([t for e in train for t in (e.text, e.people1, e.people2)])
-    model = build_scratch_qwen2(tokenizer, prof.model.arch, prof.model.seed)
+    model = build_scratch_qwen2(tokenizer, arch, seed)
     with staged_dir(out) as staging:
         save_model(model, tokenizer, staging)
     info = {"parameters": parameter_count(model), "vocab_size": len(tokenizer)}
@@ -57,7 +58,7 @@ def build_scratch_model(settings: Settings, prof: Profile, out: Path) -> dict[st
 
 
 @task(name="warm-up")
-def warm_up(settings: Settings, prof: Profile, paths: TrainPaths, run_id: str) -> None:
+def warm_up(split: Split, warmup: Warmup, paths: TrainPaths, run_id: str) -> None:
     """Supervised warm-up of the base model (resumable from ``paths.warmup_state``)."""
     import mlflow
     import torch
@@ -67,8 +68,7 @@ def warm_up(settings: Settings, prof: Profile, paths: TrainPaths, run_id: str) -
     from people_relation.training.tokenizer import load_tokenizer
     from people_relation.training.warmup import train_warmup
 
-    warmup = prof.warmup
-    train = read_examples(split_file(settings.split, "train"))
+    train = read_examples(split_file(split, "train"))
     tokenizer = load_tokenizer(paths.base)
     model = load_causal_lm(paths.base)
     claim_checkpoint_dir(paths.warmup_state, fingerprint(warmup.model_dump(), paths.base, [e.id for e in train]))
@@ -143,8 +143,8 @@ def grpo(settings: Settings, params_file: str, name: str, paths: TrainPaths, run
 
 
 @task(name="validate")
-def validate(settings: Settings, name: str, stage: str) -> tuple[dict[str, float], list[str]]:
-    """Greedy scores of the ``stage`` model on the validation split, through the profile's
+def validate(settings: Settings, name: str, phase: str) -> tuple[dict[str, float], list[str]]:
+    """Greedy scores of the ``phase`` model on the validation split, through the profile's
     ``validation.engine``: ``transformers`` (generate in this process: the CPU profile) or
     ``vllm`` (the model served as the profile's ``serve`` block says: the GPU profiles,
     whose reasoning runs up to ``max_new_tokens`` = 1024 tokens)."""
@@ -157,7 +157,7 @@ def validate(settings: Settings, name: str, stage: str) -> tuple[dict[str, float
     rows = read_examples(split_file(settings.split, "validation"))
     if val.max_rows is not None:
         rows = rows[: val.max_rows]
-    model = train_paths(settings, name).model(prof, stage)
+    model = train_paths(settings, name).model(prof, phase)
     start = time.monotonic()
     if val.engine == "transformers":
         from people_relation.training.generation import generate_completions
@@ -171,18 +171,18 @@ def validate(settings: Settings, name: str, stage: str) -> tuple[dict[str, float
             val.batch_size,
         )
     else:
-        completions = served_completions(settings, name, stage, model, rows)
+        completions = served_completions(settings, name, phase, model, rows)
     parsed = [parse_completion(c) for c in completions]
     result = scores([e.label for e in rows], [p.answer if p.format_ok else None for p in parsed])
     result |= {"format_ok_rate": sum(p.format_ok for p in parsed) / len(parsed), "rows": len(rows)}
     get_run_logger().info(
-        "Validation of %s (%s, %.0f s): %s", stage, val.engine, time.monotonic() - start, json.dumps(result)
+        "Validation of %s (%s, %.0f s): %s", phase, val.engine, time.monotonic() - start, json.dumps(result)
     )
     return result, completions
 
 
-def served_completions(settings: Settings, name: str, stage: str, model: Path, rows: list) -> list[str]:
-    """Greedy completions of ``rows`` from the ``stage`` model behind vLLM's server (the
+def served_completions(settings: Settings, name: str, phase: str, model: Path, rows: list) -> list[str]:
+    """Greedy completions of ``rows`` from the ``phase`` model behind vLLM's server (the
     serving step's server and client), in row order."""
     from people_relation.paths import train_paths
     from people_relation.predictions import ordered, read_records
@@ -191,12 +191,12 @@ def served_completions(settings: Settings, name: str, stage: str, model: Path, r
 
     prof = settings.profile(name)
     state = train_paths(settings, name).validation_state
-    answers = state / f"{stage}.jsonl"
+    answers = state / f"{phase}.jsonl"
     answers.parent.mkdir(parents=True, exist_ok=True)
     answers.unlink(missing_ok=True)
     client = settings.evaluate.client(concurrency=prof.validation.batch_size)
     sampling = prof.serve.sampling(max_tokens=prof.validation.max_new_tokens)
-    with served_model(settings.serve, prof, model, state / f"{stage}_server.log", name) as server:
+    with served_model(settings.serve, prof, model, state / f"{phase}_server.log", name) as server:
         answer_rows(rows, server.base_url, server.api_key, server.model, sampling, client, answers, server.alive)
     return [r["completion"] for r in ordered(rows, read_records(answers)[0])]
 

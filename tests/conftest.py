@@ -6,7 +6,6 @@ import pytest
 
 from people_relation.dataset import read_csv_file
 from people_relation.infra.io import PROJECT_ROOT, project_path, read_project_params
-from people_relation.params import get_str
 from people_relation.runtime import configure
 
 configure()  # before any test imports Prefect or MLflow: no telemetry from the tools the tests start
@@ -18,8 +17,15 @@ def params() -> dict:
 
 
 @pytest.fixture(scope="session")
-def data_dir(params) -> Path:
-    folder = project_path(get_str(params, "data.local_dir"))
+def settings():
+    from people_relation.settings import parse_settings
+
+    return parse_settings(read_project_params())
+
+
+@pytest.fixture(scope="session")
+def data_dir(settings) -> Path:
+    folder = project_path(settings.data.local_dir)
     if not (folder / "train.csv").is_file():
         pytest.fail(f"the dataset is not at {folder} (data.local_dir in params.yaml); the tests need it")
     return folder
@@ -77,30 +83,16 @@ def write_sandbox_params(params: dict, root: Path, data_dir: Path, **overrides) 
 
     ``overrides`` use ``__`` between keys: ``data__local_dir="/x"`` sets ``data.local_dir``.
     """
-    import copy
-
     import yaml
 
-    p = copy.deepcopy(params)
+    from people_relation.settings import reroot_outputs
+
+    p = reroot_outputs(params, root)  # every folder a stage writes, from the settings' one list
     p["data"]["local_dir"] = str(data_dir)
-    p["data"]["prepared_dir"] = str(root / "data" / "prepared")
-    p["split"]["out_dir"] = str(root / "data" / "split")
-    p["reports"]["data_dir"] = str(root / "reports" / "data")
-    p["reports"]["split_dir"] = str(root / "reports" / "split")
-    p["train"]["models_dir"] = str(root / "models")
-    p["train"]["checkpoints_dir"] = str(root / "checkpoints")
-    p["train"]["reports_dir"] = str(root / "reports" / "train")
-    p["serve"]["reports_dir"] = str(root / "reports" / "serve")
     # vLLM's cache stays the project's (.cache/vllm, git-ignored): its model-inspection results
     # save ~20 s on every server start after the first, for the tests as for a user
     p["serve"]["cache_dir"] = str(PROJECT_ROOT / ".cache" / "vllm")
-    p["evaluate"]["state_dir"] = str(root / "checkpoints" / "evaluate")
-    p["evaluate"]["reports_dir"] = str(root / "reports" / "evaluate")
-    p["evaluate"]["metrics_dir"] = str(root / "reports" / "metrics")
-    p["baseline"]["reports_dir"] = str(root / "reports" / "baseline")
-    p["report"]["dir"] = str(root / "reports" / "comparison")
     p["tracking"]["uri"] = f"sqlite:///{root / 'mlflow.db'}"
-    p["tracking"]["artifact_dir"] = str(root / "mlartifacts")
     for dotted, value in overrides.items():
         node = p
         *parents, leaf = dotted.split("__")

@@ -15,10 +15,10 @@ from people_relation.metrics import INVALID, confusion, report_text
 from people_relation.params import ParamsError
 from people_relation.predictions import FIELDS, missing, ordered, read_records, record, scored_answer
 from people_relation.query import QueryError, make_query
-from people_relation.recipe import profile
 from people_relation.serving.client import Sampling, request_body
 from people_relation.serving.commands import serve_command, serve_env
 from people_relation.serving.server import ServerError, pick_port
+from people_relation.settings import parse_settings, with_values
 
 
 def ex(i: int, label: str = "夫妻", text: str = "张三和李四结婚了", p1: str = "张三", p2: str = "李四") -> Example:
@@ -84,8 +84,8 @@ def test_report_and_confusion_count_invalid_answers_as_their_own_column():
     assert matrix[LABELS.index("父母")][LABELS.index("夫妻")] == 1
 
 
-def _model(arm, stage, labels, f1, val=None):
-    return ArmModel(arm, stage, method_name(stage, labels), f"tiny ({arm})", {"weighted_f1": f1}, val)
+def _model(arm, phase, labels, f1, val=None):
+    return ArmModel(arm, phase, method_name(phase, labels), f"tiny ({arm})", {"weighted_f1": f1}, val)
 
 
 def test_comparison_lists_every_arm_and_published_row_sorted_by_f1():
@@ -165,8 +165,8 @@ def test_good_query_is_trimmed():
     assert (q.text, q.people1, q.people2) == ("张三和李四结婚了", "张三", "李四")
 
 
-def test_cpu_serve_command_and_environment(params):
-    serve = profile(params, "cpu")["serve"]
+def test_cpu_serve_command_and_environment(settings):
+    serve = settings.profile("cpu").serve
     command = serve_command(serve, "/m/grpo", "/m/grpo/tokenizer", "127.0.0.1", 8123, "people-relation", "py")
     assert command[:3] == ["py", "-m", "vllm.entrypoints.openai.api_server"]
     flags = flag_values(command)
@@ -174,23 +174,32 @@ def test_cpu_serve_command_and_environment(params):
     assert flags["--host"] == "127.0.0.1" and flags["--port"] == "8123"
     assert "--enforce-eager" in command and "--tensor-parallel-size" not in command
     env = serve_env(serve, "/cache", api_key="s3cret")
-    assert env["VLLM_CPU_KVCACHE_SPACE"] == str(serve["kv_cache_gib"]) and env["VLLM_API_KEY"] == "s3cret"
+    assert env["VLLM_CPU_KVCACHE_SPACE"] == str(serve.kv_cache_gib) and env["VLLM_API_KEY"] == "s3cret"
     assert "s3cret" not in " ".join(command)  # never visible in `ps`
     assert "CUDA_VISIBLE_DEVICES" not in env
-    in_process = serve_env(serve | {"engine_in_process": True, "reserved_cpus": 0}, "/cache", api_key=None)
+    in_process = serve_env(serve.model_copy(update={"engine_in_process": True, "reserved_cpus": 0}), "/cache", None)
     assert in_process["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0" and in_process["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
-    assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in serve_env(serve | {"engine_in_process": False}, "/c", None)
+    not_in_process = serve.model_copy(update={"engine_in_process": False})
+    assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in serve_env(not_in_process, "/c", None)
 
 
-def test_gpu_serve_command_uses_tensor_parallelism_and_its_gpus(params):
-    serve = dict(profile(params, "qwen2.5-7b")["serve"]) | {"tensor_parallel_size": 2, "gpus": [0, 1]}
+def test_gpu_serve_command_uses_tensor_parallelism_and_its_gpus(params, settings):
+    serve = settings.profile("qwen2.5-7b").serve.model_copy(update={"tensor_parallel_size": 2, "gpus": [0, 1]})
     command = serve_command(serve, "models/qwen2.5-7b/grpo", None, "127.0.0.1", 8000, "pr", "py")
     flags = flag_values(command)
     assert flags["--tensor-parallel-size"] == "2" and flags["--max-model-len"] == "1344"
     assert "--tokenizer" not in command and "--enforce-eager" not in command
     assert serve_env(serve, "/c", None)["CUDA_VISIBLE_DEVICES"] == "0,1"
-    with pytest.raises(ParamsError, match="gpus"):
-        serve_env(serve | {"gpus": [0]}, "/c", None)
+    # one GPU per tensor-parallel rank: a mismatch is refused when params.yaml is loaded
+    raw = with_values(params, {})
+    # the profile's own keys: its name holds a dot, which a dotted key from the top cannot address
+    raw["profiles"]["qwen2.5-7b"] = with_values(
+        raw["profiles"]["qwen2.5-7b"], {"serve.tensor_parallel_size": 2, "serve.gpus": [0]}
+    )
+    with pytest.raises(
+        ParamsError, match=r"profiles\.qwen2\.5-7b: serve\.gpus must list serve\.tensor_parallel_size GPUs"
+    ):
+        parse_settings(raw)
 
 
 def test_chat_request_continues_the_prefilled_assistant_turn():

@@ -93,8 +93,8 @@ def test_deployments_share_one_entrypoint_and_their_params_resolve(project_root,
     import yaml
     from dvc.utils.hydra import apply_overrides
 
-    from flows.train import plan
-    from people_relation.params import load_params
+    from people_relation.recipe import plan
+    from people_relation.settings import load_settings
 
     config = yaml.safe_load((project_root / "prefect.yaml").read_text(encoding="utf-8"))
     deployments = {d["name"]: d for d in config["deployments"]}
@@ -108,14 +108,14 @@ def test_deployments_share_one_entrypoint_and_their_params_resolve(project_root,
     params_file = tmp_path / "params.yaml"
     shutil.copy(project_root / "params.yaml", params_file)
     apply_overrides(params_file, check_overrides(deployments["qwen2.5-7b"]["parameters"]["set_params"]))
-    params = load_params(params_file)
-    assert params["train"]["profile"] == "qwen2.5-7b"
-    resolved = plan(params, params["train"]["profile"], str(params_file))
+    settings = load_settings(params_file)
+    assert settings.train.profile == "qwen2.5-7b"
+    resolved = plan(settings, settings.train.profile, str(params_file))
     assert resolved["batch"]["completions_per_step"] == 192 and resolved["grpo_config"]["beta"] == 0.001
     assert resolved["grpo_config"]["vllm_mode"] == "server"
 
 
-def test_an_arm_is_another_defined_profile(project_root, params):
+def test_an_arm_is_another_defined_profile(project_root, settings):
     """`flows.arm` refuses the pipeline's own profile (DVC keeps its lock) and unknown ones,
     before anything runs."""
     import subprocess
@@ -124,9 +124,9 @@ def test_an_arm_is_another_defined_profile(project_root, params):
     from flows.arm import check_arm
     from people_relation.params import ParamsError
 
-    check_arm(params, "cpu-rl")
+    check_arm(settings, "cpu-rl")
     with pytest.raises(ParamsError, match="no profile 'tpu'; defined profiles: cpu, cpu-rl"):
-        check_arm(params, "tpu")
+        check_arm(settings, "tpu")
     result = subprocess.run(
         [sys.executable, "-m", "flows.arm", "--profile", "cpu"],
         cwd=project_root,

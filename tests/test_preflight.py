@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import socket
 import subprocess
@@ -11,7 +10,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from people_relation.recipe import profile
 from people_relation.training.preflight import check_driver, check_gpus, check_ports, check_visible_devices
 
 GIB = 1024**3
@@ -60,8 +58,8 @@ def fake_cuda(count: int, free_gib: dict[int, float], total_gib: float = 80.0) -
     )
 
 
-def test_gpu_checks_follow_the_profiles_layout(params):
-    published = profile(params, "qwen2.5-7b")
+def test_gpu_checks_follow_the_profiles_layout(settings):
+    published = settings.profile("qwen2.5-7b")
     ok = check_gpus(published, fake_cuda(4, {}))
     assert all(c.ok for c in ok) and {c.name for c in ok} >= {"gpus", "gpu 0 memory", "gpu 3 memory"}
     busy = check_gpus(published, fake_cuda(4, {1: 20.0, 3: 50.0}))
@@ -69,7 +67,7 @@ def test_gpu_checks_follow_the_profiles_layout(params):
     assert failed == {"gpu 1 memory": "launch.min_free_gib", "gpu 3 memory": "vllm.gpu_memory_utilization"}
     (few,) = check_gpus(published, fake_cuda(3, {}))
     assert not few.ok and "3 visible" in few.detail
-    assert check_gpus(profile(params, "cpu"), fake_cuda(0, {}))[0].ok  # trains on the CPU
+    assert check_gpus(settings.profile("cpu"), fake_cuda(0, {}))[0].ok  # trains on the CPU
 
 
 def test_driver_must_cover_torchs_cuda_version():
@@ -78,12 +76,12 @@ def test_driver_must_cover_torchs_cuda_version():
     assert not check_driver("13.0", None).ok and not check_driver(None, "580.1").ok
 
 
-def test_a_taken_generation_server_port_is_named(params):
-    prof = copy.deepcopy(profile(params, "qwen2.5-7b"))
+def test_a_taken_generation_server_port_is_named(settings):
+    published = settings.profile("qwen2.5-7b")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
-        prof["vllm"]["port"] = sock.getsockname()[1]
+        prof = published.model_copy(update={"vllm": published.vllm.model_copy(update={"port": sock.getsockname()[1]})})
         checks = {c.name: c for c in check_ports(prof)}
     assert not checks["port vllm.port"].ok and checks["port vllm.port"].fix == "vllm.port"
     assert checks["port vllm.group_port"].ok

@@ -1,5 +1,6 @@
 """What the GPU profiles would launch, checked without a GPU."""
 
+import copy
 import json
 import re
 from pathlib import Path
@@ -8,12 +9,33 @@ import pytest
 import yaml
 
 from people_relation.params import ParamsError
-from people_relation.recipe import batch_arithmetic, grpo_config_kwargs, launch_command, profile, vllm_server_command
+from people_relation.recipe import batch_arithmetic, grpo_config_kwargs, launch_command, vllm_server_command
+from people_relation.settings import Profile, parse_settings, with_values
 
 
 @pytest.fixture
-def published(params):
-    return profile(params, "qwen2.5-7b")
+def published(settings):
+    return settings.profile("qwen2.5-7b")
+
+
+def changed_profile(params: dict, name: str, values: dict) -> Profile:
+    """Profile ``name`` loaded from the project params with ``values`` (dotted keys inside
+    the profile) changed: the whole file is checked again, as at load time."""
+    raw = copy.deepcopy(params)
+    raw["profiles"][name] = with_values(raw["profiles"][name], values)  # a profile name may hold a dot
+    return parse_settings(raw).profile(name)
+
+
+def refused(params: dict, values: dict) -> str:
+    """The load-time error of the project params with ``values`` (full dotted keys) changed."""
+    with pytest.raises(ParamsError) as err:
+        parse_settings(with_values(params, values))
+    return str(err.value)
+
+
+def with_vllm_port(prof: Profile, port: int) -> Profile:
+    assert prof.vllm is not None
+    return prof.model_copy(update={"vllm": prof.vllm.model_copy(update={"port": port})})
 
 
 def test_published_batch_is_192_completions_of_24_prompts(published):
@@ -44,11 +66,11 @@ def test_published_recipe_values_are_explicit(published):
     assert kw["ddp_timeout"] == 1800  # also given to the process group the training process creates first
     assert kw["use_vllm"] is True and kw["vllm_mode"] == "server"
     # the published 256 would cut 48 training prompts (counted with Qwen2.5's tokenizer): none is cut here
-    assert published["grpo"]["max_prompt_length"] == 320
+    assert published.grpo.max_prompt_length == 320
 
 
 def test_published_launch_uses_accelerate_with_zero3_and_a_separate_vllm_gpu(published, project_root):
-    command = launch_command(published, "qwen2.5-7b", "params.yaml", "people_relation.training.grpo_process")
+    command = launch_command(published, "qwen2.5-7b", "params.yaml")
     assert command[:3] == ["python", "-m", "accelerate.commands.launch"]
     config_file = command[command.index("--config_file") + 1]
     assert command[command.index("--num_processes") + 1] == "3"
@@ -60,7 +82,7 @@ def test_published_launch_uses_accelerate_with_zero3_and_a_separate_vllm_gpu(pub
     assert config["mixed_precision"] == "bf16"
     server = vllm_server_command(published, "Qwen/Qwen2.5-7B-Instruct")
     assert server[:3] == ["python", "-m", "trl.scripts.vllm_serve"]
-    assert set(published["vllm"]["gpus"]).isdisjoint(published["launch"]["training_gpus"])
+    assert set(published.vllm.gpus).isdisjoint(published.launch.training_gpus)
     assert int(server[server.index("--max_model_len") + 1]) >= 256 + 1024
 
 
@@ -81,10 +103,10 @@ def test_zero3_config_is_valid_for_deepspeed(project_root):
     assert plugin.deepspeed_config["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
 
 
-def test_single_gpu_lora_profile_keeps_the_published_batch(params):
-    lora = profile(params, "qwen2.5-7b-lora")
+def test_single_gpu_lora_profile_keeps_the_published_batch(settings):
+    lora = settings.profile("qwen2.5-7b-lora")
     assert batch_arithmetic(lora)["completions_per_step"] == 192
-    assert launch_command(lora, "qwen2.5-7b-lora", "params.yaml", "people_relation.training.grpo_process")[:3] == [
+    assert launch_command(lora, "qwen2.5-7b-lora", "params.yaml")[:3] == [
         "python",
         "-m",
         "people_relation.training.grpo_process",
@@ -94,10 +116,10 @@ def test_single_gpu_lora_profile_keeps_the_published_batch(params):
 
 
 @pytest.mark.parametrize("name", ["cpu", "cpu-rl", "qwen2.5-7b", "qwen2.5-7b-lora"])
-def test_every_profile_builds_a_real_grpo_config(params, name, tmp_path):
+def test_every_profile_builds_a_real_grpo_config(settings, name, tmp_path):
     from trl import GRPOConfig
 
-    kw = grpo_config_kwargs(profile(params, name), str(tmp_path))
+    kw = grpo_config_kwargs(settings.profile(name), str(tmp_path))
     if not kw["use_cpu"]:
         kw |= {"use_cpu": True, "bf16": False}  # no GPU here: check the rest of the config
     config = GRPOConfig(**kw)
@@ -106,55 +128,43 @@ def test_every_profile_builds_a_real_grpo_config(params, name, tmp_path):
     # validation during training; the Trainer keeps a checkpoint at every evaluation
     assert config.eval_strategy == "steps" and config.save_steps % config.eval_steps == 0
     assert config.metric_for_best_model == "eval_greedy_weighted_f1" and config.greater_is_better
-    assert config.load_best_model_at_end == (profile(params, name)["grpo"]["publish"] == "best")
+    assert config.load_best_model_at_end == (settings.profile(name).grpo.publish == "best")
 
 
 def test_evaluations_must_line_up_with_checkpoints(params):
-    import copy
-
-    bad = copy.deepcopy(profile(params, "cpu"))
-    bad["grpo"] |= {"eval_steps": 10, "save_steps": 25}
-    with pytest.raises(ParamsError, match="save_steps .* multiple of grpo.eval_steps"):
-        grpo_config_kwargs(bad, "out")
-    bad["grpo"] |= {"eval_steps": 25, "publish": "median"}
-    with pytest.raises(ParamsError, match="publish"):
-        grpo_config_kwargs(bad, "out")
+    """Refused when params.yaml is loaded, before any training."""
+    message = refused(params, {"profiles.cpu.grpo.eval_steps": 10, "profiles.cpu.grpo.save_steps": 25})
+    assert re.search(r"profiles\.cpu: grpo\.save_steps .* multiple of grpo\.eval_steps", message)
+    message = refused(params, {"profiles.cpu.grpo.eval_steps": 25, "profiles.cpu.grpo.publish": "median"})
+    assert "profiles.cpu.grpo.publish: Input should be 'best' or 'last'" in message
 
 
-def test_balanced_label_reward_adds_a_bonus_weighted_like_the_label_reward(params):
-    import copy
-
-    prof = copy.deepcopy(profile(params, "cpu-rl"))
-    assert grpo_config_kwargs(prof, "out")["reward_weights"] == [1.0, 1.0]  # published rewards by default
-    prof["grpo"] |= {"label_reward": "balanced", "reward_weights": [1.0, 2.0], "scale_rewards": "batch"}
+def test_balanced_label_reward_adds_a_bonus_weighted_like_the_label_reward(params, settings):
+    assert grpo_config_kwargs(settings.profile("cpu-rl"), "out")["reward_weights"] == [1.0, 1.0]  # published rewards
+    balanced = {
+        "profiles.cpu-rl.grpo.label_reward": "balanced",
+        "profiles.cpu-rl.grpo.reward_weights": [1.0, 2.0],
+        "profiles.cpu-rl.grpo.scale_rewards": "batch",
+    }
+    prof = parse_settings(with_values(params, balanced)).profile("cpu-rl")
     assert grpo_config_kwargs(prof, "out")["reward_weights"] == [1.0, 2.0, 2.0]
-    prof["grpo"]["scale_rewards"] = "group"  # would cancel the per-label weight
-    with pytest.raises(ParamsError, match="label_reward 'balanced' needs grpo.scale_rewards"):
-        grpo_config_kwargs(prof, "out")
-    prof["grpo"]["label_reward"] = "inverse"
-    with pytest.raises(ParamsError, match="label_reward"):
-        grpo_config_kwargs(prof, "out")
+    # 'group' would cancel the per-label weight: refused at load
+    message = refused(params, balanced | {"profiles.cpu-rl.grpo.scale_rewards": "group"})
+    assert "profiles.cpu-rl: grpo.label_reward 'balanced' needs grpo.scale_rewards" in message
+    message = refused(params, balanced | {"profiles.cpu-rl.grpo.label_reward": "inverse"})
+    assert "profiles.cpu-rl.grpo.label_reward: Input should be 'published' or 'balanced'" in message
 
 
-def test_bad_profile_values_are_named(params):
-    import copy
-
-    bad = copy.deepcopy(profile(params, "cpu"))
-    bad["grpo"]["loss_type"] = "ppo"
-    with pytest.raises(ParamsError, match="grpo.loss_type|loss_type"):
-        grpo_config_kwargs(bad, "out")
-    bad = copy.deepcopy(profile(params, "cpu"))
-    bad["launch"]["num_processes"] = 2
-    with pytest.raises(ParamsError, match="accelerate_config"):
-        launch_command(bad, "cpu", "params.yaml", "people_relation.training.grpo_process")
+def test_bad_profile_values_are_named(params, settings):
+    assert "profiles.cpu.grpo.loss_type: Input should be" in refused(params, {"profiles.cpu.grpo.loss_type": "ppo"})
+    message = refused(params, {"profiles.cpu.launch.num_processes": 2})
+    assert "profiles.cpu: launch.num_processes > 1 needs launch.accelerate_config" in message
     with pytest.raises(ParamsError, match="no profile 'tpu'"):
-        profile(params, "tpu")
-    lora = copy.deepcopy(profile(params, "qwen2.5-7b-lora"))
-    lora["launch"] |= {"num_processes": 3, "accelerate_config": "configs/accelerate/deepspeed_zero3.yaml"}
-    with pytest.raises(ParamsError, match="LoRA profile .* trains in one process"):
-        launch_command(
-            lora, "qwen2.5-7b-lora", "params.yaml", "people_relation.training.grpo_process"
-        )  # refused before training, not after it
+        settings.profile("tpu")
+    # refused when params.yaml is loaded: before training, not after it
+    lora = {"launch.num_processes": 3, "launch.accelerate_config": "configs/accelerate/deepspeed_zero3.yaml"}
+    with pytest.raises(ParamsError, match=r"profiles\.qwen2\.5-7b-lora: a LoRA profile .* trains in one process"):
+        changed_profile(params, "qwen2.5-7b-lora", lora)
 
 
 def test_dry_run_prints_the_launch_without_running(project_root):
@@ -202,66 +212,62 @@ HTTPServer(("127.0.0.1", int(sys.argv[1])), Health).serve_forever()
 
 
 @pytest.mark.parametrize("outcome", ["healthy", "fail"])
-def test_generation_server_runs_on_the_vllm_gpus_and_always_stops(params, published, tmp_path, monkeypatch, outcome):
+def test_generation_server_runs_on_the_vllm_gpus_and_always_stops(settings, published, tmp_path, monkeypatch, outcome):
     """The GPU path's vLLM generation server, with a stand-in process (TRL's server needs a GPU):
     started on ``vllm.gpus``, waited for on ``/health``, stopped when training ends; a server
     that dies while starting fails the step with its log."""
-    import copy
     import socket
 
     import httpx
 
-    import flows.train
-    from flows.train import generation_server
+    import tasks.train
     from people_relation.serving.server import ServerError
+    from tasks.train import generation_server
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    prof = copy.deepcopy(published)
-    prof["vllm"]["port"] = port
+    prof = with_vllm_port(published, port)
     script = tmp_path / "stand_in.py"
     script.write_text(STAND_IN_SERVER)
     monkeypatch.setattr(
-        flows.train, "vllm_server_command", lambda prof, model, python: [python, str(script), str(port), model, outcome]
+        tasks.train, "vllm_server_command", lambda prof, model, python: [python, str(script), str(port), model, outcome]
     )
     log = tmp_path / "generation_server.log"
     if outcome == "fail":
         with pytest.raises(ServerError, match="(?s)exited with status 3.*CUDA_VISIBLE_DEVICES=3"):
-            with generation_server(params, prof, "Qwen/Qwen2.5-7B-Instruct", log):
+            with generation_server(settings, prof, "Qwen/Qwen2.5-7B-Instruct", log):
                 pass
         return
-    with generation_server(params, prof, "Qwen/Qwen2.5-7B-Instruct", log):
+    with generation_server(settings, prof, "Qwen/Qwen2.5-7B-Instruct", log):
         assert httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200
     assert "CUDA_VISIBLE_DEVICES=3 model=Qwen/Qwen2.5-7B-Instruct" in log.read_text()
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{port}/health")
 
 
-def test_generation_server_is_not_started_without_vllm_server_mode(params, tmp_path):
-    from flows.train import generation_server
+def test_generation_server_is_not_started_without_vllm_server_mode(settings, tmp_path):
+    from tasks.train import generation_server
 
     log = tmp_path / "generation_server.log"
-    with generation_server(params, profile(params, "cpu"), "models/cpu/warmup", log):
+    with generation_server(settings, settings.profile("cpu"), "models/cpu/warmup", log):
         pass
     assert not log.exists()
 
 
-def test_generation_server_refuses_a_taken_port_naming_the_setting(params, published, tmp_path):
+def test_generation_server_refuses_a_taken_port_naming_the_setting(settings, published, tmp_path):
     """TRL's trainer connects to vllm.port: if another process holds it, training would talk
     to that process. The step stops before starting anything."""
-    import copy
     import socket
 
-    from flows.train import generation_server
     from people_relation.serving.server import ServerError
+    from tasks.train import generation_server
 
-    prof = copy.deepcopy(published)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
-        prof["vllm"]["port"] = sock.getsockname()[1]
+        prof = with_vllm_port(published, sock.getsockname()[1])
         with pytest.raises(ServerError, match=r"in use .*set vllm\.port to a free port"):
-            with generation_server(params, prof, "Qwen/Qwen2.5-7B-Instruct", tmp_path / "g.log"):
+            with generation_server(settings, prof, "Qwen/Qwen2.5-7B-Instruct", tmp_path / "g.log"):
                 pass
     assert not (tmp_path / "g.log").exists()

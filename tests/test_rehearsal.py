@@ -22,7 +22,8 @@ from conftest import write_sandbox_params
 
 from people_relation.params import ParamsError, load_params
 from people_relation.prompt import render_prompt
-from people_relation.recipe import batch_arithmetic, profile
+from people_relation.recipe import batch_arithmetic
+from people_relation.settings import parse_settings
 from people_relation.training.rehearsal import DEVICE_KEYS, rehearsal_params, substitute
 
 
@@ -42,10 +43,11 @@ def covered(key: str) -> bool:
 
 def test_a_rehearsal_changes_only_device_level_values(params, tmp_path):
     name = params["rehearsal"]["profile"]
-    real = flatten(profile(params, name))
-    rehearsed = rehearsal_params(params, tmp_path, tmp_path / "stand_in")
-    changed = {k for k, v in flatten(profile(rehearsed, name)).items() if real.get(k, "<absent>") != v}
-    changed |= set(real) - set(flatten(profile(rehearsed, name)))
+    real = flatten(params["profiles"][name])
+    rehearsed = rehearsal_params(params, parse_settings(params), tmp_path, tmp_path / "stand_in")
+    parse_settings(rehearsed)  # the rehearsed profile is checked whole like any other
+    changed = {k for k, v in flatten(rehearsed["profiles"][name]).items() if real.get(k, "<absent>") != v}
+    changed |= set(real) - set(flatten(rehearsed["profiles"][name]))
     assert changed - {"model.source"} and all(covered(k) for k in changed - {"model.source"}), changed
     # the recipe itself is untouched
     for key in ("grpo.learning_rate", "grpo.beta", "grpo.loss_type", "grpo.num_generations", "grpo.temperature"):
@@ -53,7 +55,7 @@ def test_a_rehearsal_changes_only_device_level_values(params, tmp_path):
     assert rehearsed["train"]["models_dir"].startswith(str(tmp_path))
     assert rehearsed["tracking"]["uri"] == f"sqlite:///{tmp_path / 'mlflow.db'}"
     with pytest.raises(ParamsError, match="grpo.learning_rate is not a device-level setting"):
-        substitute(profile(params, name), {"grpo.learning_rate": 1e-3})
+        substitute(params["profiles"][name], {"grpo.learning_rate": 1e-3})
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +93,7 @@ def test_the_qwen25_tokenizer_counts_as_qwens_bpe_does(qwen_tokenizer, real_data
     ]
     # the published max_prompt_length (256) would cut 56 of the 3,105 published training prompts
     assert sum(n > 256 for n in lengths) == 56 and max(lengths) == 308
-    assert max(lengths) <= profile(params, "qwen2.5-7b")["grpo"]["max_prompt_length"]
+    assert max(lengths) <= parse_settings(params).profile("qwen2.5-7b").grpo.max_prompt_length
 
 
 def test_a_prompt_over_max_prompt_length_stops_the_run_instead_of_being_cut(real_data):
@@ -106,13 +108,13 @@ def test_a_prompt_over_max_prompt_length_stops_the_run_instead_of_being_cut(real
         prompt_dataset(tokenizer, rows, 10)
 
 
-def test_the_gpu_profiles_validate_through_vllm_with_the_full_completion_budget(params):
+def test_the_gpu_profiles_validate_through_vllm_with_the_full_completion_budget(settings):
     for name in ("qwen2.5-7b", "qwen2.5-7b-lora"):
-        prof = profile(params, name)
-        assert prof["validation"]["engine"] == "vllm"
-        assert prof["validation"]["max_new_tokens"] >= prof["grpo"]["max_completion_length"]
-        assert prof["register_model"] is False  # 15 GB a version: the run records the folder instead
-    assert profile(params, "cpu")["validation"]["engine"] == "transformers"
+        prof = settings.profile(name)
+        assert prof.validation.engine == "vllm"
+        assert prof.validation.max_new_tokens >= prof.grpo.max_completion_length
+        assert prof.register_model is False  # 15 GB a version: the run records the folder instead
+    assert settings.profile("cpu").validation.engine == "transformers"
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, log: Path, timeout_s: float) -> None:
@@ -148,8 +150,8 @@ def test_the_published_recipe_rehearsed_on_two_processes_killed_and_resumed(
     split_flow(params_file=str(params_file))
     p = load_params(params_file)
     name = p["rehearsal"]["profile"]
-    rehearsed = rehearsal_params(p, root, root / "stand_in")
-    batch = batch_arithmetic(profile(rehearsed, name))
+    rehearsed = rehearsal_params(p, parse_settings(p), root, root / "stand_in")
+    batch = batch_arithmetic(parse_settings(rehearsed).profile(name))
     assert (batch["num_processes"], batch["completions_per_step"], batch["prompts_per_step"]) == (2, 32, 4)
 
     # checkpoints of other settings are there: one process must discard them, not both

@@ -20,6 +20,7 @@ from conftest import TINY_ARCH, shrink_cpu_profile, write_sandbox_params
 
 from people_relation.infra.data import read_examples
 from people_relation.prompt import build_messages, render_prompt
+from people_relation.settings import Arch
 from people_relation.training.tokenizer import load_tokenizer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -56,7 +57,9 @@ def served_sandbox(tmp_path_factory, params, real_data):
         write_examples(root / "data" / "split" / f"{name}.jsonl", rows)
     tokenizer = build_tokenizer([t for e in splits["train"] for t in (e.text, e.people1, e.people2)])
     for stage in ("warmup", "grpo"):
-        save_model(build_scratch_qwen2(tokenizer, TINY_ARCH, seed=0), tokenizer, root / "models" / "cpu" / stage)
+        save_model(
+            build_scratch_qwen2(tokenizer, Arch(**TINY_ARCH), seed=0), tokenizer, root / "models" / "cpu" / stage
+        )
     return root, params_file
 
 

@@ -21,6 +21,7 @@ from conftest import TINY_ARCH, shrink_cpu_profile, write_sandbox_params
 
 from people_relation.params import load_params
 from people_relation.paths import train_paths
+from people_relation.settings import Arch, Warmup, parse_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -64,7 +65,7 @@ def test_grpo_killed_mid_run_resumes_from_its_last_checkpoint(split_sandbox, par
     log1 = open(root / "first.log", "w")
     first = subprocess.Popen(command, cwd=project_root, env=env, stdout=log1, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 300
-    while not (paths["checkpoints"] / "checkpoint-2" / "trainer_state.json").is_file():
+    while not (paths.checkpoints / "checkpoint-2" / "trainer_state.json").is_file():
         assert first.poll() is None, (root / "first.log").read_text()[-3000:]
         assert time.monotonic() < deadline, "no checkpoint within 5 minutes"
         time.sleep(0.5)
@@ -73,7 +74,7 @@ def test_grpo_killed_mid_run_resumes_from_its_last_checkpoint(split_sandbox, par
     first.wait()
     log1.close()
     assert first.returncode == -signal.SIGKILL
-    assert not paths["final_model"].exists(), "a killed run must not publish a model"
+    assert not paths.final_model.exists(), "a killed run must not publish a model"
 
     second = subprocess.run(command, cwd=project_root, env=env, capture_output=True, text=True, timeout=600)
     output = second.stdout + second.stderr
@@ -82,16 +83,16 @@ def test_grpo_killed_mid_run_resumes_from_its_last_checkpoint(split_sandbox, par
     assert resumed, output[-3000:]
     assert int(resumed.group(1)) >= 2
     assert "GRPO step 8/8" in output
-    assert not paths["checkpoints"].exists(), "a finished run's checkpoints are removed once it is published"
-    with paths["history"].open(encoding="utf-8") as fh:
+    assert not paths.checkpoints.exists(), "a finished run's checkpoints are removed once it is published"
+    with paths.history.open(encoding="utf-8") as fh:
         steps = [int(float(r["step"])) for r in csv.DictReader(fh)]
     assert steps == list(range(1, 9))  # every step once: the resumed run kept the earlier history
-    with paths["validation_history"].open(encoding="utf-8") as fh:
+    with paths.validation_history.open(encoding="utf-8") as fh:
         evaluated = [int(r["step"]) for r in csv.DictReader(fh)]
     assert evaluated == [0, 2, 4, 6, 8]  # validated every eval_steps across the kill, each step once
-    published = json.loads(paths["selection"].read_text())
+    published = json.loads(paths.selection.read_text())
     assert published["last_step"] == 8 and published["published_step"] in (2, 4, 6, 8)
-    assert (paths["final_model"] / "model.safetensors").is_file()
+    assert (paths.final_model / "model.safetensors").is_file()
 
 
 def _base_model_only(split_sandbox, params, data_dir, name, **grpo):
@@ -113,11 +114,11 @@ def _base_model_only(split_sandbox, params, data_dir, name, **grpo):
     p = load_params(params_file)
     p["profiles"]["cpu"]["grpo"] |= grpo
     params_file.write_text(yaml.safe_dump(p, allow_unicode=True), encoding="utf-8")
-    paths = train_paths(p, "cpu")
+    paths = train_paths(parse_settings(p), "cpu")
     with open(split_sandbox / "data/split/train.jsonl", encoding="utf-8") as fh:
         texts = [json.loads(line)["text"] for line in fh]
     tokenizer = build_tokenizer(texts)
-    save_model(build_scratch_qwen2(tokenizer, TINY_ARCH, seed=0), tokenizer, paths["base"])
+    save_model(build_scratch_qwen2(tokenizer, Arch(**TINY_ARCH), seed=0), tokenizer, paths.base)
     return root, params_file, p, paths
 
 
@@ -136,17 +137,31 @@ def test_collapse_guard_stops_a_collapsing_run_and_publishes_its_best_checkpoint
     from people_relation.infra.data import read_examples
     from people_relation.training.models import load_causal_lm, save_model
     from people_relation.training.tokenizer import load_tokenizer
-    from people_relation.training.warmup import WarmupSettings, train_warmup
+    from people_relation.training.warmup import train_warmup
 
     root, params_file, p, paths = _base_model_only(
         split_sandbox, params, data_dir, "collapse", learning_rate=1e-3, beta=0.0, max_steps=8, save_steps=2
     )
     p["profiles"]["cpu"]["collapse_guard"] |= {"action": "stop", "ratio": 2.0, "min_share": 0.5, "patience": 2}
     params_file.write_text(yaml.safe_dump(p, allow_unicode=True), encoding="utf-8")
-    model, tokenizer = load_causal_lm(paths["base"]), load_tokenizer(paths["base"])
-    settings = WarmupSettings(2, 32, 5e-3, 0.01, 0.05, 0.3, 1.0, 0.5, 0, True, 1000)
+    model, tokenizer = load_causal_lm(paths.base), load_tokenizer(paths.base)
+    settings = Warmup(
+        enabled=True,
+        epochs=2,
+        batch_size=32,
+        learning_rate=5e-3,
+        weight_decay=0.01,
+        warmup_ratio=0.05,
+        lm_weight=0.3,
+        label_weight=1.0,
+        swap_prob=0.5,
+        seed=0,
+        bf16=True,
+        log_every=1000,
+        labels="gold",
+    )
     train_warmup(model, tokenizer, read_examples(split_sandbox / "data/split/train.jsonl"), settings, root / "warm")
-    save_model(model, tokenizer, paths["base"])
+    save_model(model, tokenizer, paths.base)
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = mlflow.MlflowClient(tracking_uri=uri)
     experiment = client.create_experiment("collapse", artifact_location=(root / "mlartifacts").as_uri())
@@ -165,13 +180,13 @@ def test_collapse_guard_stops_a_collapsing_run_and_publishes_its_best_checkpoint
     result = subprocess.run(command, cwd=project_root, env=env, capture_output=True, text=True, timeout=600)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
-    published = json.loads(paths["selection"].read_text())
+    published = json.loads(paths.selection.read_text())
     message = published["collapse_guard"]
     assert message, output[-4000:]
     stopped = int(re.search(r"up to step (\d+)", message).group(1))
     label = re.search(r"the greedy answer '([^']+)'", message).group(1)
     assert stopped < 8 and published["last_step"] == stopped, published
-    with paths["validation_history"].open(encoding="utf-8") as fh:
+    with paths.validation_history.open(encoding="utf-8") as fh:
         evaluations = list(csv.DictReader(fh))
     over = [r["eval_greedy_over_limit"] for r in evaluations if int(r["step"]) > 0]
     assert over[-2:] == [label, label]  # the last two evaluations of the trained policy
@@ -179,5 +194,5 @@ def test_collapse_guard_stops_a_collapsing_run_and_publishes_its_best_checkpoint
     # the best evaluation's checkpoint is what was published, and the model is complete
     best = max(evaluations[1:], key=lambda r: float(r["eval_greedy_weighted_f1"]))
     assert published["published_step"] == int(best["step"])
-    assert (paths["final_model"] / "model.safetensors").is_file()
+    assert (paths.final_model / "model.safetensors").is_file()
     assert client.get_run(run_id).data.tags["collapse_guard"] == message

@@ -108,3 +108,40 @@ def test_the_schema_allows_exactly_the_choices_the_code_accepts():
     ]
     for model, field, code in pairs:
         assert choices(model, field) == set(code), (model.__name__, field)
+
+
+def test_reroot_moves_every_output_folder_and_nothing_else(params, tmp_path):
+    """Sandboxes and rehearsals re-root outputs from the schema's one list of output folders."""
+    from people_relation.settings import output_dir_keys, reroot_outputs
+
+    keys = output_dir_keys()
+    assert {"data.prepared_dir", "split.out_dir", "train.models_dir", "evaluate.state_dir", "report.dir"} <= set(keys)
+    moved = reroot_outputs(params, tmp_path)
+    before, after = parse_settings(params).model_dump(), parse_settings(moved).model_dump()
+
+    def at(tree, dotted):
+        for part in dotted.split("."):
+            tree = tree[part]
+        return tree
+
+    for key in keys:
+        assert at(after, key) == str(tmp_path / at(before, key)), key
+    for key in keys:  # put back, the rest is unchanged
+        node = after
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = at(before, key)
+    assert after == before
+    assert params["data"]["local_dir"] == moved["data"]["local_dir"]  # an input, not an output
+
+
+def test_overrides_reach_profiles_whose_names_hold_dots(params):
+    from people_relation.settings import with_values
+
+    changed = with_values(params, {"profiles.qwen2.5-7b.vllm.port": 8123, "split.seed": 7})
+    settings = parse_settings(changed)
+    assert settings.profile("qwen2.5-7b").vllm.port == 8123 and settings.split.seed == 7
+    assert parse_settings(params).profile("qwen2.5-7b").vllm.port != 8123  # a copy: the tree itself is untouched
+    with pytest.raises(ParamsError, match="no parameter 'profiles.qwen2.5-7b.vllm.prot'"):
+        with_values(params, {"profiles.qwen2.5-7b.vllm.prot": 1})

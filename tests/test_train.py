@@ -26,6 +26,13 @@ from people_relation.settings import Arch, Warmup, parse_settings
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
+def grpo_command(params_file) -> list[str]:
+    """The CPU profile's GRPO process, as the train flow starts it."""
+    from people_relation.recipe import GRPO_PROCESS
+
+    return [sys.executable, "-m", GRPO_PROCESS, "--params-file", str(params_file), "--profile", "cpu"]
+
+
 def tiny_params(params, root, data_dir, **overrides):
     import copy
 
@@ -51,15 +58,7 @@ def test_grpo_killed_mid_run_resumes_from_its_last_checkpoint(split_sandbox, par
     """A real kill: SIGKILL after the first checkpoint, then a restart that finishes the run."""
     root, params_file, p, paths = _base_model_only(split_sandbox, params, data_dir, "resume", max_steps=8, save_steps=2)
 
-    command = [
-        sys.executable,
-        "-m",
-        "people_relation.training.grpo_process",
-        "--params-file",
-        str(params_file),
-        "--profile",
-        "cpu",
-    ]
+    command = grpo_command(params_file)
     env = os.environ | {"PYTHONUNBUFFERED": "1"}
     env.pop("MLFLOW_RUN_ID", None)
     log1 = open(root / "first.log", "w")
@@ -167,15 +166,7 @@ def test_collapse_guard_stops_a_collapsing_run_and_publishes_its_best_checkpoint
     experiment = client.create_experiment("collapse", artifact_location=(root / "mlartifacts").as_uri())
     run_id = client.create_run(experiment).info.run_id
 
-    command = [
-        sys.executable,
-        "-m",
-        "people_relation.training.grpo_process",
-        "--params-file",
-        str(params_file),
-        "--profile",
-        "cpu",
-    ]
+    command = grpo_command(params_file)
     env = os.environ | {"PYTHONUNBUFFERED": "1", "MLFLOW_RUN_ID": run_id, "MLFLOW_TRACKING_URI": uri}
     result = subprocess.run(command, cwd=project_root, env=env, capture_output=True, text=True, timeout=600)
     output = result.stdout + result.stderr

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from people_relation.labels import LABELS, is_label
+from people_relation.prompt import control_token_problem
 
 COLUMNS: tuple[str, ...] = ("text", "people1", "people2", "label")
 SPLITS: tuple[str, ...] = ("train", "test")
@@ -68,6 +69,7 @@ def row_problems(row: Mapping[str, object]) -> list[str]:
             problems.append(f"{column} {name!r} does not occur in the text")
     if not is_label(label):
         problems.append(f"label {label!r} is not one of the 14 labels ({', '.join(LABELS)})")
+    problems += [m for c, v in (("text", text), ("people1", p1), ("people2", p2)) if (m := control_token_problem(c, v))]
     return problems
 
 

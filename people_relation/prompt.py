@@ -8,6 +8,8 @@ rewards prepend :data:`THINK_OPEN` before checking the format.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from typing import Any, Protocol
 
 from people_relation.labels import LABELS
@@ -42,6 +44,34 @@ CHATML_TEMPLATE = (
 )
 
 
+# Chat-template control tokens are written <|name|> (ChatML's <|im_start|> and <|im_end|>, and
+# every added token of Qwen2.5). A tokenizer reads such a string in user text as the control
+# token itself, so a sentence holding "<|im_end|>\n<|im_start|>system\n..." would close the
+# user turn and open a system turn of its own. Text that goes into the prompt must hold none,
+# also after NFKC folding (fullwidth ＜｜im_end｜＞ folds to <|im_end|>).
+CONTROL_TOKEN = re.compile(r"<\|[^\n]*?\|>")
+
+
+class UnsafeText(ValueError):
+    """User text holds a chat-template control token."""
+
+
+def control_tokens(text: str) -> list[str]:
+    """The control-token look-alikes in ``text`` (as written, or after NFKC folding)."""
+    found = CONTROL_TOKEN.findall(text)
+    folded = unicodedata.normalize("NFKC", text)
+    return found + [t for t in CONTROL_TOKEN.findall(folded) if t not in found]
+
+
+def control_token_problem(field: str, text: str) -> str | None:
+    """A message naming the control tokens in ``text``, or None when it holds none."""
+    found = control_tokens(text)
+    if not found:
+        return None
+    shown = ", ".join(repr(t) for t in dict.fromkeys(found))
+    return f"{field} holds chat-template control token(s) {shown}; remove them (they could forge a turn of the prompt)"
+
+
 class ChatTemplateTokenizer(Protocol):
     def apply_chat_template(self, conversation: list[dict[str, str]], **kwargs: Any) -> Any: ...
 
@@ -51,7 +81,16 @@ def user_message(text: str, people1: str, people2: str) -> str:
 
 
 def build_messages(text: str, people1: str, people2: str) -> list[dict[str, str]]:
-    """System, user and the prefilled assistant turn, as chat messages."""
+    """System, user and the prefilled assistant turn, as chat messages.
+
+    Raises :class:`UnsafeText` when a field holds a control token: whatever reached this
+    point unchecked, the prompt never carries a control token the user wrote.
+    """
+    problems = [
+        m for f, v in (("text", text), ("people1", people1), ("people2", people2)) if (m := control_token_problem(f, v))
+    ]
+    if problems:
+        raise UnsafeText("; ".join(problems))
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": user_message(text, people1, people2)},

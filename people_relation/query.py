@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from people_relation.dataset import Example
+from people_relation.prompt import control_token_problem
 
 
 class QueryError(ValueError):
@@ -22,6 +23,9 @@ def make_query(text: str, people1: str, people2: str, max_chars: int) -> Example
             problems.append(f"{field} is empty")
         elif text and name not in text:
             problems.append(f"{field} {name!r} does not occur in the sentence")
+    for field, value in (("the sentence", text), ("people1", people1), ("people2", people2)):
+        if problem := control_token_problem(field, value):
+            problems.append(problem)
     if problems:
         raise QueryError("; ".join(problems))
     return Example(id="query", split="query", line=0, text=text, people1=people1, people2=people2, label="")

@@ -209,7 +209,7 @@ def serving_plan(settings: Settings, prof: Profile, model: Path) -> list[str]:
         serve.port or "<free port>",
         serve.served_model_name,
     )
-    env = serve_env(prof.serve, serve.cache_dir, api_key=None)
+    env = serve_env(prof.serve, serve.cache_dir, None, serve.limits)
     return [
         f"{k}={v}" for k, v in sorted(env.items()) if k in ("CUDA_VISIBLE_DEVICES", "VLLM_CPU_KVCACHE_SPACE")
     ] + command

@@ -119,6 +119,13 @@ class Train(Section):
     reward_window: PositiveInt
 
 
+class Limits(Section):
+    """What the request guard in front of the served API refuses (``serving/guard.py``)."""
+
+    max_body_bytes: PositiveInt
+    open_routes: tuple[str, ...]  # answered without the API key: liveness probes only
+
+
 class Serve(Section):
     model: ModelPhase
     host: str
@@ -130,6 +137,7 @@ class Serve(Section):
     cache_dir: Path_
     reports_dir: OutputDir
     smoke_rows: Count
+    limits: Limits
 
 
 @dataclasses.dataclass(frozen=True)

@@ -173,14 +173,20 @@ def test_cpu_serve_command_and_environment(settings):
     assert flags["--model"] == "/m/grpo" and flags["--tokenizer"] == "/m/grpo/tokenizer"
     assert flags["--host"] == "127.0.0.1" and flags["--port"] == "8123"
     assert "--enforce-eager" in command and "--tensor-parallel-size" not in command
-    env = serve_env(serve, "/cache", api_key="s3cret")
+    limits = settings.serve.limits
+    env = serve_env(serve, "/cache", "s3cret", limits)
+    assert flags["--middleware"] == "people_relation.serving.guard.RequestGuard"
+    assert env["PEOPLE_RELATION_MAX_BODY_BYTES"] == str(limits.max_body_bytes)
+    assert env["PEOPLE_RELATION_OPEN_ROUTES"] == ",".join(limits.open_routes)
     assert env["VLLM_CPU_KVCACHE_SPACE"] == str(serve.kv_cache_gib) and env["VLLM_API_KEY"] == "s3cret"
     assert "s3cret" not in " ".join(command)  # never visible in `ps`
     assert "CUDA_VISIBLE_DEVICES" not in env
-    in_process = serve_env(serve.model_copy(update={"engine_in_process": True, "reserved_cpus": 0}), "/cache", None)
+    in_process = serve_env(
+        serve.model_copy(update={"engine_in_process": True, "reserved_cpus": 0}), "/cache", None, limits
+    )
     assert in_process["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0" and in_process["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
     not_in_process = serve.model_copy(update={"engine_in_process": False})
-    assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in serve_env(not_in_process, "/c", None)
+    assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in serve_env(not_in_process, "/c", None, limits)
 
 
 def test_gpu_serve_command_uses_tensor_parallelism_and_its_gpus(params, settings):
@@ -189,7 +195,7 @@ def test_gpu_serve_command_uses_tensor_parallelism_and_its_gpus(params, settings
     flags = flag_values(command)
     assert flags["--tensor-parallel-size"] == "2" and flags["--max-model-len"] == "1344"
     assert "--tokenizer" not in command and "--enforce-eager" not in command
-    assert serve_env(serve, "/c", None)["CUDA_VISIBLE_DEVICES"] == "0,1"
+    assert serve_env(serve, "/c", None, settings.serve.limits)["CUDA_VISIBLE_DEVICES"] == "0,1"
     # one GPU per tensor-parallel rank: a mismatch is refused when params.yaml is loaded
     raw = with_values(params, {})
     # the profile's own keys: its name holds a dot, which a dotted key from the top cannot address

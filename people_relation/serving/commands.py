@@ -7,7 +7,8 @@ launched on a GPU machine without one. The same module entry point serves on CPU
 
 from __future__ import annotations
 
-from people_relation.settings import ProfileServe
+from people_relation.serving.guard import GUARD, guard_env
+from people_relation.settings import Limits, ProfileServe
 
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 
@@ -49,6 +50,8 @@ def serve_command(
         "--generation-config",
         "vllm",  # sampling defaults from the request only, not from the model folder
         "--disable-uvicorn-access-log",
+        "--middleware",
+        GUARD,  # the key on every route, body size and encoding checked first
     ]
     if tokenizer_dir:
         command += ["--tokenizer", tokenizer_dir]
@@ -64,9 +67,9 @@ def serve_command(
     return command
 
 
-def serve_env(serve: ProfileServe, cache_root: str, api_key: str | None) -> dict[str, str]:
+def serve_env(serve: ProfileServe, cache_root: str, api_key: str | None, limits: Limits) -> dict[str, str]:
     """Variables the server needs on top of the caller's environment."""
-    env = {
+    env = guard_env(limits.max_body_bytes, limits.open_routes) | {
         "VLLM_CACHE_ROOT": cache_root,  # compiled kernels and caches stay in the workspace
         "VLLM_NO_USAGE_STATS": "1",
         "VLLM_DO_NOT_TRACK": "1",

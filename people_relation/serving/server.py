@@ -242,7 +242,7 @@ def served_model(
     cache.mkdir(parents=True, exist_ok=True)
     with vllm_server(
         command,
-        serve_env(prof.serve, str(cache), api_key),
+        serve_env(prof.serve, str(cache), api_key, serve.limits),
         serve.host,
         port,
         serve.served_model_name,

@@ -30,7 +30,16 @@ from people_relation.settings import ClientSettings, Sampling
 log = logging.getLogger(__name__)
 
 
-__all__ = ["ClientSettings", "EvaluationInterrupted", "Sampling", "answer_rows", "ask", "make_client", "request_body"]
+__all__ = [
+    "ClientSettings",
+    "EvaluationInterrupted",
+    "Sampling",
+    "answer_each",
+    "answer_rows",
+    "ask",
+    "make_client",
+    "request_body",
+]
 
 
 def request_body(example: Example, model: str, sampling: Sampling) -> dict[str, Any]:
@@ -65,6 +74,44 @@ async def ask(client: openai.AsyncOpenAI, example: Example, model: str, sampling
     return response.choices[0].message.content or "", time.monotonic() - start
 
 
+async def answer_each(
+    examples: Sequence[Example],
+    base_url: str,
+    api_key: str | None,
+    model: str,
+    sampling: Sampling,
+    settings: ClientSettings,
+    on_answer: Callable[[Example, str, float], None],
+    on_failure: Callable[[Example, openai.APIError], None],
+    server_alive: Callable[[], bool] = lambda: True,
+) -> None:
+    """Ask about every example, at most ``settings.concurrency`` at a time, calling
+    ``on_answer(example, completion, latency)`` as each answer arrives and
+    ``on_failure(example, error)`` for a request that failed after the client's retries.
+    Once a request has failed and the server is gone, the rows still waiting are not sent."""
+    client = make_client(base_url, api_key, settings)
+    gate = asyncio.Semaphore(settings.concurrency)
+    failed = False
+
+    async def one(example: Example) -> None:
+        nonlocal failed
+        async with gate:
+            if failed and not server_alive():
+                return  # the server is gone: do not send more requests to it
+            try:
+                completion, latency = await ask(client, example, model, sampling)
+            except (openai.APIConnectionError, openai.APITimeoutError, openai.APIStatusError) as err:
+                failed = True
+                on_failure(example, err)
+                return
+        on_answer(example, completion, latency)
+
+    try:
+        await asyncio.gather(*(one(e) for e in examples))
+    finally:
+        await client.close()
+
+
 async def _answer_all(
     examples: Sequence[Example],
     base_url: str,
@@ -75,23 +122,13 @@ async def _answer_all(
     out: Path,
     server_alive: Callable[[], bool],
 ) -> tuple[int, list[str]]:
-    client = make_client(base_url, api_key, settings)
-    gate = asyncio.Semaphore(settings.concurrency)
     failures: list[str] = []
     done = 0
     start = time.monotonic()
     with out.open("a", encoding="utf-8") as fh:
 
-        async def one(example: Example) -> None:
+        def save(example: Example, completion: str, latency: float) -> None:
             nonlocal done
-            async with gate:
-                if failures and not server_alive():
-                    return  # the server is gone: do not send more requests to it
-                try:
-                    completion, latency = await ask(client, example, model, sampling)
-                except (openai.APIConnectionError, openai.APITimeoutError, openai.APIStatusError) as err:
-                    failures.append(f"{example.id}: {type(err).__name__}: {err}")
-                    return
             fh.write(json.dumps(record(example, completion, latency), ensure_ascii=False) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
@@ -100,10 +137,10 @@ async def _answer_all(
                 rate = done / max(time.monotonic() - start, 1e-9)
                 log.info("answered %d/%d rows (%.1f rows/s)", done, len(examples), rate)
 
-        try:
-            await asyncio.gather(*(one(e) for e in examples))
-        finally:
-            await client.close()
+        def fail(example: Example, err: openai.APIError) -> None:
+            failures.append(f"{example.id}: {type(err).__name__}: {err}")
+
+        await answer_each(examples, base_url, api_key, model, sampling, settings, save, fail, server_alive)
     return done, failures
 
 

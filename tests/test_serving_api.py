@@ -176,3 +176,21 @@ def test_batch_predictions_survive_a_kill_and_resume_asking_only_missing_rows(se
     # 3. run again: nothing to ask
     third = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert third.returncode == 0 and f"{len(rows)} answered before, 0 to ask" in third.stderr
+
+
+def test_the_load_test_runs_bounded_and_reports_every_level(server, project_root):
+    running, root, params_file, _ = server
+    out = root / "load.json"
+    command = [sys.executable, str(project_root / "scripts/load_test.py"), "--params-file", str(params_file)]
+    command += ["--url", running.base_url, "--requests", "24", "--concurrency", "1,8", "--out", str(out)]
+    result = subprocess.run(command, env=os.environ | {KEY_ENV: KEY}, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    levels = json.loads(out.read_text(encoding="utf-8"))["levels"]
+    assert [(r["concurrency"], r["ok"], r["errors"], r["not_sent"]) for r in levels] == [(1, 24, 0, 0), (8, 24, 0, 0)]
+    assert all(r["p50_ms"] <= r["p99_ms"] for r in levels)
+    assert "| 8 | 24 | 24 | 0 |" in result.stdout
+    # a server elsewhere than loopback is refused before any request
+    refused = subprocess.run(
+        [*command[:4], "--url", "http://10.1.2.3:8000/v1"], capture_output=True, text=True, timeout=120
+    )
+    assert refused.returncode == 2 and "loopback only" in refused.stderr

@@ -79,6 +79,13 @@ worker: setup
 serve: setup
 	python -m flows.serve --hold
 
+## model-serve: the registry's champion (PROFILE_CPU=cpu) behind mlflow models serve on 127.0.0.1:5001
+PROFILE_CPU ?= cpu
+.PHONY: model-serve
+model-serve: setup
+	MLFLOW_TRACKING_URI=sqlite:///mlflow.db MLFLOW_DISABLE_TELEMETRY=true HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false \
+	  mlflow models serve -m models:/people-relation-$(PROFILE_CPU)@champion --env-manager local --host 127.0.0.1 --port 5001
+
 ## benchmark: evaluation through the vLLM server vs transformers generate (run it alone)
 benchmark: setup
 	python scripts/benchmark_serving.py

@@ -210,7 +210,7 @@ def test_dvc_repro_runs_every_stage_and_mlflow_records_it(project, env, repro):
     model = mlflow.pyfunc.load_model(f"models:/people-relation-cpu/{version.version}")
     rows = pd.DataFrame({"text": ["程砚秋与果素瑛生有三子一女。"], "people1": ["程砚秋"], "people2": ["果素瑛"]})
     answers = model.predict(rows)
-    assert list(answers.columns) == ["completion", "think", "answer", "format_ok"] and len(answers) == 1
+    assert list(answers.columns) == ["completion", "think", "answer", "format_ok", "error"] and len(answers) == 1
 
     out, elapsed = run(project, "dvc", "repro", env=env)
     assert "Data and pipelines are up to date" in out

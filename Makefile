@@ -86,6 +86,11 @@ model-serve: setup
 	MLFLOW_TRACKING_URI=sqlite:///mlflow.db MLFLOW_DISABLE_TELEMETRY=true HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false \
 	  mlflow models serve -m models:/people-relation-$(PROFILE_CPU)@champion --env-manager local --host 127.0.0.1 --port 5001
 
+## load-test: 2,000 requests at 1/16/64 in flight against the served CPU model on loopback (run it alone)
+.PHONY: load-test
+load-test: setup
+	python scripts/load_test.py
+
 ## benchmark: evaluation through the vLLM server vs transformers generate (run it alone)
 benchmark: setup
 	python scripts/benchmark_serving.py

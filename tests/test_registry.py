@@ -15,7 +15,7 @@ def test_the_best_test_score_holds_the_champion_alias(tmp_path):
     client = mlflow.MlflowClient()
     name = "people-relation-test"
     client.create_registered_model(name)
-    for fingerprint in ("aaa", "bbb", "ccc"):
+    for fingerprint in ("aaa", "bbb", "ccc", "ddd"):
         client.create_model_version(name, source=str(tmp_path), tags={FINGERPRINT_TAG: fingerprint})
 
     def scores(f1):
@@ -28,5 +28,7 @@ def test_the_best_test_score_holds_the_champion_alias(tmp_path):
     assert client.get_model_version(name, "2").tags["test_weighted_f1"] == "0.4000"
     assert record_test_scores(name, "ccc", scores(0.60)) == "3"  # better: the alias moves
     assert str(client.get_model_version_by_alias(name, CHAMPION).version) == "3"
+    assert record_test_scores(name, "ddd", scores(0.60001)) == "4"  # a tie: the newer version
+    assert str(client.get_model_version_by_alias(name, CHAMPION).version) == "4"
     assert record_test_scores(name, "zzz", scores(0.99)) is None  # files no version was made from
     assert record_test_scores("no-such-model", "aaa", scores(0.99)) is None

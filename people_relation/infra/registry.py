@@ -199,7 +199,8 @@ def log_and_register(
 
 def record_test_scores(name: str, fingerprint: str, scores: dict[str, float], key: str = "weighted_f1") -> str | None:
     """Tag the registered version made from these model files with its test scores, and give it
-    the ``champion`` alias when its test ``key`` beats the current champion's. Returns the version."""
+    the ``champion`` alias when its test ``key`` is at least the current champion's (a tie goes to
+    the newer version: the same weights registered again carry the newer code). Returns the version."""
     client = mlflow.MlflowClient()
     try:
         versions = client.search_model_versions(f"name = '{name}' and tags.{FINGERPRINT_TAG} = '{fingerprint}'")
@@ -215,6 +216,6 @@ def record_test_scores(name: str, fingerprint: str, scores: dict[str, float], ke
         best = float(champion.tags.get(f"test_{key}", "-1"))
     except mlflow.exceptions.MlflowException:
         best = -1.0
-    if scores[key] > best:
+    if round(scores[key], 4) >= best:  # compared as the tags hold it: 4 digits
         client.set_registered_model_alias(name, CHAMPION, str(version.version))
     return str(version.version)

@@ -136,6 +136,9 @@ def predict_file(
     settings = read_settings(params_file)
     out = Path(output_file)
     file_format(out, "output")  # refused before any work
+    if out.resolve() == Path(input_file).resolve():
+        raise BatchError(f"{out}: the output would overwrite the input; give another --output file")
+    out.parent.mkdir(parents=True, exist_ok=True)
     table, has_gold = read_table(Path(input_file))
     rows = batch_rows(table, has_gold, settings.predict.max_chars)
     journal = out.with_name(out.name + ".partial")

@@ -5,7 +5,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export VENV
 
-.PHONY: setup setup-gpu lock-gpu preflight rehearse pipeline arm test test-fast lock lint mlflow-ui prefect-ui deploy worker serve benchmark
+.PHONY: setup setup-gpu lock-gpu preflight rehearse pipeline arm test test-fast lock lint mlflow-ui prefect-ui deploy worker serve demo benchmark
 
 ## setup: install the locked environment into .venv (no-op when up to date)
 setup:
@@ -90,6 +90,10 @@ model-serve: setup
 .PHONY: load-test
 load-test: setup
 	python scripts/load_test.py
+
+## demo: a web page asking the trained model (params.yaml `demo`); SERVER_URL=http://HOST:PORT/v1 asks a running server
+demo: setup
+	python -m flows.demo $(if $(SERVER_URL),--url $(SERVER_URL))
 
 ## benchmark: evaluation through the vLLM server vs transformers generate (run it alone)
 benchmark: setup

@@ -2,9 +2,10 @@
 
 ``configure()`` is called first thing by every command (``flows/__init__.py``, the GRPO
 training process, the scripts, the test session), before Prefect, MLflow or Hugging Face
-are imported: no telemetry or update checks from Prefect, MLflow, DVC, Hugging Face or
-vLLM, and the project's loggers shown in Prefect's run logs. A variable already set is
-left alone. Importing this module changes nothing.
+are imported: no telemetry or update checks from Prefect, MLflow, DVC, Hugging Face,
+vLLM, Streamlit (the demo page) or Selenium (its browser test), and the project's loggers
+shown in Prefect's run logs. A variable already set is left alone. Importing this module
+changes nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ OFFLINE_DEFAULTS = {
     "HF_HUB_DISABLE_UPDATE_CHECK": "1",
     "VLLM_NO_USAGE_STATS": "1",
     "VLLM_DO_NOT_TRACK": "1",
+    # the demo page's browser would report page views; Selenium Manager sends usage stats
+    "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
+    "SE_AVOID_STATS": "true",
     "TOKENIZERS_PARALLELISM": "false",
     # show this project's own log lines (warm-up progress, GRPO steps) in Prefect's run logs
     "PREFECT_LOGGING_EXTRA_LOGGERS": "people_relation",

@@ -205,6 +205,16 @@ class Predict(Section):
     max_chars: PositiveInt
 
 
+class Demo(Section):
+    """The demo page (``make demo``, ``flows/demo.py``): where it listens, which examples it offers."""
+
+    host: str
+    port: Port
+    examples: Count  # rows of examples_split offered as clickable examples
+    examples_split: Literal["validation", "test"]
+    preview_chars: PositiveInt  # characters of an example's sentence shown on its button
+
+
 # -- a profile: one model's recipe ---------------------------------------------------------
 
 
@@ -446,6 +456,7 @@ class Settings(Section):
     report: Report
     pipeline: Pipeline
     predict: Predict
+    demo: Demo
     rehearsal: Rehearsal
     profiles: dict[str, Profile] = Field(min_length=1)
 

@@ -90,7 +90,24 @@ def test_accepted_near_misses_add_no_control_token(tokenizer, text):
 def test_no_random_string_reaches_the_prompt_with_a_control_token(tokenizer):
     """Seeded random strings over the pieces control tokens are made of (ASCII, fullwidth
     and zero-width look-alikes): each is refused, or adds no control token to the prompt."""
-    pieces = ["<|", "|>", "<", "|", ">", "＜｜", "｜＞", "｜", "\u200b", "im_start", "im_end", "endoftext", "_", "张三", "\n", " "]
+    pieces = [
+        "<|",
+        "|>",
+        "<",
+        "|",
+        ">",
+        "＜｜",
+        "｜＞",
+        "｜",
+        "\u200b",
+        "im_start",
+        "im_end",
+        "endoftext",
+        "_",
+        "张三",
+        "\n",
+        " ",
+    ]
     rng = random.Random(0)
     skeleton = prompt_control_ids(tokenizer, "张三和李四", "张三", "李四")
     accepted = refused = 0

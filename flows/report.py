@@ -4,7 +4,10 @@ An *arm* is a training profile whose models were evaluated: ``reports/metrics/<p
 exists (the pipeline's profile from ``dvc repro``; another, such as the pure-RL ``cpu-rl``,
 from ``make arm``). For each, the test scores of its models, their validation scores
 (``reports/train/<profile>/metrics.json``) and their answers
-(``reports/evaluate/<profile>/<model>/predictions.jsonl``). Writes ``reports/comparison/``:
+(``reports/evaluate/<profile>/<model>/predictions.jsonl``; on validation
+``reports/train/<profile>/validation_answers.jsonl``), from which every weighted F1 gets its
+bootstrap interval; the two baselines of the baseline stage (TF-IDF + SVM, keyword rules)
+likewise. Writes ``reports/comparison/``:
 comparison.md/.csv/.png (the F1 table and chart), curves.png (the arms' reward and
 validation curves over GRPO steps) and errors.md (per-label F1, sample answers with their
 reasoning, rows every model gets wrong the same way), all logged to MLflow.
@@ -21,14 +24,15 @@ import mlflow
 from prefect import flow, get_run_logger
 
 from flows.cli import run
-from people_relation.comparison import ArmModel, comparison_rows, error_report, markdown_table, method_name
+from people_relation.comparison import ArmModel, Row, comparison_rows, error_report, markdown_table, method_name
 from people_relation.infra.io import project_path, read_json, read_jsonl, read_numeric_csv, read_settings, staged_dir
 from people_relation.infra.plots import arm_curves, comparison_bars
 from people_relation.infra.tracking import mlflow_run, parent_run_id
+from people_relation.metrics import bootstrap_interval
 from people_relation.params import ParamsError
 from people_relation.paths import metrics_path, train_paths
 from people_relation.predictions import PREDICTIONS
-from people_relation.settings import Evaluate, Profile, Settings
+from people_relation.settings import Evaluate, Intervals, Profile, Settings
 
 SUMMARY_METRICS = ("weighted_f1", "macro_f1", "accuracy", "invalid_rate")
 
@@ -39,36 +43,110 @@ def model_label(prof: Profile, name: str) -> str:
 
 
 def arms(settings: Settings) -> list[str]:
-    """The profiles with evaluated models, the pipeline's own first."""
+    """The profiles with evaluated models, the pipeline's own first. An arm whose test
+    scores are here but not its answers (they stay in the DVC cache of the checkout that
+    ran it as the pipeline's profile) is left out, with a warning saying how to add it."""
     first = settings.train.profile
     names = [first, *(n for n in settings.profiles if n != first)]
-    return [n for n in names if metrics_path(settings.evaluate, n).is_file()]
+    found = []
+    for name in (n for n in names if metrics_path(settings.evaluate, n).is_file()):
+        tested = read_json(metrics_path(settings.evaluate, name))
+        phases = [p for p, s in tested.items() if isinstance(s, dict) and "weighted_f1" in s]
+        missing = [p for p in phases if not predictions_path(settings.evaluate, name, p).is_file()]
+        if missing and name != first:
+            get_run_logger().warning(
+                "arm %s is left out of the comparison: its test answers (%s) are missing; "
+                "`make arm ARM=%s` trains and evaluates it again",
+                name,
+                ", ".join(str(predictions_path(settings.evaluate, name, p)) for p in missing),
+                name,
+            )
+            continue
+        found.append(name)
+    return found
+
+
+def interval(intervals: Intervals, gold: list[str], answers: list[str | None]) -> tuple[float, float]:
+    return bootstrap_interval(gold, answers, intervals.resamples, intervals.level, intervals.seed)
 
 
 def arm_models(settings: Settings, name: str) -> list[ArmModel]:
+    """The arm's evaluated models, each with its test and validation scores and intervals
+    (no validation interval for an arm trained before its answers were kept)."""
     prof = settings.profile(name)
+    paths = train_paths(settings, name)
     tested = read_json(metrics_path(settings.evaluate, name))
-    train_file = train_paths(settings, name).metrics
-    validated = read_json(train_file) if train_file.is_file() else {}
+    validated = read_json(paths.metrics) if paths.metrics.is_file() else {}
+    val_rows = read_jsonl(paths.validation_answers) if paths.validation_answers.is_file() else []
     labels = (prof.warmup.labels or "gold") if prof.warmup.enabled else None
-    return [
-        ArmModel(
-            arm=name,
-            phase=phase,
-            method=method_name(phase, labels),
-            model=model_label(prof, name),
-            test=scores,
-            validation_f1=(validated.get(phase) or {}).get("weighted_f1"),
+    intervals = settings.report.intervals
+    models = []
+    for phase, scores in tested.items():
+        if not (isinstance(scores, dict) and "weighted_f1" in scores):
+            continue
+        test = read_jsonl(predictions_path(settings.evaluate, name, phase))
+        models.append(
+            ArmModel(
+                arm=name,
+                phase=phase,
+                method=method_name(phase, labels),
+                model=model_label(prof, name),
+                test=scores,
+                validation_f1=(validated.get(phase) or {}).get("weighted_f1"),
+                test_ci=interval(intervals, [r["label"] for r in test], [answer_of(r) for r in test]),
+                validation_ci=interval(intervals, [r["label"] for r in val_rows], [r[phase] for r in val_rows])
+                if val_rows and phase in val_rows[0]
+                else None,
+            )
         )
-        for phase, scores in tested.items()
-        if isinstance(scores, dict) and "weighted_f1" in scores
-    ]
+    return models
+
+
+def answer_of(record: dict[str, Any]) -> str | None:
+    return str(record["answer"]) if record.get("valid") else None
+
+
+def predictions_path(evaluate: Evaluate, arm: str, phase: str) -> Path:
+    return project_path(evaluate.reports_dir) / arm / phase / PREDICTIONS
 
 
 def predictions(evaluate: Evaluate, model: ArmModel) -> dict[str, dict[str, Any]]:
     """The model's published answers (the evaluation writes them whole), by row id."""
-    path = project_path(evaluate.reports_dir) / model.arm / model.phase / PREDICTIONS
-    return {r["id"]: r for r in read_jsonl(path)}
+    return {r["id"]: r for r in read_jsonl(predictions_path(evaluate, model.arm, model.phase))}
+
+
+def baseline_rows(settings: Settings) -> list[Row]:
+    """The baseline stage's two rows, when it ran: TF-IDF + SVM and the keyword rules, each
+    on validation and test with intervals."""
+    folder = project_path(settings.baseline.reports_dir)
+    intervals = settings.report.intervals
+    rows = []
+    for metrics_file, answers_files, model in (
+        ("metrics.json", {s: f"{s}_predictions.jsonl" for s in ("validation", "test")}, "scikit-learn"),
+        ("keyword_metrics.json", {s: "keyword_predictions.jsonl" for s in ("validation", "test")}, "rules"),
+    ):
+        if not (folder / metrics_file).is_file():
+            continue
+        metrics = read_json(folder / metrics_file)
+        ci = {}
+        for split, file in answers_files.items():
+            # the keyword file holds both splits, each row marked; a baseline file, one split
+            path = folder / file
+            answers = [r for r in read_jsonl(path) if r.get("split", split) == split] if path.is_file() else []
+            gold, said = [r["label"] for r in answers], [r["predicted"] for r in answers]
+            ci[split] = interval(intervals, gold, said) if answers else None
+        rows.append(
+            Row(
+                metrics["method"],
+                model,
+                float(metrics["test"]["weighted_f1"]),
+                "measured here",
+                float(metrics["validation"]["weighted_f1"]),
+                ci["test"],
+                ci["validation"],
+            )
+        )
+    return rows
 
 
 @flow(name="report", log_prints=True)
@@ -81,8 +159,8 @@ def report_flow(params_file: str = "params.yaml") -> list[dict]:
     models = [m for name in names for m in arm_models(settings, name)]
     baseline_dir = project_path(settings.baseline.reports_dir)
     baseline = read_json(baseline_dir / "metrics.json") if (baseline_dir / "metrics.json").is_file() else None
-    rows = comparison_rows(models, baseline["test"] if baseline else None, baseline["method"] if baseline else "")
-    table = markdown_table(rows)
+    rows = comparison_rows(models, baseline_rows(settings))
+    table = markdown_table(rows, settings.report.intervals.level)
     answers = {m.name: predictions(settings.evaluate, m) for m in models}
     shared = set.intersection(*(set(a) for a in answers.values()))
     if not shared:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from people_relation.labels import LABELS
 from people_relation.metrics import normalise_prediction, per_label_f1, scores
 
+Interval = tuple[float, float]
+
 
 @dataclass(frozen=True)
 class Row:
@@ -20,6 +22,8 @@ class Row:
     weighted_f1: float
     source: str  # "this project", "measured here" or "published"
     validation_f1: float | None = None  # greedy, on the validation split (this project's models)
+    test_ci: Interval | None = None  # 95% bootstrap interval of weighted_f1 (rows resampled)
+    validation_ci: Interval | None = None  # the same for validation_f1
 
 
 # Weighted F1 on the published 776-row test set, as the data README lists them.
@@ -40,11 +44,17 @@ def method_name(phase: str, warmup_labels: str | None) -> str:
     if phase == "base":
         return "no training"
     if phase == "warmup":
-        return "supervised warm-up" if warmup_labels == "gold" else "format warm-up (random labels)"
+        return {
+            "gold": "supervised warm-up",
+            "random": "format warm-up (random labels)",
+            "keywords": "warm-up on the keyword rules' answers (no gold label)",
+        }.get(warmup_labels or "", "warm-up")
     if warmup_labels == "gold":
         return "supervised warm-up + GRPO"
     if warmup_labels == "random":
         return "pure RL: GRPO after a random-label warm-up"
+    if warmup_labels == "keywords":
+        return "GRPO after the keyword-rules warm-up (gold labels only in the rewards)"
     return "pure RL: GRPO"
 
 
@@ -58,6 +68,8 @@ class ArmModel:
     model: str
     test: Mapping[str, float]
     validation_f1: float | None
+    test_ci: Interval | None = None
+    validation_ci: Interval | None = None
 
     @property
     def name(self) -> str:
@@ -66,29 +78,46 @@ class ArmModel:
 
 def comparison_rows(
     models: Sequence[ArmModel],
-    baseline: Mapping[str, float] | None,
-    baseline_name: str,
+    baselines: Sequence[Row] = (),
     published: Sequence[Row] = PUBLISHED,
 ) -> list[Row]:
-    """All rows, best test weighted F1 first."""
+    """All rows, best test weighted F1 first: this project's models, the ``baselines``
+    measured here, and the published results."""
     rows = [
-        Row(f"{m.method} ({m.arm})", m.model, float(m.test["weighted_f1"]), "this project", m.validation_f1)
+        Row(
+            f"{m.method} ({m.arm})",
+            m.model,
+            float(m.test["weighted_f1"]),
+            "this project",
+            m.validation_f1,
+            m.test_ci,
+            m.validation_ci,
+        )
         for m in models
     ]
-    if baseline is not None:
-        rows.append(Row(baseline_name, "scikit-learn", float(baseline["weighted_f1"]), "measured here"))
+    rows.extend(baselines)
     rows.extend(published)
     return sorted(rows, key=lambda r: r.weighted_f1, reverse=True)
 
 
-def _percent(value: float | None) -> str:
-    return "" if value is None else f"{value * 100:.2f}%"
+def _percent(value: float | None, interval: Interval | None = None) -> str:
+    if value is None:
+        return ""
+    if interval is None:
+        return f"{value * 100:.2f}%"
+    return f"{value * 100:.2f}% [{interval[0] * 100:.1f}, {interval[1] * 100:.1f}]"
 
 
-def markdown_table(rows: Sequence[Row]) -> str:
-    lines = ["| method | model | test weighted F1 | validation weighted F1 | source |", "|---|---|---|---|---|"]
+def markdown_table(rows: Sequence[Row], level: float = 0.95) -> str:
+    """The table; a measured score carries its bootstrap interval in brackets."""
+    lines = [
+        f"| method | model | test weighted F1 [{level:.0%} interval] | validation weighted F1 [{level:.0%} interval] "
+        "| source |",
+        "|---|---|---|---|---|",
+    ]
     lines += [
-        f"| {r.method} | {r.model} | {_percent(r.weighted_f1)} | {_percent(r.validation_f1)} | {r.source} |"
+        f"| {r.method} | {r.model} | {_percent(r.weighted_f1, r.test_ci)} "
+        f"| {_percent(r.validation_f1, r.validation_ci)} | {r.source} |"
         for r in rows
     ]
     return "\n".join(lines) + "\n"

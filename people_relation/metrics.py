@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
@@ -55,3 +56,40 @@ def per_label_f1(gold: Sequence[str], predicted: Sequence[str | None]) -> dict[s
     pred = _checked(gold, predicted)
     values = f1_score(gold, pred, labels=list(LABELS), average=None, zero_division=0)
     return {label: float(v) for label, v in zip(LABELS, values, strict=True)}
+
+
+def resampled_weighted_f1(gold: Sequence[str], predicted: Sequence[str | None], draws: Any) -> Any:
+    """The weighted F1 of each resample: ``draws`` is an (R, n) array of row indices. Scored
+    as :func:`scores` scores (the 14 labels, an invalid answer wrong), from confusion counts."""
+    import numpy as np
+
+    pred = _checked(gold, predicted)
+    classes = [*LABELS, INVALID]
+    index = {c: i for i, c in enumerate(classes)}
+    g = np.array([index[x] for x in gold])[draws]
+    p = np.array([index[x] for x in pred])[draws]
+    rows = np.arange(len(draws))[:, None]
+
+    def counts(which: Any, weight: Any = 1.0) -> Any:
+        out = np.zeros((len(draws), len(classes)))
+        np.add.at(out, (rows, which), weight)
+        return out
+
+    true, said, hit = counts(g), counts(p), counts(g, (g == p).astype(float))
+    denominator = (true + said)[:, : len(LABELS)]
+    f1 = np.divide(2 * hit[:, : len(LABELS)], denominator, out=np.zeros_like(denominator), where=denominator > 0)
+    return (f1 * true[:, : len(LABELS)]).sum(axis=1) / draws.shape[1]
+
+
+def bootstrap_interval(
+    gold: Sequence[str], predicted: Sequence[str | None], resamples: int, level: float, seed: int
+) -> tuple[float, float]:
+    """Percentile interval of the weighted F1 when the rows are resampled with replacement
+    (``resamples`` draws from a generator seeded with ``seed``): how far the score moves
+    with the sample of rows alone."""
+    import numpy as np
+
+    draws = np.random.default_rng(seed).integers(0, len(gold), size=(resamples, len(gold)))
+    tail = (1 - level) / 2
+    low, high = np.quantile(resampled_weighted_f1(gold, predicted, draws), [tail, 1 - tail])
+    return float(low), float(high)

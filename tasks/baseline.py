@@ -1,4 +1,5 @@
-"""Task of the baseline stage: the classical baseline fitted and scored on the same split."""
+"""Tasks of the baseline stage: the classical baseline fitted and scored on the same split, and
+the keyword rules (no training) scored on it."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ from prefect import task
 
 from people_relation.baseline import fit_predict
 from people_relation.infra.data import read_examples
+from people_relation.keywords import UNKNOWN, explain_pair
 from people_relation.metrics import report_text, scores
 from people_relation.paths import split_file
 from people_relation.settings import Baseline, Split
+
+KEYWORD_METHOD = "keyword rules, no training"
 
 
 @task(name="fit-baseline")
@@ -28,5 +32,33 @@ def fit_and_score(split: Split, baseline: Baseline) -> tuple[dict, str, list[dic
         "validation": scores([e.label for e in validation], val_pred),
         "test": scores([e.label for e in test], test_pred),
     }
-    predictions = [{"id": e.id, "label": e.label, "predicted": p} for e, p in zip(test, test_pred, strict=True)]
+    predictions = {
+        name: [{"id": e.id, "label": e.label, "predicted": p} for e, p in zip(rows, pred, strict=True)]
+        for name, rows, pred in (("validation", validation, val_pred), ("test", test, test_pred))
+    }
     return metrics, report_text([e.label for e in test], test_pred), predictions
+
+
+@task(name="keyword-rules")
+def keyword_rules(split: Split) -> tuple[dict, dict[str, list[dict]]]:
+    """The keyword rules (no training) on the validation and test splits: scores, and each
+    answer with the word that decided it and where that word stood."""
+    metrics: dict = {"method": KEYWORD_METHOD}
+    predictions = {}
+    for name in ("validation", "test"):
+        rows = read_examples(split_file(split, name))
+        cues = [explain_pair(e.text, e.people1, e.people2) for e in rows]
+        answers = [UNKNOWN if c is None else c.label for c in cues]
+        metrics[name] = scores([e.label for e in rows], answers)
+        predictions[name] = [
+            {
+                "split": name,
+                "id": e.id,
+                "label": e.label,
+                "predicted": a,
+                "word": c.word if c else "",
+                "place": c.place if c else "",
+            }
+            for e, a, c in zip(rows, answers, cues, strict=True)
+        ]
+    return metrics, predictions

@@ -3,15 +3,32 @@
 from __future__ import annotations
 
 import json
+import random
 import socket
 
+import numpy as np
 import pytest
 
 from people_relation.baseline import PERSON1, PERSON2, fit_predict, masked_text
-from people_relation.comparison import PUBLISHED, ArmModel, comparison_rows, error_report, markdown_table, method_name
+from people_relation.comparison import (
+    PUBLISHED,
+    ArmModel,
+    Row,
+    comparison_rows,
+    error_report,
+    markdown_table,
+    method_name,
+)
 from people_relation.dataset import Example
 from people_relation.labels import LABELS
-from people_relation.metrics import INVALID, confusion, report_text
+from people_relation.metrics import (
+    INVALID,
+    bootstrap_interval,
+    confusion,
+    report_text,
+    resampled_weighted_f1,
+    scores,
+)
 from people_relation.params import ParamsError
 from people_relation.predictions import FIELDS, missing, ordered, read_records, record, scored_answer
 from people_relation.query import QueryError, make_query
@@ -84,8 +101,8 @@ def test_report_and_confusion_count_invalid_answers_as_their_own_column():
     assert matrix[LABELS.index("父母")][LABELS.index("夫妻")] == 1
 
 
-def _model(arm, phase, labels, f1, val=None):
-    return ArmModel(arm, phase, method_name(phase, labels), f"tiny ({arm})", {"weighted_f1": f1}, val)
+def _model(arm, phase, labels, f1, val=None, test_ci=None, val_ci=None):
+    return ArmModel(arm, phase, method_name(phase, labels), f"tiny ({arm})", {"weighted_f1": f1}, val, test_ci, val_ci)
 
 
 def test_comparison_lists_every_arm_and_published_row_sorted_by_f1():
@@ -93,12 +110,14 @@ def test_comparison_lists_every_arm_and_published_row_sorted_by_f1():
         [
             _model("cpu", "grpo", "gold", 0.5, 0.48),
             _model("cpu", "warmup", "gold", 0.45),
-            _model("cpu-rl", "grpo", "random", 0.2, 0.19),
+            _model("cpu-rl", "grpo", "random", 0.2, 0.19, (0.17, 0.23), (0.15, 0.235)),
         ],
-        {"weighted_f1": 0.64},
-        "tf-idf",
+        [
+            Row("tf-idf", "scikit-learn", 0.64, "measured here", 0.63, (0.6, 0.68), (0.58, 0.69)),
+            Row("keyword rules, no training", "rules", 0.44, "measured here", 0.42),
+        ],
     )
-    assert len(rows) == len(PUBLISHED) + 4 == 11
+    assert len(rows) == len(PUBLISHED) + 5 == 12
     assert [r.weighted_f1 for r in rows] == sorted((r.weighted_f1 for r in rows), reverse=True)
     assert {r.source for r in rows} == {"this project", "measured here", "published"}
     grpo_published = [r for r in rows if r.model == "Qwen2.5-7B-Instruct"]
@@ -106,17 +125,48 @@ def test_comparison_lists_every_arm_and_published_row_sorted_by_f1():
     table = markdown_table(rows)
     assert "| 88.84% |  | published |" in table
     assert (
-        "| pure RL: GRPO after a random-label warm-up (cpu-rl) | tiny (cpu-rl) | 20.00% | 19.00% | this project |"
-        in table
+        "| pure RL: GRPO after a random-label warm-up (cpu-rl) | tiny (cpu-rl) | 20.00% [17.0, 23.0] "
+        "| 19.00% [15.0, 23.5] | this project |" in table
     )
+    assert "| tf-idf | scikit-learn | 64.00% [60.0, 68.0] | 63.00% [58.0, 69.0] | measured here |" in table
+    assert "| keyword rules, no training | rules | 44.00% | 42.00% | measured here |" in table
     assert "supervised warm-up + GRPO (cpu)" in table
+    assert "[95% interval]" in table.splitlines()[0]
 
 
 def test_method_names_say_what_each_arm_learned_from():
     assert method_name("warmup", "gold") == "supervised warm-up"
     assert method_name("warmup", "random") == "format warm-up (random labels)"
+    assert "no gold label" in method_name("warmup", "keywords")
+    assert "gold labels only in the rewards" in method_name("grpo", "keywords")
     assert method_name("grpo", None) == "pure RL: GRPO"
     assert method_name("base", None) == "no training"
+
+
+def test_bootstrap_scores_each_draw_as_scores_does():
+    rng = random.Random(0)
+    gold = [rng.choice(LABELS) for _ in range(200)]
+    said = [g if rng.random() < 0.5 else rng.choice([*LABELS, None, "not a label"]) for g in gold]
+    draws = np.random.default_rng(3).integers(0, len(gold), size=(5, len(gold)))
+    expected = [scores([gold[i] for i in d], [said[i] for i in d])["weighted_f1"] for d in draws]
+    assert resampled_weighted_f1(gold, said, draws) == pytest.approx(expected, abs=1e-12)
+
+
+def test_bootstrap_interval_holds_the_score_and_narrows_with_rows():
+    rng = random.Random(1)
+
+    def interval(n):
+        gold = [rng.choice(LABELS) for _ in range(n)]
+        said = [g if rng.random() < 0.6 else rng.choice(LABELS) for g in gold]
+        low, high = bootstrap_interval(gold, said, resamples=1000, level=0.95, seed=0)
+        assert low < scores(gold, said)["weighted_f1"] < high
+        assert bootstrap_interval(gold, said, 1000, 0.95, 0) == (low, high)  # seeded: the same interval
+        return high - low
+
+    wide, narrow = interval(300), interval(3000)
+    assert 0.05 < wide < 0.2 and narrow < wide / 2
+    perfect = [rng.choice(LABELS) for _ in range(100)]
+    assert bootstrap_interval(perfect, perfect, 200, 0.95, 0) == (1.0, 1.0)
 
 
 def _records(answers):

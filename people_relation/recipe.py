@@ -117,7 +117,8 @@ def evaluation_kwargs(prof: Profile) -> dict[str, Any]:
     """Validation during GRPO: every ``eval_steps``, TRL scores ``num_generations_eval``
     sampled completions per validation prompt with the rewards, and the greedy answers are
     scored (``people_relation.training.grpo.GreedyValidation``: ``eval_greedy_*``). The
-    checkpoint with the best greedy ``best_metric`` is published when ``publish`` is ``best``."""
+    checkpoint with the best greedy ``best_metric`` on the select half of the validation rows
+    is published when ``publish`` is ``best`` (the check half reports it)."""
     g = prof.grpo
     return {
         "eval_strategy": "steps",
@@ -125,7 +126,7 @@ def evaluation_kwargs(prof: Profile) -> dict[str, Any]:
         "eval_on_start": True,  # the curve starts at the start model
         "num_generations_eval": g.num_generations_eval,
         "per_device_eval_batch_size": g.eval_prompts_per_device * g.num_generations_eval,
-        "metric_for_best_model": "eval_greedy_" + g.best_metric,
+        "metric_for_best_model": "eval_greedy_select_" + g.best_metric,
         "greater_is_better": True,
         "load_best_model_at_end": g.publish == "best",
     }

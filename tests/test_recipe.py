@@ -115,7 +115,7 @@ def test_single_gpu_lora_profile_keeps_the_published_batch(settings):
     assert vllm_server_command(lora, "m") is None
 
 
-@pytest.mark.parametrize("name", ["cpu", "cpu-rl", "qwen2.5-7b", "qwen2.5-7b-lora"])
+@pytest.mark.parametrize("name", ["cpu", "cpu-prior", "cpu-rl", "qwen2.5-7b", "qwen2.5-7b-lora"])
 def test_every_profile_builds_a_real_grpo_config(settings, name, tmp_path):
     from trl import GRPOConfig
 
@@ -127,7 +127,7 @@ def test_every_profile_builds_a_real_grpo_config(settings, name, tmp_path):
     assert config.per_device_train_batch_size % config.num_generations == 0
     # validation during training; the Trainer keeps a checkpoint at every evaluation
     assert config.eval_strategy == "steps" and config.save_steps % config.eval_steps == 0
-    assert config.metric_for_best_model == "eval_greedy_weighted_f1" and config.greater_is_better
+    assert config.metric_for_best_model == "eval_greedy_select_weighted_f1" and config.greater_is_better
     assert config.load_best_model_at_end == (settings.profile(name).grpo.publish == "best")
 
 

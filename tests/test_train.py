@@ -182,8 +182,11 @@ def test_collapse_guard_stops_a_collapsing_run_and_publishes_its_best_checkpoint
     over = [r["eval_greedy_over_limit"] for r in evaluations if int(r["step"]) > 0]
     assert over[-2:] == [label, label]  # the last two evaluations of the trained policy
     assert float(evaluations[-1]["eval_greedy_top_share"]) > 0.5
-    # the best evaluation's checkpoint is what was published, and the model is complete
-    best = max(evaluations[1:], key=lambda r: float(r["eval_greedy_weighted_f1"]))
+    # the best evaluation on the select half is what was published; the check half reports it
+    best = max(evaluations[1:], key=lambda r: float(r["eval_greedy_select_weighted_f1"]))
     assert published["published_step"] == int(best["step"])
+    assert published["metric"] == "eval_greedy_select_weighted_f1"
+    assert published["check_value"] == pytest.approx(float(best["eval_greedy_check_weighted_f1"]))
+    assert published["check_start"] == pytest.approx(float(evaluations[0]["eval_greedy_check_weighted_f1"]))
     assert (paths.final_model / "model.safetensors").is_file()
     assert client.get_run(run_id).data.tags["collapse_guard"] == message

@@ -35,6 +35,7 @@ from people_relation.parsing import parse_completion
 from people_relation.prompt import render_prompt
 from people_relation.rewards import completion_text, label_reward
 from people_relation.settings import CollapseGuard, Validation
+from people_relation.split import stratified_holdout
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +196,11 @@ class GreedyValidation(TrainerCallback):
     Every process generates its share of the rows (under ZeRO-3 with the gathered
     weights), the answers are gathered, and each process computes the same numbers. The
     collapse guard reads them: see :mod:`people_relation.monitor`.
+
+    The scores are also given for two halves of the rows (stratified by label, seeded with
+    ``selection_seed``): ``select_*``, by which the best checkpoint is chosen, and
+    ``check_*``, which played no part in the choice. A step chosen for its luck on the
+    select half shows it on the check half.
     """
 
     def __init__(
@@ -204,8 +210,10 @@ class GreedyValidation(TrainerCallback):
         settings: Validation,
         guard: Guard,
         mlflow_run_id: str | None,
+        selection_seed: int,
     ) -> None:
         self.rows = list(rows)
+        self.halves = selection_halves(self.rows, selection_seed)
         self.tokenizer = tokenizer
         self.settings = settings
         self.guard = guard
@@ -243,6 +251,9 @@ class GreedyValidation(TrainerCallback):
         result = scores([e.label for e in self.rows], answers)
         result |= {"format_ok_rate": sum(a is not None for a in answers) / len(answers)}
         result |= answer_summary(answers)
+        for half, index in self.halves.items():
+            part = scores([self.rows[i].label for i in index], [answers[i] for i in index])
+            result |= {f"{half}_{k}": v for k, v in part.items() if k != "invalid_rate"}
         greedy = {GREEDY + k: v for k, v in result.items()}
         over = over_limit(answer_shares(answers), self.gold_shares, self.guard.rule)
         entry = state.log_history[-1] if state.log_history else {}
@@ -422,16 +433,34 @@ def run_grpo(
     return trainer
 
 
+def selection_halves(rows: Sequence[Example], seed: int) -> dict[str, list[int]]:
+    """Row indices of the select and check halves: stratified by label, rows that share an
+    input on the same side (:func:`people_relation.split.stratified_holdout`)."""
+    _, held = stratified_holdout(rows, 0.5, seed)
+    chosen = {id(e) for e in held}
+    return {
+        "select": [i for i, e in enumerate(rows) if id(e) in chosen],
+        "check": [i for i, e in enumerate(rows) if id(e) not in chosen],
+    }
+
+
 def selection(state: Any, publish: str, metric: str) -> dict[str, Any]:
-    """Which step's model is published and why: the best evaluation by ``metric`` or the last step."""
+    """Which step's model is published and why: the best evaluation by ``metric`` (on the
+    select half) or the last step; with the check half's score of that step and of the start."""
     guard = next((e["collapse_guard"] for e in reversed(state.log_history) if "collapse_guard" in e), None)
     best_step = getattr(state, "best_global_step", None)
+    published = best_step if publish == "best" and best_step else state.global_step
+    check = metric.replace("_select_", "_check_")
+    by_step = {e["step"]: e for e in state.log_history if check in e}
     return {
         "publish": publish,
         "metric": metric,
         "best_step": best_step,
         "best_value": state.best_metric,
-        "published_step": best_step if publish == "best" and best_step else state.global_step,
+        "published_step": published,
         "last_step": state.global_step,
+        "check_metric": check,
+        "check_value": by_step.get(published, {}).get(check),
+        "check_start": by_step.get(0, {}).get(check),
         "collapse_guard": guard,
     }

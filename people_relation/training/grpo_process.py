@@ -120,7 +120,9 @@ def main(argv: list[str] | None = None) -> None:
         )
     state.wait_for_everyone()
     run_id = os.environ.get("MLFLOW_RUN_ID")
-    validation = GreedyValidation(val_rows, tokenizer, prof.validation, Guard.of(prof.collapse_guard), run_id)
+    validation = GreedyValidation(
+        val_rows, tokenizer, prof.validation, Guard.of(prof.collapse_guard), run_id, g.selection_seed
+    )
     log.info("Validating every %d steps on %d validation rows", kwargs["eval_steps"], len(val_rows))
     trainer = run_grpo(
         start_model,

@@ -18,14 +18,23 @@ import argparse
 import json
 import shlex
 import sys
+from pathlib import Path
 
 from prefect import flow, get_run_logger
 
 from flows.cli import run
-from people_relation.infra.io import fingerprint, read_json, read_numeric_csv, read_settings, write_json
+from people_relation.infra.data import read_examples
+from people_relation.infra.io import (
+    fingerprint,
+    read_json,
+    read_numeric_csv,
+    read_settings,
+    write_json,
+    write_jsonl,
+)
 from people_relation.infra.tracking import flatten, mlflow_run, tracking_uri
 from people_relation.monitor import reward_summary, validation_summary
-from people_relation.paths import train_paths
+from people_relation.paths import split_file, train_paths
 from people_relation.recipe import plan
 from tasks.train import build_scratch_model, draw_charts, grpo, register, validate, warm_up
 
@@ -50,6 +59,7 @@ def train_flow(params_file: str = "params.yaml", profile_name: str | None = None
         mlflow.log_params(flatten(prof, f"{name}."))
         mlflow.log_dict(plan(settings, name, params_file), "train/plan.json")
         results: dict = {"profile": name}
+        answers: dict[str, list[dict]] = {}  # phase -> each validation row's answer
 
         # 1. the start model: built here (CPU profile) and warmed up, or the hub model as it is
         if prof.model.source == "scratch":
@@ -57,12 +67,12 @@ def train_flow(params_file: str = "params.yaml", profile_name: str | None = None
             mlflow.log_params({f"model.{k}": v for k, v in results["model"].items()})
         if prof.warmup.enabled:
             warm_up(settings.split, prof.warmup, paths, active.info.run_id)
-            results["warmup"], completions = validate(settings, name, "warmup")
+            results["warmup"], completions, answers["warmup"] = validate(settings, name, "warmup")
             log_validation("warmup", results["warmup"], completions)
 
         # 2. GRPO, validated during training; the best (or last) checkpoint is published
         grpo(settings, params_file, name, paths, active.info.run_id, tracking_uri(settings.tracking))
-        results["grpo"], completions = validate(settings, name, "grpo")
+        results["grpo"], completions, answers["grpo"] = validate(settings, name, "grpo")
         log_validation("grpo", results["grpo"], completions)
 
         # 3. the model to the registry (or, too large to copy, the folder it is in)
@@ -82,14 +92,50 @@ def train_flow(params_file: str = "params.yaml", profile_name: str | None = None
         if guard := results["published"].get("collapse_guard"):
             mlflow.set_tag("collapse_guard", guard)
             logger.warning(guard)
+        # passes over the training rows: how much of the data GRPO has seen (prompts / rows)
+        train_rows = len(read_examples(split_file(settings.split, "train")))
+        passes_per_step = plan(settings, name, params_file)["batch"]["prompts_per_step"] / train_rows
+        results["passes_over_training_rows"] = passes_per_step * last_step(history)
         write_json(paths.metrics, results)
+        write_validation_answers(paths.validation_answers, answers)
         charts = draw_charts(
-            history, curve, name, paths.reports, settings.reports.chart_dpi, settings.train.reward_window
+            history,
+            curve,
+            name,
+            paths.reports,
+            settings.reports.chart_dpi,
+            settings.train.reward_window,
+            passes_per_step,
         )
-        for file in [*charts, paths.metrics, paths.history, paths.validation_history, paths.selection]:
+        for file in [
+            *charts,
+            paths.metrics,
+            paths.history,
+            paths.validation_history,
+            paths.selection,
+            paths.validation_answers,
+        ]:
             mlflow.log_artifact(str(file), "train")
     logger.info("Train stage done: %s", json.dumps(results, ensure_ascii=False))
     return results
+
+
+def last_step(history: list[dict]) -> int:
+    return int(max((r["step"] for r in history), default=0))
+
+
+def write_validation_answers(path: Path, answers: dict[str, list[dict]]) -> None:
+    """One line per validation row: its id, gold label and each model's answer (null when
+    invalid), for the report's intervals."""
+    phases = list(answers)
+    first = answers[phases[0]]
+    write_jsonl(
+        path,
+        [
+            {"id": row["id"], "label": row["label"]} | {phase: answers[phase][i]["answer"] for phase in phases}
+            for i, row in enumerate(first)
+        ],
+    )
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:

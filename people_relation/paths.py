@@ -39,6 +39,7 @@ class TrainPaths:
     validation_history: Path  # greedy and sampled scores during GRPO
     selection: Path  # which checkpoint was published, and why
     metrics: Path  # validation scores of each model, reward summary
+    validation_answers: Path  # each model's greedy answer to each validation row (for intervals)
     start_model: Path
 
     def model(self, prof: Profile, phase: str) -> Path:
@@ -79,6 +80,7 @@ def train_paths(settings: Settings, name: str) -> TrainPaths:
         validation_history=reports / "validation_history.csv",
         selection=reports / "published_step.json",
         metrics=reports / "metrics.json",
+        validation_answers=reports / "validation_answers.jsonl",
         start_model=start,
     )
 

@@ -43,7 +43,7 @@ ModelPhase = Literal["base", "warmup", "grpo"]
 DataSource = Literal["auto", "local", "hub"]
 SplitStrategy = Literal["published", "stratified"]
 ValidationEngine = Literal["transformers", "vllm"]
-WarmupLabels = Literal["gold", "random"]
+WarmupLabels = Literal["gold", "random", "keywords"]
 LabelReward = Literal["published", "balanced"]
 PromptSampling = Literal["natural", "balanced"]
 VllmMode = Literal["off", "server", "colocate"]
@@ -190,10 +190,21 @@ class Baseline(Section):
         return self
 
 
+class Intervals(Section):
+    """Bootstrap intervals of every weighted F1 measured here: the rows of the split are
+    resampled with replacement ``resamples`` times (a generator seeded with ``seed``) and
+    the central ``level`` of the resampled scores is the interval."""
+
+    resamples: PositiveInt
+    level: typing.Annotated[float, Field(gt=0, lt=1)]
+    seed: int
+
+
 class Report(Section):
     dir: OutputDir
     error_samples: Count
     seed: int
+    intervals: Intervals
 
 
 class Pipeline(Section):
@@ -262,6 +273,10 @@ class Warmup(Section):
     bf16: bool | None = None
     log_every: PositiveInt | None = None
     labels: WarmupLabels | None = None
+    # The share of the rows whose target answer is 不知道 kept in each epoch (a fresh draw
+    # every epoch): with the keyword rules' answers, 不知道 is about three rows in four, and a
+    # small model learns to answer it everywhere before it learns a single word. 1: all.
+    unknown_keep: typing.Annotated[float, Field(gt=0, le=1)] = 1.0
 
     @property
     def random_labels(self) -> bool:
@@ -318,6 +333,10 @@ class Grpo(Section):
     num_generations_eval: PositiveInt
     publish: Publish
     best_metric: Literal["weighted_f1", "macro_f1", "accuracy"]
+    # The validation rows scored during GRPO are halved, stratified by label, with this seed:
+    # the published checkpoint is the best by ``best_metric`` on the *select* half, and the
+    # *check* half, which played no part in the choice, says what the choice is worth.
+    selection_seed: int
 
 
 class Vllm(Section):

@@ -24,6 +24,13 @@ from people_relation.settings import Model, Profile, Settings, Split, Warmup
 
 REWARD_CURVE_FILE = "reward_curve.png"
 VALIDATION_CURVE_FILE = "validation_curve.png"
+HEALTH_CURVE_FILE = "grpo_health.png"
+# reward_history.csv column -> legend: what a healthy GRPO run shows falling or flat
+HEALTH_CURVES = {
+    "frac_reward_zero_std": "groups with no reward spread (no signal)",
+    "answers/top_share": "most frequent sampled answer's share",
+    "completion_length_100": "completion length / 100 tokens",
+}
 # validation_history.csv column -> legend
 VALIDATION_CURVES = {
     "eval_greedy_weighted_f1": "greedy weighted F1",
@@ -143,11 +150,12 @@ def grpo(settings: Settings, params_file: str, name: str, paths: TrainPaths, run
 
 
 @task(name="validate")
-def validate(settings: Settings, name: str, phase: str) -> tuple[dict[str, float], list[str]]:
+def validate(settings: Settings, name: str, phase: str) -> tuple[dict[str, float], list[str], list[dict]]:
     """Greedy scores of the ``phase`` model on the validation split, through the profile's
     ``validation.engine``: ``transformers`` (generate in this process: the CPU profile) or
     ``vllm`` (the model served as the profile's ``serve`` block says: the GPU profiles,
-    whose reasoning runs up to ``max_new_tokens`` = 1024 tokens)."""
+    whose reasoning runs up to ``max_new_tokens`` = 1024 tokens). Returns the scores, the
+    completions and each row's answer (id, gold label, answer or None when invalid)."""
     from people_relation.metrics import scores
     from people_relation.parsing import parse_completion
     from people_relation.paths import train_paths
@@ -173,12 +181,17 @@ def validate(settings: Settings, name: str, phase: str) -> tuple[dict[str, float
     else:
         completions = served_completions(settings, name, phase, model, rows)
     parsed = [parse_completion(c) for c in completions]
-    result = scores([e.label for e in rows], [p.answer if p.format_ok else None for p in parsed])
+    answers = [p.answer if p.format_ok else None for p in parsed]
+    result = scores([e.label for e in rows], answers)
     result |= {"format_ok_rate": sum(p.format_ok for p in parsed) / len(parsed), "rows": len(rows)}
     get_run_logger().info(
         "Validation of %s (%s, %.0f s): %s", phase, val.engine, time.monotonic() - start, json.dumps(result)
     )
-    return result, completions
+    return (
+        result,
+        completions,
+        [{"id": e.id, "label": e.label, "answer": a} for e, a in zip(rows, answers, strict=True)],
+    )
 
 
 def served_completions(settings: Settings, name: str, phase: str, model: Path, rows: list) -> list[str]:
@@ -222,8 +235,12 @@ def register(settings: Settings, name: str, model: Path, val: dict[str, float]) 
 
 
 @task(name="charts")
-def draw_charts(history: list[dict], curve: list[dict], name: str, out: Path, dpi: int, window: int) -> list[Path]:
-    """The reward curve (raw steps faint, a ``window``-step mean) and the validation curve."""
+def draw_charts(
+    history: list[dict], curve: list[dict], name: str, out: Path, dpi: int, window: int, passes_per_step: float
+) -> list[Path]:
+    """The reward curve (raw steps faint, a ``window``-step mean), the health of the groups
+    (no-signal share, answer concentration, completion length) and the validation curve,
+    each against steps and passes over the training rows."""
     from people_relation.infra.plots import line_chart
 
     rewards = {"reward": "total", "rewards/format_reward/mean": "format", "rewards/label_reward/mean": "label"}
@@ -235,7 +252,30 @@ def draw_charts(history: list[dict], curve: list[dict], name: str, out: Path, dp
         path=out / REWARD_CURVE_FILE,
         dpi=dpi,
         smooth=window,
+        passes_per_step=passes_per_step,
+    )
+    health = [
+        r | {"completion_length_100": r["completions/mean_length"] / 100} if "completions/mean_length" in r else r
+        for r in history
+    ]
+    line_chart(
+        health,
+        x="step",
+        ys=HEALTH_CURVES,
+        title=f"GRPO groups and completions ({name})",
+        path=out / HEALTH_CURVE_FILE,
+        dpi=dpi,
+        smooth=window,
+        passes_per_step=passes_per_step,
     )
     title = f"Validation during GRPO ({name}, {len(curve)} evaluations)"
-    line_chart(curve, x="step", ys=VALIDATION_CURVES, title=title, path=out / VALIDATION_CURVE_FILE, dpi=dpi)
-    return [out / REWARD_CURVE_FILE, out / VALIDATION_CURVE_FILE]
+    line_chart(
+        curve,
+        x="step",
+        ys=VALIDATION_CURVES,
+        title=title,
+        path=out / VALIDATION_CURVE_FILE,
+        dpi=dpi,
+        passes_per_step=passes_per_step,
+    )
+    return [out / REWARD_CURVE_FILE, out / HEALTH_CURVE_FILE, out / VALIDATION_CURVE_FILE]

@@ -61,9 +61,11 @@ TINY_ARCH = {
 }
 
 
-def shrink_cpu_profile(params: dict) -> None:
-    """The smallest CPU configuration: a tiny model, one warm-up epoch, a few GRPO steps."""
-    cpu = params["profiles"]["cpu"]
+def shrink_cpu_profile(params: dict, profile: str = "cpu") -> None:
+    """The smallest configuration of a CPU ``profile``, made the one the pipeline trains
+    (``train.profile``): a tiny model, one warm-up epoch, a few GRPO steps."""
+    params["train"]["profile"] = profile
+    cpu = params["profiles"][profile]
     cpu["model"]["arch"] = dict(TINY_ARCH)
     cpu["warmup"] |= {"epochs": 1, "log_every": 50}
     cpu["grpo"] |= {

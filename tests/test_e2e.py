@@ -21,9 +21,12 @@ import pytest
 import yaml
 from conftest import shrink_cpu_profile
 
+from people_relation.comparison import method_name
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 STAGES = {"prepare", "split", "train", "baseline", "serve", "evaluate", "report"}
+PROFILE = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text(encoding="utf-8"))["train"]["profile"]
 POOL = "people-relation-cpu"  # the work pool of the `cpu` deployment in prefect.yaml
 
 
@@ -53,9 +56,9 @@ def project(tmp_path_factory, project_root, data_dir) -> Path:
     params_file = copy / "params.yaml"
     params = yaml.safe_load(params_file.read_text(encoding="utf-8"))
     params["data"]["local_dir"] = str(data_dir)
-    shrink_cpu_profile(params)
-    params["profiles"]["cpu"]["grpo"]["max_steps"] = 2
-    params["profiles"]["cpu"]["evaluate_models"] = ["grpo"]
+    shrink_cpu_profile(params, PROFILE)  # the pipeline's own profile, as a clone's `dvc repro` trains it
+    params["profiles"][PROFILE]["grpo"]["max_steps"] = 2
+    params["profiles"][PROFILE]["evaluate_models"] = ["grpo"]
     params["evaluate"]["max_rows"] = 24
     params["serve"]["cache_dir"] = str(project_root / ".cache" / "vllm")  # shared with the other tests
     params_file.write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False), encoding="utf-8")
@@ -122,22 +125,23 @@ def test_dvc_repro_runs_every_stage_and_mlflow_records_it(project, env, repro):
     assert ran >= STAGES - {"baseline"}, repro[-3000:]
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     assert set(lock["stages"]) == STAGES
-    assert (project / "models/cpu/grpo/model.safetensors").is_file()
+    assert (project / f"models/{PROFILE}/grpo/model.safetensors").is_file()
     shown = json.loads(dvc(project, "metrics", "show", "--json", env=env))[""]["data"]
-    assert 0 <= shown["reports/metrics/cpu.json"]["data"]["grpo"]["weighted_f1"] <= 1  # test split, served
-    assert shown["reports/metrics/cpu.json"]["data"]["rows"] == 24
-    published = shown["reports/train/cpu/published_step.json"]["data"]
+    assert 0 <= shown[f"reports/metrics/{PROFILE}.json"]["data"]["grpo"]["weighted_f1"] <= 1  # test split, served
+    assert shown[f"reports/metrics/{PROFILE}.json"]["data"]["rows"] == 24
+    published = shown[f"reports/train/{PROFILE}/published_step.json"]["data"]
     assert published["publish"] == "best" and published["published_step"] in (1, 2)
-    assert "weighted_f1" in shown["reports/train/cpu/metrics.json"]["data"]["grpo"]  # validation split
+    assert "weighted_f1" in shown[f"reports/train/{PROFILE}/metrics.json"]["data"]["grpo"]  # validation split
     assert shown["reports/baseline/metrics.json"]["data"]["test"]["weighted_f1"] > 0.5
     comparison = (project / "reports/comparison/comparison.md").read_text(encoding="utf-8")
     assert "88.84%" in comparison and "this project" in comparison and "measured here" in comparison
-    assert "supervised warm-up + GRPO (cpu)" in comparison
+    labels = yaml.safe_load((project / "params.yaml").read_text())["profiles"][PROFILE]["warmup"]["labels"]
+    assert f"{method_name('grpo', labels)} ({PROFILE})" in comparison
     errors = (project / "reports/comparison/errors.md").read_text(encoding="utf-8")
-    assert "## F1 per label" in errors and "cpu/grpo" in errors and "agree against the gold label" in errors
+    assert "## F1 per label" in errors and f"{PROFILE}/grpo" in errors and "agree against the gold label" in errors
     assert sum(1 for _ in open(project / "data/split/test.jsonl", encoding="utf-8")) == 776
     # the serve step's smoke answers come in the rows' order, whatever order the server answered in
-    served = json.loads((project / "reports/serve/cpu/server.json").read_text(encoding="utf-8"))
+    served = json.loads((project / f"reports/serve/{PROFILE}/server.json").read_text(encoding="utf-8"))
     with open(project / "data/split/validation.jsonl", encoding="utf-8") as fh:
         first_rows = [json.loads(line)["text"] for line, _ in zip(fh, range(served["smoke"]["rows"]), strict=False)]
     assert [a["text"] for a in served["smoke"]["answers"]] == first_rows
@@ -148,7 +152,7 @@ def test_dvc_repro_runs_every_stage_and_mlflow_records_it(project, env, repro):
     assert len(parents) == 1, [r.data.tags for r in all_runs]
     parent = parents[0]
     assert parent.info.status == "FINISHED" and parent.info.run_name.startswith("dvc repro ")
-    assert parent.data.tags["profile"] == "cpu" and re.fullmatch(r"[0-9a-f]{40}", parent.data.tags["git.commit"])
+    assert parent.data.tags["profile"] == PROFILE and re.fullmatch(r"[0-9a-f]{40}", parent.data.tags["git.commit"])
     children = {r.data.tags["pipeline.step"]: r for r in all_runs if r.data.tags.get("mlflow.parentRunId")}
     assert set(children) == ran
     assert {r.data.tags["mlflow.parentRunId"] for r in children.values()} == {parent.info.run_id}
@@ -161,17 +165,17 @@ def test_dvc_repro_runs_every_stage_and_mlflow_records_it(project, env, repro):
 
     # train: the three models, the reward history, and all of it in the train run
     for model in ("base", "warmup", "grpo"):
-        assert (project / "models/cpu" / model / "tokenizer.json").is_file(), model
-    assert not list((project / "models/cpu").glob("*.partial"))
-    with open(project / "reports/train/cpu/reward_history.csv", encoding="utf-8") as fh:
+        assert (project / f"models/{PROFILE}" / model / "tokenizer.json").is_file(), model
+    assert not list((project / f"models/{PROFILE}").glob("*.partial"))
+    with open(project / f"reports/train/{PROFILE}/reward_history.csv", encoding="utf-8") as fh:
         history_rows = list(csv.DictReader(fh))
     assert [int(float(r["step"])) for r in history_rows] == [1, 2]
     assert {"reward", "rewards/format_reward/mean", "rewards/label_reward/mean", "kl"} <= set(history_rows[0])
     assert "step_time" not in history_rows[0]  # wall-clock times are in MLflow, not in DVC's outputs
-    train_metrics = json.loads((project / "reports/train/cpu/metrics.json").read_text())
+    train_metrics = json.loads((project / f"reports/train/{PROFILE}/metrics.json").read_text())
     assert train_metrics["reward"]["first"] == pytest.approx(float(history_rows[0]["reward"]))
     # validated at the start, at eval_steps (2) and at the end: greedy scores and TRL's sampled rewards
-    with open(project / "reports/train/cpu/validation_history.csv", encoding="utf-8") as fh:
+    with open(project / f"reports/train/{PROFILE}/validation_history.csv", encoding="utf-8") as fh:
         evaluations = list(csv.DictReader(fh))
     assert [int(r["step"]) for r in evaluations] == [0, 2]
     assert {"eval_greedy_weighted_f1", "eval_greedy_top_share", "eval_rewards/label_reward/mean"} <= set(evaluations[0])
@@ -185,7 +189,7 @@ def test_dvc_repro_runs_every_stage_and_mlflow_records_it(project, env, repro):
     assert client.get_metric_history(train_run.info.run_id, "grpo/answers/top_share")
     assert len(client.get_metric_history(train_run.info.run_id, "warmup/loss")) >= 1
     assert "grpo/val_weighted_f1" in train_run.data.metrics and "warmup/val_weighted_f1" in train_run.data.metrics
-    assert train_run.data.params["cpu.grpo.loss_type"] == "grpo"
+    assert train_run.data.params[f"{PROFILE}.grpo.loss_type"] == "grpo"
     artifacts = {a.path for a in client.list_artifacts(train_run.info.run_id, "completions")}
     assert artifacts == {"completions/step_00002.json"}  # sample completions every completions_every steps
     artifacts = {a.path for a in client.list_artifacts(train_run.info.run_id, "train")}
@@ -200,14 +204,14 @@ def test_dvc_repro_runs_every_stage_and_mlflow_records_it(project, env, repro):
     } <= artifacts
 
     # the GRPO model is registered, with its validation score, and answers through pyfunc
-    (version,) = client.search_model_versions("name = 'people-relation-cpu'")
+    (version,) = client.search_model_versions(f"name = 'people-relation-{PROFILE}'")
     assert version.run_id == children["train"].info.run_id
-    assert 0 <= float(version.tags["val_weighted_f1"]) <= 1 and version.tags["profile"] == "cpu"
+    assert 0 <= float(version.tags["val_weighted_f1"]) <= 1 and version.tags["profile"] == PROFILE
     import mlflow.pyfunc
     import pandas as pd
 
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
-    model = mlflow.pyfunc.load_model(f"models:/people-relation-cpu/{version.version}")
+    model = mlflow.pyfunc.load_model(f"models:/people-relation-{PROFILE}/{version.version}")
     rows = pd.DataFrame({"text": ["程砚秋与果素瑛生有三子一女。"], "people1": ["程砚秋"], "people2": ["果素瑛"]})
     answers = model.predict(rows)
     assert list(answers.columns) == ["completion", "think", "answer", "format_ok", "error"] and len(answers) == 1
@@ -218,13 +222,13 @@ def test_dvc_repro_runs_every_stage_and_mlflow_records_it(project, env, repro):
 
 
 def test_outputs_round_trip_through_the_dvc_remote(project, env, repro):
-    model = project / "models/cpu/grpo/model.safetensors"
+    model = project / f"models/{PROFILE}/grpo/model.safetensors"
     before = md5(model)
     out = dvc(project, "push", env=env)
     assert re.search(r"\d+ files? pushed", out), out
     assert any((project / ".dvc-storage").rglob("*"))
     shutil.rmtree(project / ".dvc/cache")
-    shutil.rmtree(project / "models/cpu")
+    shutil.rmtree(project / f"models/{PROFILE}")
     shutil.rmtree(project / "data/split")
     dvc(project, "pull", env=env)
     assert md5(model) == before

@@ -98,9 +98,10 @@ def test_deployments_share_one_entrypoint_and_their_params_resolve(project_root,
 
     config = yaml.safe_load((project_root / "prefect.yaml").read_text(encoding="utf-8"))
     deployments = {d["name"]: d for d in config["deployments"]}
-    assert set(deployments) == {"cpu", "qwen2.5-7b", "cpu-rl"}
-    arm = deployments.pop("cpu-rl")  # another profile through train and evaluate
-    assert arm["entrypoint"] == "flows/arm.py:arm_flow" and arm["parameters"] == {"arm": "cpu-rl"}
+    assert set(deployments) == {"cpu", "qwen2.5-7b", "cpu-rl", "cpu-supervised"}
+    for name, profile in (("cpu-rl", "cpu-rl"), ("cpu-supervised", "cpu")):
+        arm = deployments.pop(name)  # another profile through train and evaluate
+        assert arm["entrypoint"] == "flows/arm.py:arm_flow" and arm["parameters"] == {"arm": profile}
     assert {d["entrypoint"] for d in deployments.values()} == {"flows/pipeline.py:pipeline_flow"}
     assert deployments["cpu"]["parameters"]["set_params"] == []
     assert deployments["cpu"]["work_pool"]["name"] != deployments["qwen2.5-7b"]["work_pool"]["name"]
@@ -124,15 +125,16 @@ def test_an_arm_is_another_defined_profile(project_root, settings):
     from flows.arm import check_arm
     from people_relation.params import ParamsError
 
+    own = settings.train.profile
     check_arm(settings, "cpu-rl")
-    with pytest.raises(ParamsError, match="no profile 'tpu'; defined profiles: cpu, cpu-rl"):
+    with pytest.raises(ParamsError, match="no profile 'tpu'; defined profiles: cpu, cpu-prior, cpu-rl"):
         check_arm(settings, "tpu")
     result = subprocess.run(
-        [sys.executable, "-m", "flows.arm", "--profile", "cpu"],
+        [sys.executable, "-m", "flows.arm", "--profile", own],
         cwd=project_root,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 1, result.stderr[-2000:]
-    assert "'cpu' is the pipeline's profile (train.profile); `dvc repro` trains" in result.stderr
+    assert f"'{own}' is the pipeline's profile (train.profile); `dvc repro` trains" in result.stderr

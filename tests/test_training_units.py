@@ -139,3 +139,56 @@ def test_selection_names_the_published_step():
     assert selection(state, "last", "eval_greedy_weighted_f1")["published_step"] == 75
     state.best_global_step = None  # never evaluated after the start: the last step is what there is
     assert selection(state, "best", "eval_greedy_weighted_f1")["published_step"] == 75
+
+
+def test_selection_reports_the_check_half_of_the_chosen_step_and_the_start():
+    from types import SimpleNamespace
+
+    from people_relation.training.grpo import selection
+
+    history = [
+        {"step": 0, "eval_greedy_select_weighted_f1": 0.30, "eval_greedy_check_weighted_f1": 0.31},
+        {"step": 25, "eval_greedy_select_weighted_f1": 0.45, "eval_greedy_check_weighted_f1": 0.38},
+        {"step": 50, "eval_greedy_select_weighted_f1": 0.40, "eval_greedy_check_weighted_f1": 0.44},
+    ]
+    state = SimpleNamespace(best_global_step=25, best_metric=0.45, global_step=50, log_history=history)
+    chosen = selection(state, "best", "eval_greedy_select_weighted_f1")
+    assert chosen["published_step"] == 25 and chosen["best_value"] == 0.45
+    assert chosen["check_metric"] == "eval_greedy_check_weighted_f1"
+    assert (chosen["check_value"], chosen["check_start"]) == (0.38, 0.31)
+
+
+def test_selection_halves_split_each_label_and_keep_duplicate_inputs_together():
+
+    from people_relation.dataset import Example
+    from people_relation.training.grpo import selection_halves
+
+    # pairs of rows 2k, 2k+1 below 20 share an input (and its label)
+    texts = [f"句子{i // 2}" if i < 20 else f"句子{i}" for i in range(80)]
+    rows = [Example(f"r{i}", "validation", i, texts[i], "甲", "乙", LABELS[(i // 2) % 4]) for i in range(80)]
+    halves = selection_halves(rows, seed=0)
+    select, check = halves["select"], halves["check"]
+    assert sorted(select + check) == list(range(80)) and not set(select) & set(check)
+    for label in LABELS[:4]:
+        counts = [sum(rows[i].label == label for i in half) for half in (select, check)]
+        assert abs(counts[0] - counts[1]) <= 2
+    for i in range(0, 20, 2):  # rows 2k and 2k+1 share an input: always on the same side
+        assert (i in select) == (i + 1 in select)
+    assert selection_halves(rows, seed=0) == halves and selection_halves(rows, seed=1) != halves
+
+
+def test_an_epoch_keeps_every_relation_row_and_a_share_of_the_unknown_ones():
+    import random
+
+    from people_relation.dataset import Example
+    from people_relation.training.warmup import epoch_rows
+
+    rows = [Example(f"r{i}", "train", i, f"甲和乙{i}", "甲", "乙", "不知道" if i % 4 else "夫妻") for i in range(400)]
+    everything = epoch_rows(rows, 1.0, random.Random(0))
+    assert everything == rows
+    first, second = (epoch_rows(rows, 0.25, random.Random(seed)) for seed in (0, 1))
+    for epoch in (first, second):
+        assert sum(e.label == "夫妻" for e in epoch) == 100
+        assert sum(e.label == "不知道" for e in epoch) == 75
+        assert [e.id for e in epoch] == [e.id for e in rows if e in epoch]  # the order kept
+    assert first != second  # a fresh draw every epoch

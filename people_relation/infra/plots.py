@@ -87,10 +87,13 @@ def line_chart(
     path: Path,
     dpi: int,
     smooth: int = 1,
+    passes_per_step: float | None = None,
+    ylabel: str | None = None,
 ) -> None:
     """One line per column in ``ys`` (column -> legend label) against column ``x``. With
     ``smooth`` > 1 the raw points are drawn faint and their moving average over ``smooth``
-    points solid, as training curves are read."""
+    points solid, as training curves are read. With ``passes_per_step`` (prompts a step /
+    training rows) a second axis on top counts the passes over the training rows."""
     use_cjk_font()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for column, label in ys.items():
@@ -110,6 +113,11 @@ def line_chart(
         else:
             ax.plot(xs, values, label=label, linewidth=1.2, marker="o" if len(points) < 30 else None, markersize=3)
     ax.set_xlabel(x)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    if passes_per_step:
+        top = ax.secondary_xaxis("top", functions=(lambda s: s * passes_per_step, lambda p: p / passes_per_step))
+        top.set_xlabel("passes over the training rows")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()

@@ -7,7 +7,10 @@ Name-swap augmentation re-draws the two people of a row with probability ``swap_
 
 With ``random_labels`` the label slot of every target is drawn uniformly from the 14
 labels, afresh for each row in each epoch: the model learns the language and the output
-format but nothing about which relation a sentence holds (the start of pure RL).
+format but nothing about which relation a sentence holds (the start of pure RL). With
+``keywords`` every target carries the answer of the keyword rules
+(:mod:`people_relation.keywords`), read from the row's own sentence: the model learns the
+language, the format and a prior from the words of the sentence, never the gold labels.
 
 Checkpoints every epoch into ``checkpoint_dir``; started again after a crash, it resumes
 from the last finished epoch.
@@ -29,6 +32,7 @@ from transformers import PreTrainedTokenizerFast
 
 from people_relation.augment import swap_names
 from people_relation.dataset import Example
+from people_relation.keywords import UNKNOWN, label_pair
 from people_relation.labels import LABELS
 from people_relation.prompt import render_prompt, target_completion
 from people_relation.settings import Warmup
@@ -90,6 +94,16 @@ def length_bucketed_batches(
     return batches
 
 
+def epoch_rows(examples: Sequence[Example], unknown_keep: float, rng: random.Random) -> list[Example]:
+    """The rows of one epoch: every row whose target is a relation, and a ``unknown_keep``
+    share of those whose target is 不知道 (drawn with ``rng``)."""
+    if unknown_keep >= 1.0:
+        return list(examples)
+    unknown = [e for e in examples if e.label == UNKNOWN]
+    kept = set(id(e) for e in rng.sample(unknown, round(len(unknown) * unknown_keep)))
+    return [e for e in examples if e.label != UNKNOWN or id(e) in kept]
+
+
 def cosine_with_warmup(step: int, total: int, warmup: int) -> float:
     if step < warmup:
         return (step + 1) / max(1, warmup)
@@ -106,7 +120,12 @@ def train_warmup(
     on_log: Callable[[dict[str, float], int], None] = lambda metrics, step: None,
 ) -> None:
     names = sorted({e.people1 for e in examples} | {e.people2 for e in examples})
-    steps_per_epoch = len(length_bucketed_batches(examples, settings.batch_size, random.Random(0)))
+    if settings.labels == "keywords":
+        # from the original sentence, before any name swap (the swap keeps the words around the names)
+        examples = [dataclasses.replace(e, label=label_pair(e.text, e.people1, e.people2)) for e in examples]
+    # the same number of rows every epoch (a fixed share of the 不知道 rows)
+    rows_per_epoch = len(epoch_rows(examples, settings.unknown_keep, random.Random(0)))
+    steps_per_epoch = math.ceil(rows_per_epoch / settings.batch_size)
     total = steps_per_epoch * settings.epochs
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -124,7 +143,7 @@ def train_warmup(
     step = first_epoch * steps_per_epoch
     for epoch in range(first_epoch, settings.epochs):
         rng = random.Random(settings.seed * 1000 + epoch)
-        batches = length_bucketed_batches(examples, settings.batch_size, rng)
+        batches = length_bucketed_batches(epoch_rows(examples, settings.unknown_keep, rng), settings.batch_size, rng)
         model.train()
         start, running = time.monotonic(), 0.0
         for b, rows in enumerate(batches):

@@ -30,7 +30,7 @@ rehearse: setup
 pipeline: setup
 	dvc repro
 
-## arm: another profile (ARM=cpu-rl: pure RL) through train and evaluate, then the report with it
+## arm: another profile (ARM=cpu: supervised start; ARM=cpu-rl: random start) through train and evaluate, then the report with it
 ARM ?= cpu-rl
 arm: setup
 	python -m flows.arm --profile $(ARM)
@@ -79,8 +79,8 @@ worker: setup
 serve: setup
 	python -m flows.serve --hold
 
-## model-serve: the registry's champion (PROFILE_CPU=cpu) behind mlflow models serve on 127.0.0.1:5001
-PROFILE_CPU ?= cpu
+## model-serve: the registry's champion (PROFILE_CPU=cpu-prior, the pipeline's profile) behind mlflow models serve on 127.0.0.1:5001
+PROFILE_CPU ?= cpu-prior
 .PHONY: model-serve
 model-serve: setup
 	MLFLOW_TRACKING_URI=sqlite:///mlflow.db MLFLOW_DISABLE_TELEMETRY=true HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false \

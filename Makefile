@@ -30,8 +30,8 @@ rehearse: setup
 pipeline: setup
 	dvc repro
 
-## arm: another profile (ARM=cpu: supervised start; ARM=cpu-rl: random start) through train and evaluate, then the report with it
-ARM ?= cpu-rl
+## arm: another profile (ARM=cpu-prior: a start from keyword rules; ARM=cpu-rl: a random start) through train and evaluate, then the report with it
+ARM ?= cpu-prior
 arm: setup
 	python -m flows.arm --profile $(ARM)
 	dvc repro
@@ -79,8 +79,8 @@ worker: setup
 serve: setup
 	python -m flows.serve --hold
 
-## model-serve: the registry's champion (PROFILE_CPU=cpu-prior, the pipeline's profile) behind mlflow models serve on 127.0.0.1:5001
-PROFILE_CPU ?= cpu-prior
+## model-serve: the registry's champion (PROFILE_CPU=cpu, the pipeline's profile) behind mlflow models serve on 127.0.0.1:5001
+PROFILE_CPU ?= cpu
 .PHONY: model-serve
 model-serve: setup
 	MLFLOW_TRACKING_URI=sqlite:///mlflow.db MLFLOW_DISABLE_TELEMETRY=true HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false \

@@ -98,5 +98,6 @@ def test_a_name_missing_from_the_text_is_unknown() -> None:
 def test_every_word_maps_to_a_label() -> None:
     assert set(CUES) == set(LABELS) - {"不知道"}
     words = {w for ws in CUES.values() for w in ws}
+    assert len(words) == sum(len(ws) for ws in CUES.values()), "a word listed under two labels"
     assert MUTUAL <= words
     assert set(SHARED_HEAD.values()) <= set(LABELS)

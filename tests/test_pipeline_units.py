@@ -98,8 +98,8 @@ def test_deployments_share_one_entrypoint_and_their_params_resolve(project_root,
 
     config = yaml.safe_load((project_root / "prefect.yaml").read_text(encoding="utf-8"))
     deployments = {d["name"]: d for d in config["deployments"]}
-    assert set(deployments) == {"cpu", "qwen2.5-7b", "cpu-rl", "cpu-supervised"}
-    for name, profile in (("cpu-rl", "cpu-rl"), ("cpu-supervised", "cpu")):
+    assert set(deployments) == {"cpu", "qwen2.5-7b", "cpu-rl", "cpu-prior"}
+    for name, profile in (("cpu-rl", "cpu-rl"), ("cpu-prior", "cpu-prior")):
         arm = deployments.pop(name)  # another profile through train and evaluate
         assert arm["entrypoint"] == "flows/arm.py:arm_flow" and arm["parameters"] == {"arm": profile}
     assert {d["entrypoint"] for d in deployments.values()} == {"flows/pipeline.py:pipeline_flow"}

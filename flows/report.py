@@ -26,12 +26,12 @@ from prefect import flow, get_run_logger
 from flows.cli import run
 from people_relation.comparison import ArmModel, Row, comparison_rows, error_report, markdown_table, method_name
 from people_relation.infra.io import project_path, read_json, read_jsonl, read_numeric_csv, read_settings, staged_dir
+from people_relation.infra.paths import metrics_path, train_paths
 from people_relation.infra.plots import arm_curves, comparison_bars
 from people_relation.infra.tracking import mlflow_run, parent_run_id
 from people_relation.metrics import bootstrap_interval
 from people_relation.params import ParamsError
-from people_relation.paths import metrics_path, train_paths
-from people_relation.predictions import PREDICTIONS
+from people_relation.predictions import PREDICTIONS, scored_answer
 from people_relation.settings import Evaluate, Intervals, Profile, Settings
 
 SUMMARY_METRICS = ("weighted_f1", "macro_f1", "accuracy", "invalid_rate")
@@ -93,17 +93,13 @@ def arm_models(settings: Settings, name: str) -> list[ArmModel]:
                 model=model_label(prof, name),
                 test=scores,
                 validation_f1=(validated.get(phase) or {}).get("weighted_f1"),
-                test_ci=interval(intervals, [r["label"] for r in test], [answer_of(r) for r in test]),
+                test_ci=interval(intervals, [r["label"] for r in test], [scored_answer(r) for r in test]),
                 validation_ci=interval(intervals, [r["label"] for r in val_rows], [r[phase] for r in val_rows])
                 if val_rows and phase in val_rows[0]
                 else None,
             )
         )
     return models
-
-
-def answer_of(record: dict[str, Any]) -> str | None:
-    return str(record["answer"]) if record.get("valid") else None
 
 
 def predictions_path(evaluate: Evaluate, arm: str, phase: str) -> Path:

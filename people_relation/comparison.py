@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from people_relation.labels import LABELS
 from people_relation.metrics import normalise_prediction, per_label_f1, scores
+from people_relation.predictions import scored_answer
 
 Interval = tuple[float, float]
 
@@ -145,10 +146,7 @@ def error_report(
     """
     ids = list(gold)
     labels = [gold[i]["label"] for i in ids]
-    predicted = {
-        name: [normalise_prediction(str(r[i]["answer"]) if r[i].get("valid") else None) for i in ids]
-        for name, r in answers.items()
-    }
+    predicted = {name: [normalise_prediction(scored_answer(r[i])) for i in ids] for name, r in answers.items()}
     if baseline is not None:
         predicted["baseline"] = [baseline[i] for i in ids]
     names = list(predicted)

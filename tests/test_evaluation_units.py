@@ -20,6 +20,8 @@ from people_relation.comparison import (
     method_name,
 )
 from people_relation.dataset import Example
+from people_relation.errors import ServerError
+from people_relation.infra.processes import pick_port
 from people_relation.labels import LABELS
 from people_relation.metrics import (
     INVALID,
@@ -34,7 +36,6 @@ from people_relation.predictions import FIELDS, missing, ordered, read_records, 
 from people_relation.query import QueryError, make_query
 from people_relation.serving.client import Sampling, request_body
 from people_relation.serving.commands import serve_command, serve_env
-from people_relation.serving.server import ServerError, pick_port
 from people_relation.settings import parse_settings, with_values
 
 

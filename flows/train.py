@@ -35,7 +35,7 @@ from people_relation.infra.io import (
 from people_relation.infra.paths import split_file, train_paths
 from people_relation.infra.tracking import flatten, mlflow_run, tracking_uri
 from people_relation.monitor import reward_summary, validation_summary
-from tasks.train import build_scratch_model, draw_charts, grpo, plan, register, validate, warm_up
+from tasks.train import build_scratch_model, draw_charts, grpo, plan, preflight_report, register, validate, warm_up
 
 
 def log_validation(phase: str, scores: dict[str, float], completions: list[str]) -> None:
@@ -154,7 +154,7 @@ def _instead(args: argparse.Namespace) -> bool:
     settings = read_settings(args.params_file)
     name = settings.profile_name(args.profile_name)
     if preflight:
-        text, passed = preflight(settings, name)
+        text, passed = preflight_report(settings, name)
         print(text)
         if not passed:
             sys.exit(1)

@@ -72,7 +72,7 @@ def plan(settings: Settings, name: str, params_file: str) -> dict[str, Any]:
     }
 
 
-def preflight(settings: Settings, name: str) -> tuple[str, bool]:
+def preflight_report(settings: Settings, name: str) -> tuple[str, bool]:
     """This machine checked for profile ``name`` (GPUs, driver, model, ports, disk): the
     report, and whether every check passed. Imports nothing of the GPU stack it checks."""
     from people_relation.training.preflight import report, run_checks, trl_vllm_range

@@ -93,7 +93,7 @@ load-test: setup
 
 ## demo: a web page asking the trained model (params.yaml `demo`); SERVER_URL=http://HOST:PORT/v1 asks a running server
 demo: setup
-	python -m flows.demo $(if $(SERVER_URL),--url $(SERVER_URL))
+	python -m apps.demo $(if $(SERVER_URL),--url $(SERVER_URL))
 
 ## benchmark: evaluation through the vLLM server vs transformers generate (run it alone)
 benchmark: setup

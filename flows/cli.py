@@ -1,9 +1,10 @@
 """Run a step flow as a command: ``python -m flows.<step> [--params-file FILE] [...]``.
 
-Bad data or bad params end the command with status 1 and one plain message that says what
-is wrong, where, and how to fix it (retrying cannot help). A server that could not start or
-stopped answering ends it with status 75 (EX_TEMPFAIL: trying again may work, and a re-run
-resumes). Anything else keeps its full traceback.
+Every command keeps the exit-status contract of :mod:`people_relation.errors`: bad data or
+bad params end it with status 1 and one plain message that says what is wrong, where, and how
+to fix it (retrying cannot help); a server that could not start or stopped answering ends it
+with status 75 (EX_TEMPFAIL: trying again may work, and a re-run resumes). Anything else
+keeps its full traceback.
 
 When the Prefect ``pipeline`` flow runs the step (through ``dvc repro``), the step's own
 flow run is tagged ``pipeline-run:<its flow-run id>`` so the UI shows them together.
@@ -18,16 +19,8 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
 
-from people_relation.dataset import DataError
-from people_relation.params import ParamsError
-from people_relation.pipeline import EXIT_TRANSIENT
-from people_relation.serving.errors import EvaluationInterrupted, ServerError
+from people_relation.errors import exit_status
 
-# Failures whose message says everything (what, where, how to fix): no traceback needed.
-PERMANENT_ERRORS = (DataError, ParamsError)
-TRANSIENT_ERRORS = (ServerError, EvaluationInterrupted)
-USER_ERRORS = PERMANENT_ERRORS + TRANSIENT_ERRORS
-EXIT_PERMANENT = 1
 PIPELINE_FLOW_RUN_ENV = "PEOPLE_RELATION_PIPELINE_FLOW_RUN_ID"
 
 
@@ -56,6 +49,10 @@ def run(
         if not instead(args):
             with pipeline_tags():
                 flow(**vars(args))
-    except USER_ERRORS as err:
+    except Exception as err:
+        status = exit_status(err)
+        if status is None:  # not one of ours: a bug, whose traceback shows where
+            raise
+        # the message says everything (what, where, how to fix): no traceback needed
         print(f"\nerror: {err}", file=sys.stderr)
-        sys.exit(EXIT_TRANSIENT if isinstance(err, TRANSIENT_ERRORS) else EXIT_PERMANENT)
+        sys.exit(status)

@@ -26,12 +26,18 @@ from prefect import flow, get_run_logger
 
 from flows.cli import run
 from people_relation.infra.data import read_examples
-from people_relation.infra.io import fingerprint, project_path, read_settings, staged_dir, write_json_atomic
+from people_relation.infra.io import (
+    claim_checkpoint_dir,
+    fingerprint,
+    project_path,
+    read_settings,
+    staged_dir,
+    write_json_atomic,
+)
+from people_relation.infra.paths import metrics_path, split_file, train_paths
 from people_relation.infra.tracking import mlflow_run
-from people_relation.paths import metrics_path, split_file, train_paths
 from people_relation.predictions import PREDICTIONS, ordered, read_records
 from people_relation.settings import Evaluate, Settings
-from people_relation.training.grpo import claim_checkpoint_dir
 from tasks.evaluate import answer, score
 
 

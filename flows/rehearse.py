@@ -24,9 +24,9 @@ from prefect import flow, get_run_logger
 
 from flows.cli import run
 from people_relation.infra.io import fingerprint, project_path, read_numeric_csv, read_project_params, write_json
-from people_relation.paths import train_paths
-from people_relation.recipe import batch_arithmetic
+from people_relation.infra.paths import train_paths
 from people_relation.settings import StandIn, parse_settings
+from people_relation.training.recipe import batch_arithmetic
 from people_relation.training.rehearsal import build_stand_in, rehearsal_params
 
 STAND_IN = "stand_in"

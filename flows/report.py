@@ -24,14 +24,23 @@ import mlflow
 from prefect import flow, get_run_logger
 
 from flows.cli import run
-from people_relation.comparison import ArmModel, Row, comparison_rows, error_report, markdown_table, method_name
+from people_relation.comparison import (
+    ArmModel,
+    Difference,
+    Row,
+    comparison_rows,
+    differences_table,
+    error_report,
+    markdown_table,
+    method_name,
+)
 from people_relation.infra.io import project_path, read_json, read_jsonl, read_numeric_csv, read_settings, staged_dir
+from people_relation.infra.paths import metrics_path, train_paths
 from people_relation.infra.plots import arm_curves, comparison_bars
 from people_relation.infra.tracking import mlflow_run, parent_run_id
-from people_relation.metrics import bootstrap_interval
+from people_relation.metrics import bootstrap_difference, bootstrap_interval
 from people_relation.params import ParamsError
-from people_relation.paths import metrics_path, train_paths
-from people_relation.predictions import PREDICTIONS
+from people_relation.predictions import PREDICTIONS, scored_answer
 from people_relation.settings import Evaluate, Intervals, Profile, Settings
 
 SUMMARY_METRICS = ("weighted_f1", "macro_f1", "accuracy", "invalid_rate")
@@ -93,7 +102,7 @@ def arm_models(settings: Settings, name: str) -> list[ArmModel]:
                 model=model_label(prof, name),
                 test=scores,
                 validation_f1=(validated.get(phase) or {}).get("weighted_f1"),
-                test_ci=interval(intervals, [r["label"] for r in test], [answer_of(r) for r in test]),
+                test_ci=interval(intervals, [r["label"] for r in test], [scored_answer(r) for r in test]),
                 validation_ci=interval(intervals, [r["label"] for r in val_rows], [r[phase] for r in val_rows])
                 if val_rows and phase in val_rows[0]
                 else None,
@@ -102,8 +111,59 @@ def arm_models(settings: Settings, name: str) -> list[ArmModel]:
     return models
 
 
-def answer_of(record: dict[str, Any]) -> str | None:
-    return str(record["answer"]) if record.get("valid") else None
+PHASE_NAMES = {"warmup": "warm-up", "base": "base model", "grpo": "GRPO"}
+
+
+def paired_differences(settings: Settings, name: str) -> list[Difference]:
+    """What GRPO changed in arm ``name``, each difference on the same rows with its paired
+    interval: GRPO against the arm's start (its other evaluated model), and against the
+    keyword rules, on validation and test. Empty for an arm without a GRPO model."""
+    tested = read_json(metrics_path(settings.evaluate, name))
+    phases = [p for p, s in tested.items() if isinstance(s, dict) and "weighted_f1" in s]
+    if "grpo" not in phases:
+        return []
+    paths = train_paths(settings, name)
+    val = read_jsonl(paths.validation_answers) if paths.validation_answers.is_file() else []
+    test = {
+        p: {r["id"]: scored_answer(r) for r in read_jsonl(predictions_path(settings.evaluate, name, p))} for p in phases
+    }
+    gold = {r["id"]: r["label"] for r in read_jsonl(predictions_path(settings.evaluate, name, "grpo"))}
+    i = settings.report.intervals
+
+    def diff(rows: dict[str, str], first: dict[str, str | None], second: dict[str, str | None]):
+        ids = sorted(set(rows) & set(first) & set(second))
+        if not ids:
+            return None
+        return bootstrap_difference(
+            [rows[k] for k in ids], [first[k] for k in ids], [second[k] for k in ids], i.resamples, i.level, i.seed
+        )
+
+    val_gold = {r["id"]: r["label"] for r in val}
+    val_said = {p: {r["id"]: r[p] for r in val if p in r} for p in phases}
+    out = []
+    for start in (p for p in phases if p != "grpo"):
+        out.append(
+            Difference(
+                name,
+                f"GRPO − {PHASE_NAMES.get(start, start)}",
+                diff(val_gold, val_said["grpo"], val_said[start]),
+                diff(gold, test["grpo"], test[start]),
+            )
+        )
+    rules = project_path(settings.baseline.reports_dir) / "keyword_predictions.jsonl"
+    if rules.is_file():
+        said = {s: {} for s in ("validation", "test")}
+        for r in read_jsonl(rules):
+            said[r["split"]][r["id"]] = r["predicted"]
+        out.append(
+            Difference(
+                name,
+                "GRPO − keyword rules",
+                diff(val_gold, val_said["grpo"], said["validation"]),
+                diff(gold, test["grpo"], said["test"]),
+            )
+        )
+    return out
 
 
 def predictions_path(evaluate: Evaluate, arm: str, phase: str) -> Path:
@@ -160,7 +220,14 @@ def report_flow(params_file: str = "params.yaml") -> list[dict]:
     baseline_dir = project_path(settings.baseline.reports_dir)
     baseline = read_json(baseline_dir / "metrics.json") if (baseline_dir / "metrics.json").is_file() else None
     rows = comparison_rows(models, baseline_rows(settings))
-    table = markdown_table(rows, settings.report.intervals.level)
+    level = settings.report.intervals.level
+    table = markdown_table(rows, level)
+    differences = [d for name in names for d in paired_differences(settings, name)]
+    if differences:
+        table += (
+            "\nWhat GRPO changed, paired: the difference of weighted F1 on the same rows, each with"
+            " the interval of the same resampled rows for both models.\n\n" + differences_table(differences, level)
+        )
     answers = {m.name: predictions(settings.evaluate, m) for m in models}
     shared = set.intersection(*(set(a) for a in answers.values()))
     if not shared:

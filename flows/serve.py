@@ -11,8 +11,6 @@ To keep serving for other clients: ``python -m flows.serve --hold`` (Ctrl-C stop
 from __future__ import annotations
 
 import argparse
-import signal
-import time
 from typing import Any
 
 import mlflow
@@ -20,39 +18,12 @@ from prefect import flow, get_run_logger
 
 from flows.cli import run
 from people_relation.infra.io import project_path, read_settings, write_json_atomic
+from people_relation.infra.paths import train_paths
 from people_relation.infra.tracking import mlflow_run
-from people_relation.paths import train_paths
-from people_relation.serving.server import Server, served_model
-from tasks.serve import smoke_check
+from tasks.serve import serve_until_stopped, served_model, smoke_check
 
 REPORT_FILE = "server.json"
 LOG_FILE = "server.log"
-
-
-def _requested_stop(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-def serve_until_stopped(server: Server) -> None:
-    """Serve until Ctrl-C or SIGTERM (both a requested stop: the run completes), or until
-    the server dies (the run fails)."""
-    logger = get_run_logger()
-    logger.info(
-        "Serving %r at %s (API key %s). Ctrl-C stops the server.",
-        server.model,
-        server.base_url,
-        "required" if server.api_key else "not required",
-    )
-    previous = signal.signal(signal.SIGTERM, _requested_stop)
-    try:
-        while server.alive():
-            time.sleep(1)
-    except KeyboardInterrupt:
-        logger.info("Stopping the server")
-        return
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    raise RuntimeError(f"the vLLM server exited on its own; see {server.log_path}")
 
 
 @flow(name="serve", log_prints=True)

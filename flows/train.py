@@ -32,11 +32,10 @@ from people_relation.infra.io import (
     write_json,
     write_jsonl,
 )
+from people_relation.infra.paths import split_file, train_paths
 from people_relation.infra.tracking import flatten, mlflow_run, tracking_uri
 from people_relation.monitor import reward_summary, validation_summary
-from people_relation.paths import split_file, train_paths
-from people_relation.recipe import plan
-from tasks.train import build_scratch_model, draw_charts, grpo, register, validate, warm_up
+from tasks.train import build_scratch_model, draw_charts, grpo, plan, preflight_report, register, validate, warm_up
 
 
 def log_validation(phase: str, scores: dict[str, float], completions: list[str]) -> None:
@@ -155,11 +154,9 @@ def _instead(args: argparse.Namespace) -> bool:
     settings = read_settings(args.params_file)
     name = settings.profile_name(args.profile_name)
     if preflight:
-        from people_relation.training.preflight import report, run_checks, trl_vllm_range
-
-        checks = run_checks(settings, name, trl_vllm_range())
-        print(report(checks))
-        if not all(c.ok for c in checks):
+        text, passed = preflight_report(settings, name)
+        print(text)
+        if not passed:
             sys.exit(1)
         return True
     the_plan = plan(settings, name, args.params_file)

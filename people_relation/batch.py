@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from people_relation.dataset import Example
+from people_relation.errors import RefusedInput
 from people_relation.labels import LABELS, is_label
 from people_relation.metrics import scores
 from people_relation.parsing import parse_completion
@@ -50,7 +51,7 @@ OUTPUT_FIELDS: tuple[str, ...] = (
 )
 
 
-class BatchError(ValueError):
+class BatchError(RefusedInput):
     """The input or output file as a whole cannot be used; the message says how to fix it."""
 
 
@@ -167,7 +168,7 @@ def answered_record(row: BatchRow, completion: str) -> dict[str, Any]:
     parsed = parse_completion(completion)
     return _record(
         row,
-        label=parsed.answer if parsed.format_ok and parsed.answer_is_label else None,
+        label=parsed.label,
         format_ok=parsed.format_ok,
         reasoning=parsed.think,
         completion=completion,

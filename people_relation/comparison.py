@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from people_relation.labels import LABELS
 from people_relation.metrics import normalise_prediction, per_label_f1, scores
+from people_relation.predictions import scored_answer
 
 Interval = tuple[float, float]
 
@@ -123,6 +124,31 @@ def markdown_table(rows: Sequence[Row], level: float = 0.95) -> str:
     return "\n".join(lines) + "\n"
 
 
+@dataclass(frozen=True)
+class Difference:
+    """A paired difference of weighted F1 between two models of an arm (or a model and the
+    keyword rules), on each split: (difference, low, high), None where not measured."""
+
+    arm: str
+    comparison: str
+    validation: tuple[float, float, float] | None
+    test: tuple[float, float, float] | None
+
+
+def differences_table(rows: Sequence[Difference], level: float = 0.95) -> str:
+    """Markdown: each difference with its paired bootstrap interval."""
+
+    def cell(d: tuple[float, float, float] | None) -> str:
+        return "" if d is None else f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]"
+
+    lines = [
+        f"| arm | difference | validation [{level:.0%} interval] | test [{level:.0%} interval] |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {r.arm} | {r.comparison} | {cell(r.validation)} | {cell(r.test)} |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -145,10 +171,7 @@ def error_report(
     """
     ids = list(gold)
     labels = [gold[i]["label"] for i in ids]
-    predicted = {
-        name: [normalise_prediction(str(r[i]["answer"]) if r[i].get("valid") else None) for i in ids]
-        for name, r in answers.items()
-    }
+    predicted = {name: [normalise_prediction(scored_answer(r[i])) for i in ids] for name, r in answers.items()}
     if baseline is not None:
         predicted["baseline"] = [baseline[i] for i in ids]
     names = list(predicted)

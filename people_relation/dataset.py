@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from people_relation.errors import PermanentError
 from people_relation.labels import LABELS, is_label
 from people_relation.prompt import control_token_problem
 
@@ -22,7 +23,7 @@ SPLITS: tuple[str, ...] = ("train", "test")
 MAX_PROBLEMS_SHOWN = 20
 
 
-class DataError(ValueError):
+class DataError(PermanentError):
     """The data is missing or malformed; the message says where and how to fix it."""
 
 

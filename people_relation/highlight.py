@@ -1,6 +1,6 @@
 """Where the two people of a query occur in its sentence, to show them highlighted.
 
-Pure functions, so the demo page (``flows/demo.py``) only renders and the rules (overlaps,
+Pure functions, so the demo page (``apps/demo.py``) only renders and the rules (overlaps,
 one name inside the other, HTML escaping) are tested without a browser.
 """
 

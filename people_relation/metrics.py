@@ -93,3 +93,24 @@ def bootstrap_interval(
     tail = (1 - level) / 2
     low, high = np.quantile(resampled_weighted_f1(gold, predicted, draws), [tail, 1 - tail])
     return float(low), float(high)
+
+
+def bootstrap_difference(
+    gold: Sequence[str],
+    first: Sequence[str | None],
+    second: Sequence[str | None],
+    resamples: int,
+    level: float,
+    seed: int,
+) -> tuple[float, float, float]:
+    """The weighted F1 of ``first`` minus that of ``second`` on the same rows, and its
+    percentile interval when the rows are resampled (the same draws for both: paired, so the
+    rows both models get right or wrong cancel out)."""
+    import numpy as np
+
+    draws = np.random.default_rng(seed).integers(0, len(gold), size=(resamples, len(gold)))
+    diffs = resampled_weighted_f1(gold, first, draws) - resampled_weighted_f1(gold, second, draws)
+    tail = (1 - level) / 2
+    low, high = np.quantile(diffs, [tail, 1 - tail])
+    point = scores(gold, first)["weighted_f1"] - scores(gold, second)["weighted_f1"]
+    return float(point), float(low), float(high)

@@ -15,8 +15,10 @@ from typing import Any
 
 from ruamel.yaml import YAML, YAMLError
 
+from people_relation.errors import PermanentError
 
-class ParamsError(ValueError):
+
+class ParamsError(PermanentError):
     """A parameter is missing, unknown or has the wrong type; the message names it."""
 
 

@@ -40,8 +40,10 @@ class ParsedCompletion:
     format_ok: bool
 
     @property
-    def answer_is_label(self) -> bool:
-        return self.answer is not None and is_label(self.answer)
+    def label(self) -> str | None:
+        """The relation the model answered: the answer when the format held and it is one of
+        the 14 labels, else None. The one rule every scorer, reward and display uses."""
+        return self.answer if self.format_ok and self.answer is not None and is_label(self.answer) else None
 
 
 def _has_tag(part: str) -> bool:

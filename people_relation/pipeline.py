@@ -9,9 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-# python -m flows.<step> exits with 75 (EX_TEMPFAIL) when the failure can pass (a server that
-# did not start or stopped answering) and with 1 for bad data or params.
-EXIT_TRANSIENT = 75
+from people_relation.errors import EXIT_TRANSIENT  # a failed step that may pass when run again
 
 _EXITED = re.compile(r"failed to run: .*?, exited with (-?\d+)")
 

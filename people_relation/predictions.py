@@ -48,7 +48,7 @@ def record(example: Example, completion: str, latency_s: float) -> dict[str, Any
         "answer": parsed.answer,
         "format_ok": parsed.format_ok,
         # What is scored: the format held and the answer is one of the labels.
-        "valid": parsed.format_ok and parsed.answer_is_label,
+        "valid": parsed.label is not None,
         "latency_s": round(latency_s, 4),
     }
 
@@ -88,8 +88,9 @@ def rewrite_clean(path: Path, records: Iterable[dict[str, Any]]) -> None:
 
 
 def scored_answer(row: dict[str, Any]) -> str | None:
-    """The answer a record is scored with: None (a wrong prediction) unless it is valid."""
-    return row["answer"] if row["valid"] else None
+    """The label a stored record answers (see ``ParsedCompletion.label``): its answer when
+    valid, else None (a wrong prediction)."""
+    return row["answer"] if row.get("valid") else None
 
 
 def missing(examples: Sequence[Example], done: dict[str, dict[str, Any]]) -> list[Example]:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from people_relation.dataset import Example
+from people_relation.errors import RefusedInput
 from people_relation.prompt import control_token_problem
 
 
-class QueryError(ValueError):
+class QueryError(RefusedInput):
     """The sentence or the names cannot be classified; the message says what to change."""
 
 

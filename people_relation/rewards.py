@@ -36,7 +36,7 @@ def format_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
         parsed = parse_completion(completion_text(completion))
         if not parsed.format_ok:
             rewards.append(NO_FORMAT)
-        elif parsed.answer_is_label:
+        elif parsed.label is not None:
             rewards.append(FORMAT_AND_LABEL)
         else:
             rewards.append(FORMAT_ONLY)
@@ -54,7 +54,7 @@ def label_reward(completions: Sequence[Any], label: Sequence[str], **kwargs: Any
     rewards = []
     for completion, gold in zip(completions, label, strict=True):
         parsed = parse_completion(completion_text(completion))
-        rewards.append(CORRECT if parsed.format_ok and parsed.answer == gold else WRONG)
+        rewards.append(CORRECT if parsed.label == gold else WRONG)
     return rewards
 
 

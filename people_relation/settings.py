@@ -217,7 +217,7 @@ class Predict(Section):
 
 
 class Demo(Section):
-    """The demo page (``make demo``, ``flows/demo.py``): where it listens, which examples it offers."""
+    """The demo page (``make demo``, ``apps/demo.py``): where it listens, which examples it offers."""
 
     host: str
     port: Port

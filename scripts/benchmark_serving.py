@@ -27,8 +27,8 @@ configure()  # before MLflow and vLLM's client are imported
 
 from people_relation.infra.data import read_examples  # noqa: E402
 from people_relation.infra.io import PROJECT_ROOT, project_path, read_settings, write_json  # noqa: E402
+from people_relation.infra.paths import split_file, train_paths  # noqa: E402
 from people_relation.parsing import parse_completion  # noqa: E402
-from people_relation.paths import split_file, train_paths  # noqa: E402
 from people_relation.predictions import read_records  # noqa: E402
 from people_relation.serving.client import answer_rows  # noqa: E402
 from people_relation.serving.server import served_model  # noqa: E402

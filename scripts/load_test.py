@@ -40,7 +40,7 @@ import psutil  # noqa: E402
 
 from people_relation.infra.data import read_examples  # noqa: E402
 from people_relation.infra.io import project_path, read_settings, write_json  # noqa: E402
-from people_relation.paths import split_file, train_paths  # noqa: E402
+from people_relation.infra.paths import split_file, train_paths  # noqa: E402
 from people_relation.serving.client import ask, make_client  # noqa: E402
 from people_relation.serving.server import served_model  # noqa: E402
 from people_relation.settings import ClientSettings  # noqa: E402

@@ -23,7 +23,9 @@ UV_VERSION=0.13.9
 
 log() { printf '[setup] %s\n' "$*"; }
 
-fingerprint() { cat "$LOCK" scripts/setup.sh | sha256sum | cut -d' ' -f1; }
+# the lock, this script and the package list (pyproject.toml): a new code package needs the
+# editable install made again
+fingerprint() { cat "$LOCK" scripts/setup.sh pyproject.toml | sha256sum | cut -d' ' -f1; }
 
 install_python_packages() {
   if [ -f "$VENV/.setup-stamp" ] && [ "$(cat "$VENV/.setup-stamp")" = "$(fingerprint)" ]; then

@@ -7,9 +7,9 @@ from prefect import task
 
 from people_relation.baseline import fit_predict
 from people_relation.infra.data import read_examples
+from people_relation.infra.paths import split_file
 from people_relation.keywords import UNKNOWN, explain_pair
 from people_relation.metrics import report_text, scores
-from people_relation.paths import split_file
 from people_relation.settings import Baseline, Split
 
 KEYWORD_METHOD = "keyword rules, no training"

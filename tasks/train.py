@@ -17,10 +17,16 @@ from prefect import get_run_logger, task
 
 from people_relation.infra.data import read_examples
 from people_relation.infra.io import PROJECT_ROOT, fingerprint, staged_dir
+from people_relation.infra.paths import TrainPaths, split_file, train_paths
 from people_relation.infra.processes import stream
-from people_relation.paths import TrainPaths, split_file
-from people_relation.recipe import launch_command, vllm_server_command
+from people_relation.serving.commands import serving_plan
 from people_relation.settings import Model, Profile, Settings, Split, Warmup
+from people_relation.training.recipe import (
+    batch_arithmetic,
+    grpo_config_kwargs,
+    launch_command,
+    vllm_server_command,
+)
 
 REWARD_CURVE_FILE = "reward_curve.png"
 VALIDATION_CURVE_FILE = "validation_curve.png"
@@ -42,6 +48,37 @@ VALIDATION_CURVES = {
 }
 # lines of the GRPO process that go to the run log (the rest is printed: progress bars, warnings)
 GRPO_LOG_MARKERS = (" people_relation.training.grpo: ", " grpo: ", "Error")
+
+
+def plan(settings: Settings, name: str, params_file: str) -> dict[str, Any]:
+    """Everything a train run of profile ``name`` would do, resolved, without doing it."""
+    prof = settings.profile(name)
+    paths = train_paths(settings, name)
+    server = vllm_server_command(prof, str(paths.start_model))
+    gpus = ",".join(str(g) for g in (prof.vllm.gpus or [])) if prof.vllm else ""
+    return {
+        "profile": name,
+        "start_model": str(paths.start_model),
+        "warmup": prof.warmup.enabled,
+        "batch": batch_arithmetic(prof),
+        "max_prompt_length": prof.grpo.max_prompt_length,  # checked, never cut (training.grpo)
+        "grpo_config": grpo_config_kwargs(prof, str(paths.checkpoints)),
+        "vllm_server_command": [f"CUDA_VISIBLE_DEVICES={gpus}", *server] if server else None,
+        "train_command": launch_command(prof, name, params_file),
+        "final_model": str(paths.final_model),
+        "validation": prof.validation.model_dump(exclude_unset=True),
+        "register_model": prof.register_model,
+        "serve_command": serving_plan(settings, prof, paths.final_model),
+    }
+
+
+def preflight_report(settings: Settings, name: str) -> tuple[str, bool]:
+    """This machine checked for profile ``name`` (GPUs, driver, model, ports, disk): the
+    report, and whether every check passed. Imports nothing of the GPU stack it checks."""
+    from people_relation.training.preflight import report, run_checks, trl_vllm_range
+
+    checks = run_checks(settings, name, trl_vllm_range())
+    return report(checks), all(c.ok for c in checks)
 
 
 @task(name="build-scratch-model")
@@ -70,7 +107,7 @@ def warm_up(split: Split, warmup: Warmup, paths: TrainPaths, run_id: str) -> Non
     import mlflow
     import torch
 
-    from people_relation.training.grpo import claim_checkpoint_dir
+    from people_relation.infra.io import claim_checkpoint_dir
     from people_relation.training.models import load_causal_lm, save_model
     from people_relation.training.tokenizer import load_tokenizer
     from people_relation.training.warmup import train_warmup
@@ -100,7 +137,8 @@ def generation_server(settings: Settings, prof: Profile, model: str, log_path: P
     if command is None:
         yield
         return
-    from people_relation.serving.server import pick_port, vllm_server
+    from people_relation.infra.processes import pick_port
+    from people_relation.serving.server import vllm_server
 
     vllm = prof.vllm
     assert vllm is not None and vllm.host and vllm.port and vllm.group_port  # the settings check for server mode
@@ -123,7 +161,7 @@ def generation_server(settings: Settings, prof: Profile, model: str, log_path: P
 @task(name="grpo", retries=0)
 def grpo(settings: Settings, params_file: str, name: str, paths: TrainPaths, run_id: str, tracking_uri: str) -> None:
     """Run the GRPO process (plain, or under accelerate launch) and stream its log."""
-    from people_relation.serving.server import die_with_parent
+    from people_relation.infra.processes import die_with_parent
 
     logger = get_run_logger()
     prof = settings.profile(name)
@@ -156,9 +194,9 @@ def validate(settings: Settings, name: str, phase: str) -> tuple[dict[str, float
     ``vllm`` (the model served as the profile's ``serve`` block says: the GPU profiles,
     whose reasoning runs up to ``max_new_tokens`` = 1024 tokens). Returns the scores, the
     completions and each row's answer (id, gold label, answer or None when invalid)."""
+    from people_relation.infra.paths import train_paths
     from people_relation.metrics import scores
     from people_relation.parsing import parse_completion
-    from people_relation.paths import train_paths
 
     prof = settings.profile(name)
     val = prof.validation
@@ -181,7 +219,7 @@ def validate(settings: Settings, name: str, phase: str) -> tuple[dict[str, float
     else:
         completions = served_completions(settings, name, phase, model, rows)
     parsed = [parse_completion(c) for c in completions]
-    answers = [p.answer if p.format_ok else None for p in parsed]
+    answers = [p.label for p in parsed]
     result = scores([e.label for e in rows], answers)
     result |= {"format_ok_rate": sum(p.format_ok for p in parsed) / len(parsed), "rows": len(rows)}
     get_run_logger().info(
@@ -197,7 +235,7 @@ def validate(settings: Settings, name: str, phase: str) -> tuple[dict[str, float
 def served_completions(settings: Settings, name: str, phase: str, model: Path, rows: list) -> list[str]:
     """Greedy completions of ``rows`` from the ``phase`` model behind vLLM's server (the
     serving step's server and client), in row order."""
-    from people_relation.paths import train_paths
+    from people_relation.infra.paths import train_paths
     from people_relation.predictions import ordered, read_records
     from people_relation.serving.client import answer_rows
     from people_relation.serving.server import served_model
@@ -217,7 +255,8 @@ def served_completions(settings: Settings, name: str, phase: str, model: Path, r
 @task(name="register-model")
 def register(settings: Settings, name: str, model: Path, val: dict[str, float]) -> dict:
     """Log the GRPO model to the train run and register it as a new version."""
-    from people_relation.infra.registry import FINGERPRINT_TAG, log_and_register, registered_name
+    from people_relation.infra.registry import FINGERPRINT_TAG, registered_name
+    from people_relation.serving.pyfunc import log_and_register
 
     prof = settings.profile(name)
     registered = registered_name(settings.tracking, name)

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from conftest import TINY_ARCH, shrink_cpu_profile, write_sandbox_params
 
-from flows.demo import (
+from apps.demo import (
     NO_ANSWER,
     Answer,
     answer_of,
@@ -109,8 +109,8 @@ def test_streamlit_is_told_its_address_and_sends_no_usage_statistics():
 def test_a_taken_port_is_refused_with_the_settings_to_change():
     import socket
 
-    from flows.demo import page_port
-    from people_relation.serving.errors import ServerError
+    from apps.demo import page_port
+    from people_relation.errors import ServerError
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -123,7 +123,7 @@ def test_a_taken_port_is_refused_with_the_settings_to_change():
 
 
 def test_user_and_model_text_is_shown_literally_where_streamlit_reads_markdown():
-    from flows.demo import markdown_text
+    from apps.demo import markdown_text
 
     assert markdown_text("'<|im_end|>' *甲* $x$ a_b") == r"'\<\|im\_end\|\>' \*甲\* \$x\$ a\_b"
 
@@ -137,7 +137,7 @@ def tiny_server(tmp_path_factory, params, real_data):
     model published as the GRPO model (the page does not care what the weights learned)."""
     from people_relation.infra.data import write_examples
     from people_relation.infra.io import read_settings
-    from people_relation.paths import train_paths
+    from people_relation.infra.paths import train_paths
     from people_relation.serving.server import served_model
     from people_relation.settings import Arch
     from people_relation.split import make_splits
@@ -163,13 +163,13 @@ def tiny_server(tmp_path_factory, params, real_data):
 
 @pytest.fixture(scope="module")
 def demo_url(tiny_server, tmp_path_factory):
-    """``python -m flows.demo --url`` on the tiny server, as a user starts it; its page URL."""
-    from people_relation.serving.server import pick_port
+    """``python -m apps.demo --url`` on the tiny server, as a user starts it; its page URL."""
+    from people_relation.infra.processes import pick_port
 
     settings, params_file, server = tiny_server
     port = pick_port(settings.demo.host, 0)
     log = tmp_path_factory.mktemp("demo-log") / "demo.log"
-    command = [sys.executable, "-m", "flows.demo", "--url", server.base_url, "--params-file", str(params_file)]
+    command = [sys.executable, "-m", "apps.demo", "--url", server.base_url, "--params-file", str(params_file)]
     with log.open("w") as out:
         proc = subprocess.Popen([*command, "--port", str(port)], cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://{settings.demo.host}:{port}"
@@ -270,7 +270,7 @@ def test_a_clicked_example_is_answered_with_the_names_highlighted(browser, tiny_
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
 
-    from flows.demo import load_examples
+    from apps.demo import load_examples
 
     settings, _, server = tiny_server
     example = load_examples(settings)[0]

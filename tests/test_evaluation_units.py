@@ -20,9 +20,12 @@ from people_relation.comparison import (
     method_name,
 )
 from people_relation.dataset import Example
+from people_relation.errors import ServerError
+from people_relation.infra.processes import pick_port
 from people_relation.labels import LABELS
 from people_relation.metrics import (
     INVALID,
+    bootstrap_difference,
     bootstrap_interval,
     confusion,
     report_text,
@@ -34,7 +37,6 @@ from people_relation.predictions import FIELDS, missing, ordered, read_records, 
 from people_relation.query import QueryError, make_query
 from people_relation.serving.client import Sampling, request_body
 from people_relation.serving.commands import serve_command, serve_env
-from people_relation.serving.server import ServerError, pick_port
 from people_relation.settings import parse_settings, with_values
 
 
@@ -169,6 +171,21 @@ def test_bootstrap_interval_holds_the_score_and_narrows_with_rows():
     assert bootstrap_interval(perfect, perfect, 200, 0.95, 0) == (1.0, 1.0)
 
 
+def test_a_paired_difference_cancels_the_rows_both_models_share():
+    rng = random.Random(2)
+    gold = [rng.choice(LABELS) for _ in range(400)]
+    weak = [g if rng.random() < 0.4 else rng.choice(LABELS) for g in gold]
+    # the stronger model answers as the weaker one does, and right on a tenth more rows
+    strong = [g if (w == g or rng.random() < 0.1) else w for g, w in zip(gold, weak, strict=True)]
+    point, low, high = bootstrap_difference(gold, strong, weak, resamples=1000, level=0.95, seed=0)
+    assert point == pytest.approx(scores(gold, strong)["weighted_f1"] - scores(gold, weak)["weighted_f1"])
+    assert 0 < low < point < high
+    # paired, the interval is narrower than the two models' own intervals suggest
+    own = [bootstrap_interval(gold, s, 1000, 0.95, 0) for s in (strong, weak)]
+    assert high - low < min(h - lo for lo, h in own)
+    assert bootstrap_difference(gold, weak, weak, 200, 0.95, 0) == (0.0, 0.0, 0.0)
+
+
 def _records(answers):
     return {f"r{i}": {"answer": a, "valid": a is not None, "think": f"理由{i}"} for i, a in enumerate(answers)}
 
@@ -283,3 +300,64 @@ def test_baseline_masks_longer_name_first_and_learns():
     ]
     (pred,) = fit_predict(train, [[ex(99, "夫妻", "王五的妻子赵六", "王五", "赵六")]], 1, 2, 1.0, True, 0)
     assert pred == ["夫妻"]
+
+
+def test_the_report_pairs_grpo_with_its_start_and_with_the_rules(sandbox_params):
+    """Each difference is GRPO's weighted F1 minus the other's on the same rows (the rows
+    both answered), with the paired interval of ``bootstrap_difference``."""
+    from flows.report import paired_differences
+    from people_relation.infra.io import project_path, read_settings, write_json, write_jsonl
+    from people_relation.infra.paths import metrics_path, train_paths
+
+    settings = read_settings(sandbox_params())
+    for folder in ("cpu/warmup", "cpu/grpo"):
+        (project_path(settings.evaluate.reports_dir) / folder).mkdir(parents=True)
+    for folder in (settings.evaluate.metrics_dir, settings.baseline.reports_dir, f"{settings.train.reports_dir}/cpu"):
+        project_path(folder).mkdir(parents=True, exist_ok=True)
+    rng = random.Random(4)
+    gold = {f"t{i}": rng.choice(LABELS) for i in range(120)}
+    said = {
+        "warmup": {k: g if rng.random() < 0.4 else rng.choice(LABELS) for k, g in gold.items()},
+        "grpo": {k: g if rng.random() < 0.6 else rng.choice(LABELS) for k, g in gold.items()},
+        "rules": {k: g if rng.random() < 0.5 else "不知道" for k, g in gold.items()},
+    }
+    said["grpo"]["t0"] = "not a label"  # an invalid answer counts as wrong
+    for phase in ("warmup", "grpo"):
+        rows = [
+            {"id": k, "label": g, "answer": said[phase][k], "valid": said[phase][k] in LABELS} for k, g in gold.items()
+        ]
+        write_jsonl(project_path(settings.evaluate.reports_dir) / "cpu" / phase / "predictions.jsonl", rows)
+    write_json(
+        metrics_path(settings.evaluate, "cpu"),
+        {"rows": 120, "warmup": {"weighted_f1": 0.1}, "grpo": {"weighted_f1": 0.2}},
+    )
+    val_ids = list(gold)[:60]  # validation: other rows in reality; any ids do here
+    paths = train_paths(settings, "cpu")
+    write_jsonl(
+        paths.validation_answers,
+        [{"id": k, "label": gold[k], "warmup": said["warmup"][k], "grpo": said["grpo"][k]} for k in val_ids],
+    )
+    keywords = [
+        {"split": s, "id": k, "label": gold[k], "predicted": said["rules"][k]}
+        for s, ids in (("validation", val_ids), ("test", list(gold)))
+        for k in ids
+    ]
+    write_jsonl(project_path(settings.baseline.reports_dir) / "keyword_predictions.jsonl", keywords)
+
+    start, rules = paired_differences(settings, "cpu")
+    i = settings.report.intervals
+
+    def expected(ids, other):
+        answers = lambda m: [said[m][k] if said[m][k] in LABELS else None for k in ids]  # noqa: E731
+        return bootstrap_difference(
+            [gold[k] for k in ids], answers("grpo"), answers(other), i.resamples, i.level, i.seed
+        )
+
+    assert (start.arm, start.comparison) == ("cpu", "GRPO − warm-up")
+    assert start.test == pytest.approx(expected(sorted(gold), "warmup"))
+    assert start.validation == pytest.approx(expected(sorted(val_ids), "warmup"))
+    assert rules.comparison == "GRPO − keyword rules"
+    assert rules.test == pytest.approx(expected(sorted(gold), "rules"))
+    assert rules.validation == pytest.approx(expected(sorted(val_ids), "rules"))
+    write_json(metrics_path(settings.evaluate, "cpu"), {"rows": 120, "warmup": {"weighted_f1": 0.1}})
+    assert paired_differences(settings, "cpu") == []  # no GRPO model, nothing to pair

@@ -24,8 +24,9 @@ import pytest
 import requests
 from conftest import TINY_ARCH
 
-from people_relation.infra.registry import CHAMPION, OUTPUT_COLUMNS, log_and_register
+from people_relation.infra.registry import CHAMPION
 from people_relation.runtime import OFFLINE_DEFAULTS
+from people_relation.serving.pyfunc import OUTPUT_COLUMNS, log_and_register
 from people_relation.settings import Arch
 from people_relation.training.models import build_scratch_qwen2, save_model
 from people_relation.training.tokenizer import build_tokenizer

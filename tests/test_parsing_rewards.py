@@ -46,12 +46,15 @@ def test_rewards_and_parse(completion, fmt, lab, answer):
     parsed = parse_completion(completion)
     assert parsed.answer == answer
     assert parsed.format_ok == (fmt > 0)
+    # the label counts only where the format reward says a label was answered
+    assert (parsed.label is not None) == (fmt == 1.0)
+    assert parsed.label == (answer if fmt == 1.0 else None)
 
 
 def test_parse_returns_the_reasoning():
     parsed = parse_completion(GOOD)
     assert parsed.think == "甲是乙的丈夫。"
-    assert parsed.answer_is_label
+    assert parsed.label == "夫妻"
 
 
 def test_batch_shape_and_extra_columns_as_trl_passes_them():

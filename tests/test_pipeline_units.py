@@ -93,8 +93,8 @@ def test_deployments_share_one_entrypoint_and_their_params_resolve(project_root,
     import yaml
     from dvc.utils.hydra import apply_overrides
 
-    from people_relation.recipe import plan
     from people_relation.settings import load_settings
+    from tasks.train import plan
 
     config = yaml.safe_load((project_root / "prefect.yaml").read_text(encoding="utf-8"))
     deployments = {d["name"]: d for d in config["deployments"]}

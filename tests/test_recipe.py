@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from people_relation.params import ParamsError
-from people_relation.recipe import batch_arithmetic, grpo_config_kwargs, launch_command, vllm_server_command
 from people_relation.settings import Profile, parse_settings, with_values
+from people_relation.training.recipe import batch_arithmetic, grpo_config_kwargs, launch_command, vllm_server_command
 
 
 @pytest.fixture

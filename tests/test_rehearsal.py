@@ -22,8 +22,8 @@ from conftest import write_sandbox_params
 
 from people_relation.params import ParamsError, load_params
 from people_relation.prompt import render_prompt
-from people_relation.recipe import batch_arithmetic
 from people_relation.settings import parse_settings
+from people_relation.training.recipe import batch_arithmetic
 from people_relation.training.rehearsal import DEVICE_KEYS, rehearsal_params, substitute
 
 

@@ -139,7 +139,7 @@ def test_serve_hold_answers_with_the_training_prompt_and_stops_on_ctrl_c(served_
             [
                 sys.executable,
                 "-m",
-                "flows.predict",
+                "apps.predict",
                 "--params-file",
                 str(params_file),
                 "--url",
@@ -182,7 +182,7 @@ def test_predict_refuses_bad_input_before_starting_anything(served_sandbox):
         [
             sys.executable,
             "-m",
-            "flows.predict",
+            "apps.predict",
             "--params-file",
             str(params_file),
             "--text",
@@ -290,7 +290,7 @@ class StandInServer:
 def test_a_requested_stop_completes_the_serve_run_and_a_dead_server_fails_it(prefect_api, outcome):
     from prefect import flow
 
-    from flows.serve import serve_until_stopped
+    from tasks.serve import serve_until_stopped
 
     @flow
     def hold() -> None:

@@ -135,7 +135,7 @@ def test_batch_predictions_survive_a_kill_and_resume_asking_only_missing_rows(se
     source, out = root / "batch.csv", root / "answers.csv"
     write_input(source, rows, bad)
     journal = out.with_name(out.name + ".partial")
-    command = [sys.executable, "-m", "flows.predict", "--params-file", str(params_file), "--url", running.base_url]
+    command = [sys.executable, "-m", "apps.predict", "--params-file", str(params_file), "--url", running.base_url]
     command += ["--input", str(source), "--output", str(out)]
     env = os.environ | {KEY_ENV: KEY, "PYTHONUNBUFFERED": "1"}
     valid = len({r.key for r in rows})

@@ -19,8 +19,8 @@ import time
 import pytest
 from conftest import TINY_ARCH, shrink_cpu_profile, write_sandbox_params
 
+from people_relation.infra.paths import train_paths
 from people_relation.params import load_params
-from people_relation.paths import train_paths
 from people_relation.settings import Arch, Warmup, parse_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 def grpo_command(params_file) -> list[str]:
     """The CPU profile's GRPO process, as the train flow starts it."""
-    from people_relation.recipe import GRPO_PROCESS
+    from people_relation.training.recipe import GRPO_PROCESS
 
     return [sys.executable, "-m", GRPO_PROCESS, "--params-file", str(params_file), "--profile", "cpu"]
 

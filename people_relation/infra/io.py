@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -14,6 +15,8 @@ from typing import Any
 
 from people_relation.params import load_params
 from people_relation.settings import Settings, parse_settings
+
+log = logging.getLogger(__name__)
 
 PARAMS_FILE = "params.yaml"
 ROOT_ENV = "PEOPLE_RELATION_ROOT"
@@ -142,3 +145,18 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
 def read_jsonl(path: Path, convert: Callable[[dict[str, Any]], Any] = lambda r: r) -> list[Any]:
     with path.open(encoding="utf-8") as fh:
         return [convert(json.loads(line)) for line in fh if line.strip()]
+
+
+def claim_checkpoint_dir(directory: Path, fingerprint: str) -> None:
+    """Keep ``directory``'s checkpoints only if they belong to the same run settings.
+
+    A checkpoint written under other settings (other params, another start model) must
+    not be resumed: it is removed, with a log line saying why. With several training
+    processes only the main one may call this (see ``people_relation.training.grpo_process``).
+    """
+    marker = directory / "FINGERPRINT"
+    if directory.exists() and (not marker.is_file() or marker.read_text().strip() != fingerprint):
+        log.info("Discarding checkpoints in %s: they were made with other settings", directory)
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    marker.write_text(fingerprint + "\n")

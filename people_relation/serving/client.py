@@ -16,15 +16,16 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import openai
 
 from people_relation.dataset import Example
+from people_relation.errors import EvaluationInterrupted
 from people_relation.predictions import record
 from people_relation.prompt import build_messages
-from people_relation.serving.errors import EvaluationInterrupted
 from people_relation.settings import ClientSettings, Sampling
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "ClientSettings",
+    "Endpoint",
     "EvaluationInterrupted",
     "Sampling",
     "answer_each",
@@ -40,6 +42,15 @@ __all__ = [
     "make_client",
     "request_body",
 ]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A served model to ask: the API's base URL, its key (None: none needed), the model name."""
+
+    base_url: str
+    api_key: str | None
+    model: str
 
 
 def request_body(example: Example, model: str, sampling: Sampling) -> dict[str, Any]:

@@ -7,8 +7,11 @@ launched on a GPU machine without one. The same module entry point serves on CPU
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from people_relation.infra.paths import tokenizer_dir
 from people_relation.serving.guard import GUARD, guard_env
-from people_relation.settings import Limits, ProfileServe
+from people_relation.settings import Limits, Profile, ProfileServe, Settings
 
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 
@@ -91,3 +94,21 @@ def serve_env(serve: ProfileServe, cache_root: str, api_key: str | None, limits:
     if api_key:
         env["VLLM_API_KEY"] = api_key
     return env
+
+
+def serving_plan(settings: Settings, prof: Profile, model: Path) -> list[str]:
+    """The environment and command that ``serve``/``evaluate`` would use on the trained model."""
+    serve = settings.serve
+    tok = tokenizer_dir(prof, model)
+    command = serve_command(
+        prof.serve,
+        str(model),
+        str(tok) if tok else None,
+        serve.host,
+        serve.port or "<free port>",
+        serve.served_model_name,
+    )
+    env = serve_env(prof.serve, serve.cache_dir, None, serve.limits)
+    return [
+        f"{k}={v}" for k, v in sorted(env.items()) if k in ("CUDA_VISIBLE_DEVICES", "VLLM_CPU_KVCACHE_SPACE")
+    ] + command

@@ -9,13 +9,11 @@ removes the private ``TMPDIR``. The server also gets SIGTERM if this process die
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -27,17 +25,12 @@ from pathlib import Path
 
 import httpx
 
-from people_relation.serving.errors import ServerError
+from people_relation.errors import ServerError
+from people_relation.infra.processes import die_with_parent, pick_port
 from people_relation.settings import Profile, Serve
 
 log = logging.getLogger(__name__)
 
-PR_SET_PDEATHSIG = 1
-# loaded here, not in a forked child (dlopen there could wait on a lock another thread held)
-try:
-    _LIBC = ctypes.CDLL("libc.so.6", use_errno=True)
-except OSError:  # not glibc Linux: no parent-death signal
-    _LIBC = None
 LOG_TAIL_LINES = 40
 
 
@@ -52,34 +45,10 @@ class Server:
     alive: Callable[[], bool]
 
 
-def pick_port(host: str, port: int, setting: str = "serve.port") -> int:
-    """``port`` if it is free on ``host``; a free port chosen by the OS when ``port`` is 0.
-    ``setting`` names the parameter to change when it is taken."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError as err:
-            hint = ", or to 0 to let the system pick one" if setting == "serve.port" else ""
-            raise ServerError(
-                f"port {port} on {host} is in use ({err.strerror}); set {setting} to a free port{hint}"
-            ) from err
-        return sock.getsockname()[1]
-
-
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     if not path.is_file():
         return "(no server log)"
     return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-
-
-def die_with_parent() -> None:
-    """Get SIGTERM when the parent process dies (Linux), so no orphan outlives a killed run.
-
-    Called in a child before exec, or first thing in a process whose launcher may be killed
-    (a training rank: torch's launcher puts each rank in a session of its own, so killing
-    the launcher's process group does not reach it)."""
-    if _LIBC is not None:
-        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def live_group_members(pgid: int) -> list[int]:
@@ -217,7 +186,7 @@ def served_model(
     import sys
 
     from people_relation.infra.io import PROJECT_ROOT, project_path
-    from people_relation.paths import tokenizer_dir
+    from people_relation.infra.paths import tokenizer_dir
     from people_relation.serving.commands import serve_command, serve_env
 
     local = model.is_absolute() or model.exists()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,9 +116,8 @@ class CompletionRecorder:
 
 
 def answer_of(completion: str) -> str | None:
-    """The answer of a completion that holds the format, else None."""
-    parsed = parse_completion(completion)
-    return parsed.answer if parsed.format_ok else None
+    """The label a completion answers (format held, one of the labels), else None."""
+    return parse_completion(completion).label
 
 
 ROLLOUT_PROMPTS = "rollout/prompts"
@@ -370,21 +368,6 @@ def write_history(log_history: Sequence[dict[str, Any]], path: Path, key: str = 
         writer.writeheader()
         writer.writerows(rows)
     return len(rows)
-
-
-def claim_checkpoint_dir(directory: Path, fingerprint: str) -> None:
-    """Keep ``directory``'s checkpoints only if they belong to the same run settings.
-
-    A checkpoint written under other settings (other params, another start model) must
-    not be resumed: it is removed, with a log line saying why. With several training
-    processes only the main one may call this (see ``people_relation.training.grpo_process``).
-    """
-    marker = directory / "FINGERPRINT"
-    if directory.exists() and (not marker.is_file() or marker.read_text().strip() != fingerprint):
-        log.info("Discarding checkpoints in %s: they were made with other settings", directory)
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    marker.write_text(fingerprint + "\n")
 
 
 def latest_checkpoint(output_dir: Path) -> Path | None:

@@ -14,8 +14,8 @@ import os
 import shutil
 import sys
 
+from people_relation.infra.processes import die_with_parent
 from people_relation.runtime import configure
-from people_relation.serving.server import die_with_parent
 
 if __name__ == "__main__":
     # First, before the heavy imports: a rank must not train on, orphaned, when its launcher
@@ -27,22 +27,21 @@ if __name__ == "__main__":
 
 from people_relation.dataset import label_balanced  # noqa: E402
 from people_relation.infra.data import read_examples  # noqa: E402
-from people_relation.infra.io import fingerprint, read_settings, replace_dir, write_json  # noqa: E402
-from people_relation.paths import TrainPaths, split_file, train_paths  # noqa: E402
-from people_relation.recipe import grpo_config_kwargs  # noqa: E402
+from people_relation.infra.io import claim_checkpoint_dir, fingerprint, read_settings, replace_dir, write_json  # noqa: E402
+from people_relation.infra.paths import TrainPaths, split_file, train_paths  # noqa: E402
 from people_relation.rewards import balance_bonus, format_reward, label_reward, label_weights  # noqa: E402
 from people_relation.settings import Grpo, Model, Profile, Split  # noqa: E402
 from people_relation.training.grpo import (  # noqa: E402
     GREEDY,
     GreedyValidation,
     Guard,
-    claim_checkpoint_dir,
     prompt_dataset,
     run_grpo,
     selection,
     write_history,
 )
 from people_relation.training.models import load_model_tokenizer  # noqa: E402
+from people_relation.training.recipe import grpo_config_kwargs  # noqa: E402
 
 log = logging.getLogger("grpo")
 

@@ -170,7 +170,8 @@ def check_versions(prof: Profile, trl_vllm_range: str, trl_pin: str) -> list[Che
 
 
 def port_free(host: str, port: int) -> bool:
-    from people_relation.serving.server import ServerError, pick_port
+    from people_relation.errors import ServerError
+    from people_relation.infra.processes import pick_port
 
     try:
         pick_port(host, port)
@@ -237,7 +238,7 @@ def run_checks(settings: Settings, name: str, trl_vllm_range: str) -> list[Check
     import torch
 
     from people_relation.infra.io import project_path
-    from people_relation.paths import train_paths
+    from people_relation.infra.paths import train_paths
 
     prof = settings.profile(name)
     checks = []

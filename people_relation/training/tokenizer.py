@@ -21,6 +21,7 @@ from pathlib import Path
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
+from people_relation.infra.paths import STANDALONE_SUBDIR
 from people_relation.labels import LABELS
 from people_relation.prompt import ASSISTANT_PREFILL, CHATML_TEMPLATE, SYSTEM_PROMPT, TAGS, THINK_OPEN
 
@@ -62,11 +63,6 @@ def build_tokenizer(texts: Iterable[str]) -> PreTrainedTokenizerFast:
         model_max_length=1024,
     )
     return tokenizer
-
-
-# A copy of the tokenizer alone, for tools that load it with ``AutoTokenizer`` (vLLM): with no
-# model config beside it, AutoTokenizer reads ``tokenizer.json`` as is (see load_tokenizer).
-STANDALONE_SUBDIR = "tokenizer"
 
 
 def save_tokenizer(tokenizer: PreTrainedTokenizerFast, directory: Path) -> None:

@@ -14,10 +14,9 @@ completions: 3 x 8 x (1 x 8) = 192 for the published recipe.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from people_relation.settings import Profile, Settings
+from people_relation.settings import Profile
 
 # the training process, started by `python -m` or `accelerate launch`
 GRPO_PROCESS = "people_relation.training.grpo_process"
@@ -169,48 +168,3 @@ def vllm_server_command(prof: Profile, model: str, python: str = "python") -> li
         "--max_model_len",
         str(vllm.max_model_len),
     ]
-
-
-def plan(settings: Settings, name: str, params_file: str) -> dict[str, Any]:
-    """Everything a train run of profile ``name`` would do, resolved, without doing it."""
-    from people_relation.paths import train_paths
-
-    prof = settings.profile(name)
-    paths = train_paths(settings, name)
-    server = vllm_server_command(prof, str(paths.start_model))
-    gpus = ",".join(str(g) for g in (prof.vllm.gpus or [])) if prof.vllm else ""
-    return {
-        "profile": name,
-        "start_model": str(paths.start_model),
-        "warmup": prof.warmup.enabled,
-        "batch": batch_arithmetic(prof),
-        "max_prompt_length": prof.grpo.max_prompt_length,  # checked, never cut (training.grpo)
-        "grpo_config": grpo_config_kwargs(prof, str(paths.checkpoints)),
-        "vllm_server_command": [f"CUDA_VISIBLE_DEVICES={gpus}", *server] if server else None,
-        "train_command": launch_command(prof, name, params_file),
-        "final_model": str(paths.final_model),
-        "validation": prof.validation.model_dump(exclude_unset=True),
-        "register_model": prof.register_model,
-        "serve_command": serving_plan(settings, prof, paths.final_model),
-    }
-
-
-def serving_plan(settings: Settings, prof: Profile, model: Path) -> list[str]:
-    """The environment and command that ``serve``/``evaluate`` would use on the trained model."""
-    from people_relation.paths import tokenizer_dir
-    from people_relation.serving.commands import serve_command, serve_env
-
-    serve = settings.serve
-    tok = tokenizer_dir(prof, model)
-    command = serve_command(
-        prof.serve,
-        str(model),
-        str(tok) if tok else None,
-        serve.host,
-        serve.port or "<free port>",
-        serve.served_model_name,
-    )
-    env = serve_env(prof.serve, serve.cache_dir, None, serve.limits)
-    return [
-        f"{k}={v}" for k, v in sorted(env.items()) if k in ("CUDA_VISIBLE_DEVICES", "VLLM_CPU_KVCACHE_SPACE")
-    ] + command

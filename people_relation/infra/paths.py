@@ -14,6 +14,10 @@ from people_relation.infra.io import project_path
 from people_relation.settings import Evaluate, ModelPhase, Profile, Settings, Split
 
 MODEL_PHASES = get_args(ModelPhase)
+# A copy of the tokenizer alone inside a model folder, for tools that load it with
+# ``AutoTokenizer`` (vLLM): with no model config beside it, AutoTokenizer reads
+# ``tokenizer.json`` as is (see people_relation.training.tokenizer.load_tokenizer).
+STANDALONE_SUBDIR = "tokenizer"
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,4 @@ def metrics_path(evaluate: Evaluate, name: str) -> Path:
 
 def tokenizer_dir(prof: Profile, model: Path) -> Path | None:
     """Where vLLM should load the tokenizer from, when not from the model folder itself."""
-    from people_relation.training.tokenizer import STANDALONE_SUBDIR
-
     return model / STANDALONE_SUBDIR if prof.model.tokenizer == "project" else None

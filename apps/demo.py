@@ -1,6 +1,6 @@
 """demo: a web page that asks the served model about one sentence and shows its answer.
 
-    python -m flows.demo [--url http://HOST:PORT/v1] [--params-file FILE] [--port PORT]
+    python -m apps.demo [--url http://HOST:PORT/v1] [--params-file FILE] [--port PORT]
 
 Type or paste a Chinese sentence and the two people (both must occur in it), or click one
 of the examples from the validation split; the page shows the relation the model answers,
@@ -28,28 +28,24 @@ import os
 import re
 import socket
 import sys
-import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import openai
 
-from flows.cli import EXIT_PERMANENT, EXIT_TRANSIENT, PERMANENT_ERRORS, TRANSIENT_ERRORS
+from apps.endpoint import endpoint
 from people_relation.dataset import Example
+from people_relation.errors import EXIT_OK, ServerError, exit_status
 from people_relation.highlight import highlighted_html, name_spans
 from people_relation.infra.data import read_examples
 from people_relation.infra.io import read_settings
+from people_relation.infra.paths import split_file
 from people_relation.labels import LABELS
 from people_relation.parsing import parse_completion
-from people_relation.paths import split_file, train_paths
 from people_relation.prompt import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN
 from people_relation.query import QueryError, make_query
 from people_relation.serving.client import ask, make_client
-from people_relation.serving.errors import ServerError
-from people_relation.serving.server import served_model
 from people_relation.settings import Settings
 
 TITLE = "People relation"
@@ -111,10 +107,9 @@ class Problem:
 
 def answer_of(query: Example, completion: str, latency_s: float) -> Answer:
     parsed = parse_completion(completion)
-    valid = parsed.format_ok and parsed.answer_is_label
     return Answer(
         query=query,
-        label=parsed.answer if valid else None,
+        label=parsed.label,
         answer=parsed.answer,
         reasoning=parsed.think,
         format_ok=parsed.format_ok,
@@ -237,18 +232,11 @@ def outcome(ctx: PageContext, text: str, people1: str, people2: str) -> Answer |
 
 
 def _page_arguments() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flows/demo.py (the page)")
+    parser = argparse.ArgumentParser(prog="apps/demo.py (the page)")
     parser.add_argument("--params-file", required=True)
     parser.add_argument("--url", required=True)
     parser.add_argument("--model", required=True)
     return parser
-
-
-def _without_script_folder() -> None:
-    """Streamlit puts the script's folder first on ``sys.path``: here flows/, whose
-    evaluate.py, split.py, train.py... would shadow top-level packages of those names."""
-    folder = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [p for p in sys.path if p != folder]
 
 
 def _fill(example: Example) -> None:
@@ -294,7 +282,6 @@ def page(argv: list[str]) -> None:
     """The page, drawn again by Streamlit on every interaction."""
     import streamlit as st
 
-    _without_script_folder()
     args = _page_arguments().parse_args(argv)
     ctx = st.cache_resource(show_spinner=False)(page_context)(args.params_file, args.url, args.model)
     st.set_page_config(page_title=TITLE, layout="centered")
@@ -320,24 +307,6 @@ def page(argv: list[str]) -> None:
 
 
 # -- the command ----------------------------------------------------------------------------
-
-
-@contextmanager
-def model_server(settings: Settings, url: str | None) -> Iterator[tuple[str, str]]:
-    """``(base URL, served model name)`` of the server at ``url``, or of one started on
-    ``serve.model`` for the ``with`` block."""
-    if url:
-        yield url, settings.serve.served_model_name
-        return
-    name = settings.profile_name(None)
-    prof = settings.profile(name)
-    model_dir = train_paths(settings, name).model(prof, settings.serve.model)
-    print(f"Starting a vLLM server on {model_dir} (about a minute on CPU)...", flush=True)
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        served_model(settings.serve, prof, model_dir, Path(tmp) / "server.log", name) as server,
-    ):
-        yield server.base_url, server.model
 
 
 def page_port(host: str, port: int) -> int:
@@ -368,7 +337,7 @@ def serve_page(host: str, port: int, page_argv: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.demo", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m apps.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--url", default=None, help="a running server's base URL, e.g. http://127.0.0.1:8000/v1")
     parser.add_argument("--params-file", default="params.yaml", help="params file (default: params.yaml)")
     parser.add_argument("--port", type=int, default=None, help="the page's port (default: demo.port)")
@@ -378,16 +347,19 @@ def main(argv: list[str] | None = None) -> int:
         load_examples(settings)  # a missing split fails here, not on the page
         demo = settings.demo
         port = page_port(demo.host, demo.port if args.port is None else args.port)
-        with model_server(settings, args.url) as (url, model):
-            print(f"Demo page at http://{demo.host}:{port} asking {model!r} at {url}; Ctrl-C stops it.", flush=True)
-            serve_page(demo.host, port, ["--params-file", args.params_file, "--url", url, "--model", model])
-    except PERMANENT_ERRORS as err:
+        with endpoint(settings, args.url) as at:
+            print(
+                f"Demo page at http://{demo.host}:{port} asking {at.model!r} at {at.base_url}; Ctrl-C stops it.",
+                flush=True,
+            )
+            serve_page(demo.host, port, ["--params-file", args.params_file, "--url", at.base_url, "--model", at.model])
+    except Exception as err:
+        status = exit_status(err)
+        if status is None:
+            raise
         print(f"error: {err}", file=sys.stderr)
-        return EXIT_PERMANENT
-    except TRANSIENT_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_TRANSIENT
-    return 0
+        return status
+    return EXIT_OK
 
 
 def _inside_streamlit() -> bool:

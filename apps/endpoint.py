@@ -1,0 +1,36 @@
+"""The served model an application asks: the one running at a URL, or one started for it."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from people_relation.infra.paths import train_paths
+from people_relation.serving.client import Endpoint
+from people_relation.serving.server import served_model
+from people_relation.settings import Settings
+
+
+@contextmanager
+def endpoint(
+    settings: Settings, url: str | None = None, profile_name: str | None = None, model: str | None = None
+) -> Iterator[Endpoint]:
+    """The server at ``url`` (its API key from the ``serve.api_key_env`` variable when set),
+    or, without a URL, a vLLM server started on the profile's ``model`` (default
+    ``serve.model``) for the ``with`` block and always stopped afterwards."""
+    if url:
+        yield Endpoint(url, os.environ.get(settings.serve.api_key_env) or None, settings.serve.served_model_name)
+        return
+    name = settings.profile_name(profile_name)
+    prof = settings.profile(name)
+    model_dir = train_paths(settings, name).model(prof, model or settings.serve.model)
+    print(f"Starting a vLLM server on {model_dir} (about a minute on CPU)...", file=sys.stderr, flush=True)
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        served_model(settings.serve, prof, model_dir, Path(tmp) / "server.log", name) as server,
+    ):
+        yield Endpoint(server.base_url, server.api_key, server.model)

@@ -34,9 +34,9 @@ from typing import Any
 
 import openai
 
-from apps.endpoint import endpoint
+from apps.endpoint import endpoint, failed
 from people_relation.dataset import Example
-from people_relation.errors import EXIT_OK, ServerError, exit_status
+from people_relation.errors import EXIT_OK, ServerError
 from people_relation.highlight import highlighted_html, name_spans
 from people_relation.infra.data import read_examples
 from people_relation.infra.io import read_settings
@@ -354,11 +354,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             serve_page(demo.host, port, ["--params-file", args.params_file, "--url", at.base_url, "--model", at.model])
     except Exception as err:
-        status = exit_status(err)
-        if status is None:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return status
+        return failed(err)
     return EXIT_OK
 
 

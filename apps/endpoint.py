@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from people_relation.errors import exit_status
 from people_relation.infra.paths import train_paths
 from people_relation.serving.client import Endpoint
 from people_relation.serving.server import served_model
@@ -34,3 +35,14 @@ def endpoint(
         served_model(settings.serve, prof, model_dir, Path(tmp) / "server.log", name) as server,
     ):
         yield Endpoint(server.base_url, server.api_key, server.model)
+
+
+def failed(err: Exception) -> int:
+    """The exit status of an application stopped by ``err`` (the contract of
+    :mod:`people_relation.errors`), its message printed; an error that is not one of ours is
+    raised again, so its traceback shows."""
+    status = exit_status(err)
+    if status is None:
+        raise err
+    print(f"error: {err}", file=sys.stderr)
+    return status

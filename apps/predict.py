@@ -32,8 +32,8 @@ from typing import Any
 
 import openai
 
-from apps.endpoint import endpoint
-from people_relation.errors import EXIT_NO_LABEL, EXIT_OK, EXIT_TRANSIENT, exit_status
+from apps.endpoint import endpoint, failed
+from people_relation.errors import EXIT_NO_LABEL, EXIT_OK, EXIT_TRANSIENT
 from people_relation.infra.io import read_settings
 from people_relation.parsing import parse_completion
 from people_relation.query import make_query
@@ -131,11 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no answer from {args['url'] or 'the server'}: {err}", file=sys.stderr)
         return EXIT_TRANSIENT
     except Exception as err:
-        status = exit_status(err)
-        if status is None:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return status
+        return failed(err)
     if as_json:
         print(json.dumps(result, ensure_ascii=False, indent=2))
     else:

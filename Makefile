@@ -36,13 +36,14 @@ arm: setup
 	python -m flows.arm --profile $(ARM)
 	dvc repro
 
-## test: set up, then run the whole test suite
+## test: set up, then run the whole test suite on TEST_WORKERS processes (the long groups first)
+TEST_WORKERS ?= 2
 test: setup
-	pytest
+	pytest -n $(TEST_WORKERS)
 
-## test-fast: only the fast unit tests
+## test-fast: the unit tests only (no server, no command started)
 test-fast: setup
-	pytest -m "not integration and not slow"
+	pytest -n $(TEST_WORKERS) -m unit
 
 ## lock: re-resolve requirements.lock from pyproject.toml (needs network)
 lock: setup

@@ -1,5 +1,12 @@
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -9,6 +16,40 @@ from people_relation.infra.io import PROJECT_ROOT, project_path, read_project_pa
 from people_relation.runtime import configure
 
 configure()  # before any test imports Prefect or MLflow: no telemetry from the tools the tests start
+
+# Under `pytest -n 2` (`make test`) each module runs whole on one worker, so its
+# module-scoped fixtures are built once; the modules that share a session fixture too
+# expensive to build twice run on the same worker as one group.
+GROUPS = {
+    "test_serving.py": "held-server",  # the held vLLM server
+    "test_serving_api.py": "held-server",
+    "test_demo.py": "held-server",
+}
+# The longest groups first, so that both workers finish together: a group starts on the
+# first free worker, in this order, then everything else in file order.
+FIRST = ("test_e2e.py", "test_rehearsal.py", "test_serving.py", "test_serving_api.py", "test_demo.py", "test_train.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test without ``integration`` or ``e2e`` is a ``unit`` test; the long modules run first."""
+    for item in items:
+        if not any(item.get_closest_marker(m) for m in ("integration", "e2e")):
+            item.add_marker(pytest.mark.unit)
+    rank = {name: i for i, name in enumerate(FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(FIRST)))
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Work units of whole modules, or of the groups in ``GROUPS``, in collection order."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModulesAndGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return GROUPS.get(module.rsplit("/", 1)[-1], module)
+
+    config.option.loadscopereorder = False  # FIRST decides, not the number of tests in a unit
+    return ModulesAndGroups(config, log)
 
 
 @pytest.fixture(scope="session")
@@ -124,3 +165,162 @@ def run_step(step: str, params_file: Path, env: dict[str, str], timeout: float =
 @pytest.fixture
 def sandbox_params(tmp_path, params, data_dir):
     return lambda **overrides: write_sandbox_params(params, tmp_path, data_dir, **overrides)
+
+
+# -- the tiny model and the published split, built once a session -----------------------------
+
+
+@pytest.fixture(scope="session")
+def published_split(tmp_path_factory, real_data, settings) -> Path:
+    """The split of params.yaml's settings (the published 8:2 one, with its validation rows)
+    of the dataset's CSV files, written once: train, validation and test JSONL."""
+    from people_relation.infra.data import write_examples
+    from people_relation.split import make_splits
+
+    split = settings.split
+    folder = tmp_path_factory.mktemp("split")
+    fractions = split.test_fraction, split.validation_fraction
+    splits = make_splits(real_data["train"], real_data["test"], split.strategy, *fractions, split.seed)
+    for name, rows in splits.items():
+        write_examples(folder / f"{name}.jsonl", rows)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, published_split) -> Path:
+    """An untrained tiny Qwen2 (``TINY_ARCH``) with the project's tokenizer built from the
+    published split's training rows, saved once: every test that needs *a* model and not what
+    it learned (serving, the API, the demo, the registry, GRPO from scratch) copies this one."""
+    from people_relation.infra.data import read_examples
+    from people_relation.settings import Arch
+    from people_relation.training.models import build_scratch_qwen2, save_model
+    from people_relation.training.tokenizer import build_tokenizer
+
+    rows = read_examples(published_split / "train.jsonl")
+    tokenizer = build_tokenizer([t for e in rows for t in (e.text, e.people1, e.people2)])
+    folder = tmp_path_factory.mktemp("tiny") / "model"
+    save_model(build_scratch_qwen2(tokenizer, Arch(**TINY_ARCH), seed=0), tokenizer, folder)
+    return folder
+
+
+def served_sandbox(root: Path, params: dict, published_split: Path, tiny_model: Path, **overrides) -> Path:
+    """A sandbox at ``root`` whose ``cpu`` profile (smallest settings) has the published split
+    and the tiny model published as both warm-up and GRPO model (serving does not care what
+    the weights learned); returns its params file."""
+    import copy
+    import shutil
+
+    p = copy.deepcopy(params)
+    shrink_cpu_profile(p)
+    params_file = write_sandbox_params(p, root, Path(p["data"]["local_dir"]), **overrides)
+    shutil.copytree(published_split, root / "data" / "split")
+    for stage in ("warmup", "grpo"):
+        shutil.copytree(tiny_model, root / "models" / "cpu" / stage)
+    return params_file
+
+
+# -- one vLLM server for the serving, API and demo tests ---------------------------------------
+
+SERVE_KEY = "test-key"  # the held server's API key (serve.api_key_env)
+
+
+@dataclass(frozen=True)
+class HeldServer:
+    """``python -m flows.serve --hold`` on a served sandbox, as a user starts it: its URL, key,
+    sandbox and settings, and the process (stopped with Ctrl-C when the session ends)."""
+
+    base_url: str
+    api_key: str
+    model: str
+    root: Path
+    params_file: Path
+    settings: object
+    model_dir: Path
+    proc: subprocess.Popen
+    log: Path
+
+    def alive(self) -> bool:
+        """The command still runs and the server says it is healthy."""
+        import httpx
+
+        try:
+            healthy = httpx.get(self.base_url.removesuffix("/v1") + "/health", timeout=10).status_code == 200
+        except httpx.HTTPError:
+            healthy = False
+        return self.proc.poll() is None and healthy
+
+
+def vllm_tmp_dirs() -> set[str]:
+    """vLLM's private temporary folders (IPC sockets) that exist now."""
+    import tempfile
+
+    return {p.name for p in Path(tempfile.gettempdir()).glob("vllm-tmp-*")}
+
+
+def server_pids(marker: str) -> list[int]:
+    """Processes whose command line holds ``marker`` (a model folder: its servers)."""
+    out = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
+    return [int(pid) for pid in out.stdout.split()]
+
+
+@pytest.fixture(scope="session")
+def held_server(tmp_path_factory, params, published_split, tiny_model, prefect_api):
+    """One vLLM server for the session: ``flows.serve --hold`` with an API key, on the tiny
+    model. At the end it gets Ctrl-C, and the teardown checks the stop is clean: exit 0, no
+    server process left, vLLM's private temporary folder removed, the pipeline's serve report
+    untouched and the server's log kept beside the checkpoints."""
+    from people_relation.infra.io import read_settings
+
+    root = tmp_path_factory.mktemp("held")
+    params_file = served_sandbox(root, params, published_split, tiny_model)
+    model_dir = root / "models" / "cpu" / "grpo"
+    env = os.environ | {"PREFECT_API_URL": prefect_api, "PYTHONUNBUFFERED": "1", "PEOPLE_RELATION_API_KEY": SERVE_KEY}
+    before = vllm_tmp_dirs()
+    log = root / "serve-hold.log"
+    with log.open("w", encoding="utf-8") as out:  # a file: a full pipe would block the server
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flows.serve", "--params-file", str(params_file), "--hold"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            # as from a terminal: a test run started in the background (`cmd &` in a script)
+            # inherits SIGINT ignored, and so would the server, which then never sees Ctrl-C
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+    try:
+        url = wait_for_line(log, r"Serving 'people-relation' at (http://127\.0\.0\.1:\d+/v1)", proc, 600)[1]
+        yield HeldServer(
+            url, SERVE_KEY, "people-relation", root, params_file, read_settings(params_file), model_dir, proc, log
+        )
+    finally:
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise AssertionError(f"flows.serve did not exit within 120 s of Ctrl-C:\n{tail(log)}") from None
+    assert proc.returncode == 0, tail(log)
+    assert not server_pids(str(model_dir)), "the server outlived Ctrl-C"
+    assert vllm_tmp_dirs() <= before  # the private TMPDIR with the IPC sockets is removed
+    # serving for clients leaves the pipeline's outputs alone; its log is kept beside the checkpoints
+    assert not (root / "reports" / "serve").exists()
+    server_log = (root / "checkpoints" / "serve" / "cpu" / "server.log").read_text(encoding="utf-8")
+    assert "Application startup complete" in server_log
+
+
+def tail(log: Path, chars: int = 3000) -> str:
+    return log.read_text(encoding="utf-8", errors="replace")[-chars:]
+
+
+def wait_for_line(log: Path, pattern: str, proc: subprocess.Popen, timeout: float) -> re.Match:
+    """The first match of ``pattern`` in the ``log`` that ``proc`` writes, waited for."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if match := re.search(pattern, log.read_text(encoding="utf-8", errors="replace")):
+            return match
+        assert proc.poll() is None, f"ended with {proc.returncode} before {pattern!r}:\n{tail(log)}"
+        assert time.monotonic() < deadline, f"no {pattern!r} within {timeout}s:\n{tail(log)}"
+        time.sleep(0.5)

@@ -5,7 +5,7 @@ tiny untrained model: an example clicked and answered, a forged prompt refused u
 from __future__ import annotations
 
 import asyncio
-import copy
+import os
 import re
 import subprocess
 import sys
@@ -14,7 +14,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import TINY_ARCH, shrink_cpu_profile, write_sandbox_params
 
 from apps.demo import (
     NO_ANSWER,
@@ -132,33 +131,10 @@ def test_user_and_model_text_is_shown_literally_where_streamlit_reads_markdown()
 
 
 @pytest.fixture(scope="module")
-def tiny_server(tmp_path_factory, params, real_data):
-    """A sandbox params file, its validation split, and a vLLM server on an untrained tiny
-    model published as the GRPO model (the page does not care what the weights learned)."""
-    from people_relation.infra.data import write_examples
-    from people_relation.infra.io import read_settings
-    from people_relation.infra.paths import train_paths
-    from people_relation.serving.server import served_model
-    from people_relation.settings import Arch
-    from people_relation.split import make_splits
-    from people_relation.training.models import build_scratch_qwen2, save_model
-    from people_relation.training.tokenizer import build_tokenizer
-
-    root = tmp_path_factory.mktemp("demo")
-    p = copy.deepcopy(params)
-    shrink_cpu_profile(p)
-    params_file = write_sandbox_params(p, root, Path(p["data"]["local_dir"]))
-    settings = read_settings(params_file)
-    splits = make_splits(real_data["train"], real_data["test"], "published", 0.2, 0.1, 42)
-    split_dir = Path(settings.split.out_dir)
-    split_dir.mkdir(parents=True)
-    write_examples(split_dir / "validation.jsonl", splits["validation"])
-    tokenizer = build_tokenizer([t for e in splits["train"] for t in (e.text, e.people1, e.people2)])
-    prof = settings.profile("cpu")
-    model_dir = train_paths(settings, "cpu").model(prof, "grpo")
-    save_model(build_scratch_qwen2(tokenizer, Arch(**TINY_ARCH), seed=0), tokenizer, model_dir)
-    with served_model(settings.serve, prof, model_dir, root / "server.log", "cpu") as server:
-        yield settings, params_file, server
+def tiny_server(held_server):
+    """The session's held server (an untrained tiny model: the page does not care what the
+    weights learned), its sandbox's settings and params file."""
+    return held_server.settings, held_server.params_file, held_server
 
 
 @pytest.fixture(scope="module")
@@ -170,8 +146,11 @@ def demo_url(tiny_server, tmp_path_factory):
     port = pick_port(settings.demo.host, 0)
     log = tmp_path_factory.mktemp("demo-log") / "demo.log"
     command = [sys.executable, "-m", "apps.demo", "--url", server.base_url, "--params-file", str(params_file)]
+    env = os.environ | {settings.serve.api_key_env: server.api_key}  # as a user of a keyed server starts it
     with log.open("w") as out:
-        proc = subprocess.Popen([*command, "--port", str(port)], cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [*command, "--port", str(port)], cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
     url = f"http://{settings.demo.host}:{port}"
     try:
         deadline = time.monotonic() + DEMO_START_TIMEOUT_S
@@ -243,7 +222,8 @@ def _submit(driver) -> None:
 
 def _requests_answered(server) -> float:
     """vLLM's count of finished requests (every finish reason)."""
-    metrics = httpx.get(server.base_url.removesuffix("/v1") + "/metrics", timeout=30).text
+    auth = {"Authorization": f"Bearer {server.api_key}"}
+    metrics = httpx.get(server.base_url.removesuffix("/v1") + "/metrics", headers=auth, timeout=30).text
     return sum(float(m) for m in re.findall(r"^vllm:request_success_total\{[^}]*\} (\S+)$", metrics, flags=re.M))
 
 
@@ -265,7 +245,6 @@ def _served_answer(settings, server, example: Example) -> Answer:
 
 
 @pytest.mark.integration
-@pytest.mark.slow
 def test_a_clicked_example_is_answered_with_the_names_highlighted(browser, tiny_server):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -294,7 +273,6 @@ def test_a_clicked_example_is_answered_with_the_names_highlighted(browser, tiny_
 
 
 @pytest.mark.integration
-@pytest.mark.slow
 def test_a_sentence_with_a_control_token_is_refused_and_not_sent(browser, tiny_server):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys

@@ -23,7 +23,7 @@ from conftest import shrink_cpu_profile
 
 from people_relation.comparison import method_name
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.e2e
 
 STAGES = {"prepare", "split", "train", "baseline", "serve", "evaluate", "report"}
 PROFILE = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text(encoding="utf-8"))["train"]["profile"]

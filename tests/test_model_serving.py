@@ -1,7 +1,7 @@
 """The registry's champion answers where MLflow users expect it, offline: behind a real
 ``mlflow models serve`` process and through ``mlflow models predict``.
 
-One tiny untrained model is registered in a temporary sqlite store and served once for the
+The session's tiny untrained model is registered in a temporary sqlite store and served once for the
 module; the checks are about the contract (one output row per input row, refused rows carry
 their error, a malformed request is a 4xx and leaves the server answering), not the answers.
 """
@@ -22,16 +22,12 @@ from pathlib import Path
 import mlflow
 import pytest
 import requests
-from conftest import TINY_ARCH
 
 from people_relation.infra.registry import CHAMPION
 from people_relation.runtime import OFFLINE_DEFAULTS
 from people_relation.serving.pyfunc import OUTPUT_COLUMNS, log_and_register
-from people_relation.settings import Arch
-from people_relation.training.models import build_scratch_qwen2, save_model
-from people_relation.training.tokenizer import build_tokenizer
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 NAME = "people-relation-serving-test"
 MLFLOW = Path(sys.executable).with_name("mlflow")  # the venv's CLI, whatever PATH says
@@ -63,16 +59,14 @@ def offline_env(tracking_uri: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def registered(tmp_path_factory) -> Registered:
-    """A tiny untrained model logged, registered and given the ``champion`` alias."""
+def registered(tmp_path_factory, tiny_model) -> Registered:
+    """The session's tiny untrained model logged, registered and given the ``champion`` alias."""
     root = tmp_path_factory.mktemp("serving")
     tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
     mlflow.set_tracking_uri(tracking_uri)
     experiment = mlflow.create_experiment("serving", artifact_location=(root / "artifacts").as_uri())
-    tokenizer = build_tokenizer([row["text"] for row in (*VALID, STRANGER)])
-    save_model(build_scratch_qwen2(tokenizer, Arch(**TINY_ARCH), seed=0), tokenizer, root / "model")
     with mlflow.start_run(experiment_id=experiment):
-        info = log_and_register(root / "model", NAME, "project", max_new_tokens=8, tags={}, metrics={})
+        info = log_and_register(tiny_model, NAME, "project", max_new_tokens=8, tags={}, metrics={})
     mlflow.MlflowClient().set_registered_model_alias(NAME, CHAMPION, str(info.registered_model_version))
     return Registered(root, f"models:/{NAME}@{CHAMPION}", offline_env(tracking_uri))
 

@@ -61,7 +61,7 @@ def test_cpu_lock_is_the_cpu_build(project_root):
     assert cpu["trl"] == Version(importlib.metadata.version("trl"))
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_the_wheel_holds_exactly_the_code_packages(project_root, tmp_path):
     """``pip wheel .`` of the committed files (setuptools found six top-level folders and refused)."""
     import shutil

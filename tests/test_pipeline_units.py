@@ -116,6 +116,7 @@ def test_deployments_share_one_entrypoint_and_their_params_resolve(project_root,
     assert resolved["grpo_config"]["vllm_mode"] == "server"
 
 
+@pytest.mark.integration
 def test_an_arm_is_another_defined_profile(project_root, settings):
     """`flows.arm` refuses the pipeline's own profile (DVC keeps its lock) and unknown ones,
     before anything runs."""

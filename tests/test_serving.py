@@ -10,174 +10,89 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import TINY_ARCH, shrink_cpu_profile, write_sandbox_params
+from conftest import served_sandbox, server_pids
 
 from people_relation.infra.data import read_examples
 from people_relation.prompt import build_messages, render_prompt
-from people_relation.settings import Arch
 from people_relation.training.tokenizer import load_tokenizer
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 KEY_ENV = "PEOPLE_RELATION_API_KEY"
 
 
-@pytest.fixture(scope="module")
-def served_sandbox(tmp_path_factory, params, real_data):
-    """The published split and an untrained tiny model published as both warm-up and GRPO
-    model (serving does not care what the weights learned)."""
-    import copy
-
-    from people_relation.infra.data import write_examples
-    from people_relation.split import make_splits
-    from people_relation.training.models import build_scratch_qwen2, save_model
-    from people_relation.training.tokenizer import build_tokenizer
-
-    root = tmp_path_factory.mktemp("serve")
-    p = copy.deepcopy(params)
-    shrink_cpu_profile(p)
-    params_file = write_sandbox_params(
-        p,
-        root,
-        Path(p["data"]["local_dir"]),
-        evaluate__max_rows=40,
-        evaluate__concurrency=1,
-        evaluate__answer_retries=0,
-        profiles__cpu__evaluate_models=["grpo"],
-    )
-    splits = make_splits(real_data["train"], real_data["test"], "published", 0.2, 0.1, 42)
-    (root / "data" / "split").mkdir(parents=True)
-    for name, rows in splits.items():
-        write_examples(root / "data" / "split" / f"{name}.jsonl", rows)
-    tokenizer = build_tokenizer([t for e in splits["train"] for t in (e.text, e.people1, e.people2)])
-    for stage in ("warmup", "grpo"):
-        save_model(
-            build_scratch_qwen2(tokenizer, Arch(**TINY_ARCH), seed=0), tokenizer, root / "models" / "cpu" / stage
-        )
-    return root, params_file
-
-
-def server_pids(marker: str) -> list[int]:
-    out = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
-    return [int(pid) for pid in out.stdout.split()]
-
-
-def vllm_tmp_dirs() -> set[str]:
-    return {p.name for p in Path(tempfile.gettempdir()).glob("vllm-tmp-*")}
-
-
-def read_until(proc: subprocess.Popen, pattern: str, timeout: float = 600) -> re.Match:
-    """Read ``proc``'s output line by line until ``pattern`` matches (the line's match)."""
-    deadline = time.monotonic() + timeout
-    seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        if match := re.search(pattern, line):
-            return match
-        assert time.monotonic() < deadline, f"no {pattern!r} within {timeout}s"
-    raise AssertionError(f"process ended without {pattern!r}:\n{''.join(seen)[-3000:]}")
-
-
-def test_serve_hold_answers_with_the_training_prompt_and_stops_on_ctrl_c(served_sandbox, prefect_api):
+def test_serve_hold_answers_with_the_training_prompt_and_stops_on_ctrl_c(held_server):
+    """The session's server is ``flows.serve --hold``: it needs its key, renders exactly the
+    prompt GRPO trained on and answers like predict; its clean stop on Ctrl-C is checked when
+    the session ends (the ``held_server`` fixture's teardown)."""
     from people_relation.serving.client import ClientSettings, Sampling, answer_rows
 
-    root, params_file = served_sandbox
-    model_dir = root / "models" / "cpu" / "grpo"
+    base_url, root = held_server.base_url, held_server.root
     rows = read_examples(root / "data" / "split" / "validation.jsonl")[:6]
-    env = os.environ | {"PREFECT_API_URL": prefect_api, "PYTHONUNBUFFERED": "1", KEY_ENV: "test-key"}
-    before = vllm_tmp_dirs()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "flows.serve", "--params-file", str(params_file), "--hold"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        # as from a terminal: a test run started in the background (`cmd &` in a script)
-        # inherits SIGINT ignored, and so would the server, which then never sees Ctrl-C
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    key = {"Authorization": f"Bearer {held_server.api_key}"}
+    assert httpx.get(f"{base_url}/models", timeout=30).status_code == 401  # the API needs the key
+    assert httpx.get(f"{base_url}/models", headers=key, timeout=30).status_code == 200
+
+    # the chat endpoint renders exactly the prompt GRPO trained on
+    tokenizer = load_tokenizer(held_server.model_dir)
+    e = rows[0]
+    body = {
+        "model": "people-relation",
+        "messages": build_messages(e.text, e.people1, e.people2),
+        "add_generation_prompt": False,
+        "continue_final_message": True,
+    }
+    served = httpx.post(f"{base_url.removesuffix('/v1')}/tokenize", json=body, headers=key, timeout=30)
+    expected = tokenizer(render_prompt(tokenizer, e.text, e.people1, e.people2), add_special_tokens=False)
+    assert served.json()["tokens"] == expected["input_ids"]
+
+    out = root / "hold-answers.jsonl"
+    answered = answer_rows(
+        rows,
+        base_url,
+        held_server.api_key,
+        "people-relation",
+        Sampling(max_tokens=48),
+        ClientSettings(concurrency=3, timeout_s=60, max_retries=1),
+        out,
     )
-    try:
-        base_url = read_until(proc, r"Serving 'people-relation' at (http://127\.0\.0\.1:\d+/v1)")[1]
-        key = {"Authorization": "Bearer test-key"}
-        assert httpx.get(f"{base_url}/models", timeout=30).status_code == 401  # the API needs the key
-        assert httpx.get(f"{base_url}/models", headers=key, timeout=30).status_code == 200
+    records = {r["id"]: r for r in map(json.loads, out.read_text(encoding="utf-8").splitlines())}
+    assert answered == 6 and sorted(records) == sorted(r.id for r in rows)
 
-        # the chat endpoint renders exactly the prompt GRPO trained on
-        tokenizer = load_tokenizer(model_dir)
-        e = rows[0]
-        body = {
-            "model": "people-relation",
-            "messages": build_messages(e.text, e.people1, e.people2),
-            "add_generation_prompt": False,
-            "continue_final_message": True,
-        }
-        served = httpx.post(f"{base_url.removesuffix('/v1')}/tokenize", json=body, headers=key, timeout=30)
-        expected = tokenizer(render_prompt(tokenizer, e.text, e.people1, e.people2), add_special_tokens=False)
-        assert served.json()["tokens"] == expected["input_ids"]
-
-        out = root / "answers.jsonl"
-        answered = answer_rows(
-            rows,
+    # predict through the running server: the same greedy completion
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "apps.predict",
+            "--params-file",
+            str(held_server.params_file),
+            "--url",
             base_url,
-            "test-key",
-            "people-relation",
-            Sampling(max_tokens=48),
-            ClientSettings(concurrency=3, timeout_s=60, max_retries=1),
-            out,
-        )
-        records = {r["id"]: r for r in map(json.loads, out.read_text(encoding="utf-8").splitlines())}
-        assert answered == 6 and sorted(records) == sorted(r.id for r in rows)
-
-        # predict through the running server: the same greedy completion
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "apps.predict",
-                "--params-file",
-                str(params_file),
-                "--url",
-                base_url,
-                "--text",
-                e.text,
-                "--people1",
-                e.people1,
-                "--people2",
-                e.people2,
-                "--json",
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-        )
-        assert result.returncode in (0, 3), result.stderr  # 3: the untrained model gave no valid label
-        assert json.loads(result.stdout)["completion"] == records[e.id]["completion"]
-    finally:
-        proc.send_signal(signal.SIGINT)  # Ctrl-C
-        try:
-            output, _ = proc.communicate(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            output, _ = proc.communicate()
-            raise AssertionError(f"flows.serve did not exit within 120 s of Ctrl-C:\n{output[-5000:]}") from None
-    assert proc.returncode == 0, output[-3000:]
-    assert not server_pids(str(model_dir)), "the server outlived Ctrl-C"
-    assert vllm_tmp_dirs() <= before  # the private TMPDIR with the IPC sockets is removed
-    # serving for clients leaves the pipeline's outputs alone; its log is kept beside the checkpoints
-    assert not (root / "reports" / "serve").exists()
-    server_log = (root / "checkpoints" / "serve" / "cpu" / "server.log").read_text(encoding="utf-8")
-    assert "Application startup complete" in server_log
+            "--text",
+            e.text,
+            "--people1",
+            e.people1,
+            "--people2",
+            e.people2,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=os.environ | {KEY_ENV: held_server.api_key},
+        timeout=120,
+    )
+    assert result.returncode in (0, 3), result.stderr  # 3: the untrained model gave no valid label
+    assert json.loads(result.stdout)["completion"] == records[e.id]["completion"]
 
 
-def test_predict_refuses_bad_input_before_starting_anything(served_sandbox):
-    _, params_file = served_sandbox
+def test_predict_refuses_bad_input_before_starting_anything(tmp_path, params, published_split, tiny_model):
+    params_file = served_sandbox(tmp_path, params, published_split, tiny_model)
     result = subprocess.run(
         [
             sys.executable,
@@ -211,8 +126,20 @@ def wait_for_lines(path: Path, count: int, proc: subprocess.Popen, timeout: floa
     raise AssertionError(f"{path} did not reach {count} lines in {timeout}s")
 
 
-def test_evaluation_resumes_after_the_server_is_killed_without_asking_twice(served_sandbox, prefect_api):
-    root, params_file = served_sandbox
+def test_evaluation_resumes_after_the_server_is_killed_without_asking_twice(
+    tmp_path, params, published_split, tiny_model, prefect_api
+):
+    root = tmp_path
+    params_file = served_sandbox(
+        root,
+        params,
+        published_split,
+        tiny_model,
+        evaluate__max_rows=40,
+        evaluate__concurrency=1,
+        evaluate__answer_retries=0,
+        profiles__cpu__evaluate_models=["grpo"],
+    )
     env = os.environ | {"PREFECT_API_URL": prefect_api, "PYTHONUNBUFFERED": "1"}
     env.pop(KEY_ENV, None)
     state = root / "checkpoints" / "evaluate" / "cpu" / "grpo" / "predictions.jsonl"

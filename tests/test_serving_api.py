@@ -1,7 +1,7 @@
 """The served API under abuse, and batch predictions through it, on a real vLLM server.
 
-One server for the module (tiny untrained model, API key set, the project's request
-guard): every route refuses a missing or wrong key, bad requests get a clear 4xx and the
+The session's one server (``flows.serve --hold`` on a tiny untrained model, API key set,
+the project's request guard): every route refuses a missing or wrong key, bad requests get a clear 4xx and the
 next good request is still answered; a batch over a CSV in the data's layout is killed
 mid-run, resumed, and asks each row exactly once.
 """
@@ -19,35 +19,21 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_serving import served_sandbox  # noqa: F401  (the module's sandbox fixture)
+from conftest import SERVE_KEY
 
 from people_relation.infra.data import read_examples
-from people_relation.infra.io import read_settings
 from people_relation.prompt import build_messages
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
-KEY = "abuse-test-key"
+KEY = SERVE_KEY
 KEY_ENV = "PEOPLE_RELATION_API_KEY"
 
 
 @pytest.fixture(scope="module")
-def server(served_sandbox):  # noqa: F811
-    from people_relation.serving.server import served_model
-
-    root, params_file = served_sandbox
-    settings = read_settings(params_file)
-    prof = settings.profile("cpu")
-    previous = os.environ.get(KEY_ENV)
-    os.environ[KEY_ENV] = KEY
-    try:
-        with served_model(settings.serve, prof, root / "models/cpu/grpo", root / "api-server.log", "cpu") as running:
-            yield running, root, params_file, settings
-    finally:
-        if previous is None:
-            os.environ.pop(KEY_ENV, None)
-        else:
-            os.environ[KEY_ENV] = previous
+def server(held_server):
+    """The session's held server (tiny model, API key set, the project's request guard)."""
+    return held_server, held_server.root, held_server.params_file, held_server.settings
 
 
 def chat_body(text="程砚秋与果素瑛生有三子一女。", people1="程砚秋", people2="果素瑛", **extra) -> dict:

@@ -76,6 +76,7 @@ def test_numbers_dvc_wrote_back_as_strings_are_numbers(params):
     assert parse_settings(p).profiles["cpu"].grpo.learning_rate == 2e-5
 
 
+@pytest.mark.integration
 def test_a_command_refuses_a_bad_params_file_before_any_work(params, project_root, tmp_path):
     p = copy.deepcopy(params)
     p["profiles"]["cpu"]["grpo"]["max_steps"] = -5

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from conftest import run_step
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 
 def free_port() -> int:

@@ -17,13 +17,13 @@ import sys
 import time
 
 import pytest
-from conftest import TINY_ARCH, shrink_cpu_profile, write_sandbox_params
+from conftest import shrink_cpu_profile, write_sandbox_params
 
 from people_relation.infra.paths import train_paths
 from people_relation.params import load_params
-from people_relation.settings import Arch, Warmup, parse_settings
+from people_relation.settings import Warmup, parse_settings
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 
 def grpo_command(params_file) -> list[str]:
@@ -42,21 +42,22 @@ def tiny_params(params, root, data_dir, **overrides):
 
 
 @pytest.fixture(scope="module")
-def split_sandbox(tmp_path_factory, params, data_dir, prefect_api):
-    """Prepared and split data in a sandbox, shared by this module's tests."""
-    from flows.prepare import prepare_flow
-    from flows.split import split_flow
+def split_sandbox(tmp_path_factory, published_split):
+    """The published split in a sandbox, shared by this module's tests."""
+    import shutil
 
     root = tmp_path_factory.mktemp("train")
-    params_file = tiny_params(params, root, data_dir)
-    prepare_flow(params_file=str(params_file))
-    split_flow(params_file=str(params_file))
+    shutil.copytree(published_split, root / "data" / "split")
     return root
 
 
-def test_grpo_killed_mid_run_resumes_from_its_last_checkpoint(split_sandbox, params, data_dir, project_root):
+def test_grpo_killed_mid_run_resumes_from_its_last_checkpoint(
+    split_sandbox, tiny_model, params, data_dir, project_root
+):
     """A real kill: SIGKILL after the first checkpoint, then a restart that finishes the run."""
-    root, params_file, p, paths = _base_model_only(split_sandbox, params, data_dir, "resume", max_steps=8, save_steps=2)
+    root, params_file, p, paths = _base_model_only(
+        split_sandbox, tiny_model, params, data_dir, "resume", max_steps=6, save_steps=2
+    )
 
     command = grpo_command(params_file)
     env = os.environ | {"PYTHONUNBUFFERED": "1"}
@@ -81,25 +82,24 @@ def test_grpo_killed_mid_run_resumes_from_its_last_checkpoint(split_sandbox, par
     resumed = re.search(r"Resuming GRPO from \S*checkpoint-(\d+)", output)
     assert resumed, output[-3000:]
     assert int(resumed.group(1)) >= 2
-    assert "GRPO step 8/8" in output
+    assert "GRPO step 6/6" in output
     assert not paths.checkpoints.exists(), "a finished run's checkpoints are removed once it is published"
     with paths.history.open(encoding="utf-8") as fh:
         steps = [int(float(r["step"])) for r in csv.DictReader(fh)]
-    assert steps == list(range(1, 9))  # every step once: the resumed run kept the earlier history
+    assert steps == list(range(1, 7))  # every step once: the resumed run kept the earlier history
     with paths.validation_history.open(encoding="utf-8") as fh:
         evaluated = [int(r["step"]) for r in csv.DictReader(fh)]
-    assert evaluated == [0, 2, 4, 6, 8]  # validated every eval_steps across the kill, each step once
+    assert evaluated == [0, 2, 4, 6]  # validated every eval_steps across the kill, each step once
     published = json.loads(paths.selection.read_text())
-    assert published["last_step"] == 8 and published["published_step"] in (2, 4, 6, 8)
+    assert published["last_step"] == 6 and published["published_step"] in (2, 4, 6)
     assert (paths.final_model / "model.safetensors").is_file()
 
 
-def _base_model_only(split_sandbox, params, data_dir, name, **grpo):
-    """A sandbox whose GRPO starts from a fresh tiny model (no warm-up)."""
-    import yaml
+def _base_model_only(split_sandbox, tiny_model, params, data_dir, name, **grpo):
+    """A sandbox whose GRPO starts from the session's untrained tiny model (no warm-up)."""
+    import shutil
 
-    from people_relation.training.models import build_scratch_qwen2, save_model
-    from people_relation.training.tokenizer import build_tokenizer
+    import yaml
 
     root = split_sandbox / name
     root.mkdir()
@@ -114,15 +114,12 @@ def _base_model_only(split_sandbox, params, data_dir, name, **grpo):
     p["profiles"]["cpu"]["grpo"] |= grpo
     params_file.write_text(yaml.safe_dump(p, allow_unicode=True), encoding="utf-8")
     paths = train_paths(parse_settings(p), "cpu")
-    with open(split_sandbox / "data/split/train.jsonl", encoding="utf-8") as fh:
-        texts = [json.loads(line)["text"] for line in fh]
-    tokenizer = build_tokenizer(texts)
-    save_model(build_scratch_qwen2(tokenizer, Arch(**TINY_ARCH), seed=0), tokenizer, paths.base)
+    shutil.copytree(tiny_model, paths.base)
     return root, params_file, p, paths
 
 
 def test_collapse_guard_stops_a_collapsing_run_and_publishes_its_best_checkpoint(
-    split_sandbox, params, data_dir, project_root
+    split_sandbox, tiny_model, params, data_dir, project_root
 ):
     """A collapsed policy is stopped. The tiny model, warmed up for 2 epochs, answers the
     majority label 不知道 to most validation rows (measured: 56 of 64, the rest unparsed);
@@ -139,7 +136,7 @@ def test_collapse_guard_stops_a_collapsing_run_and_publishes_its_best_checkpoint
     from people_relation.training.warmup import train_warmup
 
     root, params_file, p, paths = _base_model_only(
-        split_sandbox, params, data_dir, "collapse", learning_rate=1e-3, beta=0.0, max_steps=8, save_steps=2
+        split_sandbox, tiny_model, params, data_dir, "collapse", learning_rate=1e-3, beta=0.0, max_steps=8, save_steps=2
     )
     p["profiles"]["cpu"]["collapse_guard"] |= {"action": "stop", "ratio": 2.0, "min_share": 0.5, "patience": 2}
     params_file.write_text(yaml.safe_dump(p, allow_unicode=True), encoding="utf-8")

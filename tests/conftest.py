@@ -1,6 +1,13 @@
 from __future__ import annotations
 
 import os
+
+# Under `pytest -n N` every worker, and every process it starts (stages, GRPO, servers),
+# gets its share of the cores for its math threads: with more threads than cores, torch's
+# OpenMP threads spin waiting for each other and an in-process training runs 3x slower.
+if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(variable, str(max(1, (os.cpu_count() or 1) // workers)))
 import re
 import signal
 import subprocess

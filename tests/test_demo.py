@@ -31,8 +31,8 @@ from people_relation.infra.io import PROJECT_ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-PAGE_TIMEOUT_S = 90  # a page load or an answer on this 2-core machine, with vLLM busy
-DEMO_START_TIMEOUT_S = 120
+PAGE_TIMEOUT_S = 180  # a page load or an answer on this 2-core machine, with the other worker busy
+DEMO_START_TIMEOUT_S = 240
 
 
 def row(text: str, people1: str, people2: str, label: str, i: int = 0) -> Example:

@@ -281,7 +281,8 @@ def held_server(tmp_path_factory, params, published_split, tiny_model, prefect_a
     root = tmp_path_factory.mktemp("held")
     params_file = served_sandbox(root, params, published_split, tiny_model)
     model_dir = root / "models" / "cpu" / "grpo"
-    env = os.environ | {"PREFECT_API_URL": prefect_api, "PYTHONUNBUFFERED": "1", "PEOPLE_RELATION_API_KEY": SERVE_KEY}
+    key_env = params["serve"]["api_key_env"]  # the variable whose value the server requires
+    env = os.environ | {"PREFECT_API_URL": prefect_api, "PYTHONUNBUFFERED": "1", key_env: SERVE_KEY}
     before = vllm_tmp_dirs()
     log = root / "serve-hold.log"
     with log.open("w", encoding="utf-8") as out:  # a file: a full pipe would block the server

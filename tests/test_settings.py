@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from people_relation.params import ParamsError
-from people_relation.settings import Settings, parse_settings
+from people_relation.settings import Section, Settings, parse_settings
 
 
 def test_the_project_params_load_as_typed_frozen_settings(params):
@@ -146,3 +146,37 @@ def test_overrides_reach_profiles_whose_names_hold_dots(params):
     assert parse_settings(params).profile("qwen2.5-7b").vllm.port != 8123  # a copy: the tree itself is untouched
     with pytest.raises(ParamsError, match="no parameter 'profiles.qwen2.5-7b.vllm.prot'"):
         with_values(params, {"profiles.qwen2.5-7b.vllm.prot": 1})
+
+
+def sections_in(model: type[Section], seen: dict[str, type[Section]] | None = None) -> dict[str, type[Section]]:
+    """``model`` and every Section reachable from its fields, through ``X | None``,
+    ``dict[str, X]``, ``list[X]`` and ``Annotated``."""
+    import typing
+
+    seen = {} if seen is None else seen
+    if model.__name__ in seen:
+        return seen
+    seen[model.__name__] = model
+
+    def walk(annotation) -> None:
+        if isinstance(annotation, type) and issubclass(annotation, Section):
+            sections_in(annotation, seen)
+        for arg in typing.get_args(annotation):
+            walk(arg)
+
+    for field in model.model_fields.values():
+        walk(field.annotation)
+    return seen
+
+
+def test_every_setting_is_documented_where_it_is_declared():
+    """Each field's docstring is its description: a reader of settings.py, and code, can show it."""
+    sections = sections_in(Settings)
+    assert {"Grpo", "Vllm", "StandIn", "Limits", "Intervals", "DataFiles"} <= set(sections)
+    undocumented = [
+        f"{name}.{field}"
+        for name, model in sections.items()
+        for field, info in model.model_fields.items()
+        if not (info.description or "").strip()
+    ]
+    assert not undocumented, f"fields without a docstring: {', '.join(undocumented)}"

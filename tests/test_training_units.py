@@ -192,3 +192,55 @@ def test_an_epoch_keeps_every_relation_row_and_a_share_of_the_unknown_ones():
         assert sum(e.label == "不知道" for e in epoch) == 75
         assert [e.id for e in epoch] == [e.id for e in rows if e in epoch]  # the order kept
     assert first != second  # a fresh draw every epoch
+
+
+@pytest.mark.integration
+def test_on_cpu_trl_scores_the_completion_tokens_alone_and_gets_the_same_log_probs(monkeypatch):
+    """TRL's fused LM head scores every position on CPU (only the labelled ones on GPUs);
+    ``score_completions_only_on_cpu`` makes the CPU score what a GPU scores: the same
+    log-probs and gradients, from the completion's rows alone."""
+    import trl.trainer.utils as trl_utils
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    from people_relation.training.grpo import score_completions_only_on_cpu
+
+    monkeypatch.setattr(trl_utils, "_use_triton", trl_utils._use_triton)  # undone after the test
+    torch.manual_seed(0)
+    config = Qwen2Config(
+        vocab_size=3000,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=256,
+    )
+    model = Qwen2ForCausalLM(config)
+    add_fused_lm_head(model, temperature=0.9, cast_lm_head_to_fp32=False, outputs=("log_probs", "entropy"))
+    ids = torch.randint(0, config.vocab_size, (3, 100))
+    attention = torch.ones_like(ids)
+    attention[0, -4:] = 0  # a shorter completion, padded
+    labels = ids.masked_fill(attention == 0, -100)
+    labels[:, :-12] = -100  # the prompt: 88 positions that count for nothing
+    scored_rows = []
+    apply = trl_utils._ChunkedLogProbFunction.apply
+
+    def counting(hidden, *args):
+        scored_rows.append(hidden.shape[0])
+        return apply(hidden, *args)
+
+    monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply", counting)
+
+    def scored():
+        model.zero_grad()
+        log_probs = model(input_ids=ids, attention_mask=attention, labels=labels, fused_lm_head=True).log_probs
+        log_probs[:, -12:].sum().backward()
+        return log_probs[:, -12:].detach(), model.model.layers[0].mlp.up_proj.weight.grad.clone()
+
+    every_position = scored()
+    assert score_completions_only_on_cpu() and score_completions_only_on_cpu()  # idempotent
+    completions_only = scored()
+    assert scored_rows == [3 * 99, 3 * 12 - 4]
+    assert torch.equal(every_position[0], completions_only[0])
+    assert torch.allclose(every_position[1], completions_only[1], atol=1e-6)

@@ -379,6 +379,34 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
     return max(checkpoints, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]), default=None)
 
 
+def score_completions_only_on_cpu() -> bool:
+    """Make TRL's fused LM head score only the completion tokens on CPU, as it does on GPUs.
+
+    TRL 1.16 scores the tokens whose labels count (the completion) where its Triton kernels
+    run (CUDA, XPU), and every position elsewhere, to keep tile shapes fixed for compilers.
+    On CPU that sends every prompt token (about 300 for this task) through the whole
+    vocabulary (152,064 words for Qwen2.5) in every forward and backward, for log-probs that
+    are then masked away. The choice is one private name in ``trl.trainer.utils``; the
+    kernels keep their own device check, so the CPU still runs TRL's CPU tiles. Returns
+    whether the change is in place (False, with a warning, when TRL no longer has that name).
+    """
+    import trl.trainer.utils as trl_utils
+
+    original = getattr(trl_utils, "_use_triton", None)
+    if original is None:
+        log.warning("TRL has no trainer.utils._use_triton: the CPU scores every position (slower, same result)")
+        return False
+    if getattr(original, "completions_only_on_cpu", False):
+        return True
+
+    def compact_scoring(device: Any) -> bool:
+        return device.type == "cpu" or original(device)
+
+    compact_scoring.completions_only_on_cpu = True  # type: ignore[attr-defined]
+    trl_utils._use_triton = compact_scoring
+    return True
+
+
 def run_grpo(
     model_dir: Path,
     tokenizer: PreTrainedTokenizerFast,
@@ -396,6 +424,7 @@ def run_grpo(
     checkpoint in ``output_dir``."""
     from trl import GRPOConfig, GRPOTrainer
 
+    score_completions_only_on_cpu()
     recorder = CompletionRecorder()
     trainer = GRPOTrainer(
         model=str(model_dir),

@@ -35,6 +35,7 @@ from typing import Any
 import openai
 
 from apps.endpoint import endpoint, failed
+from apps.settings import DemoSettings, demo_settings
 from people_relation.dataset import Example
 from people_relation.errors import EXIT_OK, ServerError
 from people_relation.highlight import highlighted_html, name_spans
@@ -176,15 +177,15 @@ class PageContext:
     """What every interaction of the page needs, read once."""
 
     settings: Settings
+    demo: DemoSettings
     url: str
     model: str
     api_key: str | None
     examples: list[Example]
 
 
-def load_examples(settings: Settings) -> list[Example]:
+def load_examples(settings: Settings, demo: DemoSettings) -> list[Example]:
     """The examples the page offers (a DataError naming the stage to run when the split is missing)."""
-    demo = settings.demo
     if not demo.examples:
         return []
     return pick_examples(read_examples(split_file(settings.split, demo.examples_split)), demo.examples)
@@ -192,12 +193,14 @@ def load_examples(settings: Settings) -> list[Example]:
 
 def page_context(params_file: str, url: str, model: str) -> PageContext:
     settings = read_settings(params_file)
+    demo = demo_settings(settings, params_file)
     return PageContext(
         settings=settings,
+        demo=demo,
         url=url,
         model=model,
         api_key=os.environ.get(settings.serve.api_key_env) or None,
-        examples=load_examples(settings),
+        examples=load_examples(settings, demo),
     )
 
 
@@ -214,7 +217,7 @@ async def _ask(ctx: PageContext, query: Example) -> tuple[str, float]:
 def outcome(ctx: PageContext, text: str, people1: str, people2: str) -> Answer | Problem:
     """The model's answer to the sentence and the two names, or why there is none."""
     try:
-        query = make_query(text, people1, people2, ctx.settings.predict.max_chars)
+        query = make_query(text, people1, people2, ctx.settings.query.max_chars)
     except QueryError as err:
         return Problem(f"Not sent to the model: {err}.", sent=False)
     try:
@@ -289,9 +292,9 @@ def page(argv: list[str]) -> None:
     st.title(TITLE)
     st.caption(f"The relation between two people in a Chinese sentence, answered by {ctx.model!r} at {ctx.url}.")
     if ctx.examples:
-        st.markdown(f"**Examples** from the {ctx.settings.demo.examples_split} split (gold label in brackets)")
+        st.markdown(f"**Examples** from the {ctx.demo.examples_split} split (gold label in brackets)")
         for i, example in enumerate(ctx.examples):
-            caption = markdown_text(example_caption(example, ctx.settings.demo.preview_chars))
+            caption = markdown_text(example_caption(example, ctx.demo.preview_chars))
             st.button(caption, key=f"example-{i}", on_click=_fill, args=(example,), width="stretch")
     with st.form("query"):
         st.text_area("Sentence", key="text", placeholder="一句中文，提到两个人")
@@ -303,7 +306,7 @@ def page(argv: list[str]) -> None:
         with st.spinner("Asking the model…"):
             st.session_state[RESULT] = outcome(ctx, *(st.session_state.get(f, "") for f in FIELDS))
     if RESULT in st.session_state:
-        _show(st, st.session_state[RESULT], st.session_state.get(EXAMPLE), ctx.settings.demo.examples_split)
+        _show(st, st.session_state[RESULT], st.session_state.get(EXAMPLE), ctx.demo.examples_split)
 
 
 # -- the command ----------------------------------------------------------------------------
@@ -344,8 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = read_settings(args.params_file)
-        load_examples(settings)  # a missing split fails here, not on the page
-        demo = settings.demo
+        demo = demo_settings(settings, args.params_file)
+        load_examples(settings, demo)  # a missing split fails here, not on the page
         port = page_port(demo.host, demo.port if args.port is None else args.port)
         with endpoint(settings, args.url) as at:
             print(

@@ -52,7 +52,7 @@ def predict(
 ) -> dict[str, Any]:
     """The model's answer to one sentence and two names: label, reasoning, raw completion."""
     settings = read_settings(params_file)
-    query = make_query(text, people1, people2, settings.predict.max_chars)
+    query = make_query(text, people1, people2, settings.query.max_chars)
     prof = settings.profile(settings.profile_name(profile_name))
 
     async def go(base_url: str, api_key: str | None, served: str) -> str:
@@ -91,7 +91,7 @@ def predict_file(
     return answer_file(
         Path(input_file),
         Path(output_file),
-        settings.predict.max_chars,
+        settings.query.max_chars,
         lambda: endpoint(settings, url, profile_name, model),
         prof.serve.sampling(),
         settings.evaluate.client(),

@@ -25,9 +25,9 @@ from prefect import flow, get_run_logger
 from flows.cli import run
 from people_relation.infra.io import fingerprint, project_path, read_numeric_csv, read_project_params, write_json
 from people_relation.infra.paths import train_paths
-from people_relation.settings import StandIn, parse_settings
+from people_relation.settings import parse_settings
 from people_relation.training.recipe import batch_arithmetic
-from people_relation.training.rehearsal import build_stand_in, rehearsal_params
+from people_relation.training.rehearsal import StandIn, build_stand_in, rehearsal_params, rehearsal_settings
 
 STAND_IN = "stand_in"
 PARAMS = "params.yaml"
@@ -81,9 +81,10 @@ def rehearse_flow(params_file: str = "params.yaml") -> dict[str, Any]:
     logger = get_run_logger()
     params = read_project_params(params_file)
     settings = parse_settings(params, params_file)
-    root = project_path(settings.rehearsal.dir)
+    rehearsal = rehearsal_settings(settings, params_file)
+    root = project_path(rehearsal.dir)
     root.mkdir(parents=True, exist_ok=True)
-    stand_in = stand_in_model(settings.rehearsal.stand_in, root)
+    stand_in = stand_in_model(rehearsal.stand_in, root)
     rehearsed_params = rehearsal_params(params, settings, root, stand_in)
     rehearsed = parse_settings(rehearsed_params, str(root / PARAMS))  # the substituted profile checked whole
     (root / PARAMS).write_text(yaml.safe_dump(rehearsed_params, allow_unicode=True, sort_keys=False), encoding="utf-8")

@@ -6,7 +6,8 @@ One code path for every profile; only ``params.yaml`` differs:
   qwen2.5-7b     the published recipe: GRPO on Qwen2.5-7B-Instruct under
                  ``accelerate launch`` with DeepSpeed ZeRO-3, generation by TRL's vLLM server.
 
-``--dry-run`` prints the exact commands and the fully resolved GRPO config, and starts
+``--dry-run`` prints the profile resolved (its base laid out), each value after its
+description, then the exact commands and the fully resolved GRPO config, and starts
 nothing; ``--preflight`` checks this machine for the profile. Outputs: ``models/<profile>/``
 (base, warmup, grpo), ``reports/train/<profile>/`` (metrics.json, reward_history.csv,
 validation_history.csv, published_step.json and the two curves).
@@ -35,6 +36,7 @@ from people_relation.infra.io import (
 from people_relation.infra.paths import split_file, train_paths
 from people_relation.infra.tracking import flatten, mlflow_run, tracking_uri
 from people_relation.monitor import reward_summary, validation_summary
+from people_relation.settings import profile_yaml
 from tasks.train import build_scratch_model, draw_charts, grpo, plan, preflight_report, register, validate, warm_up
 
 
@@ -139,7 +141,9 @@ def write_validation_answers(path: Path, answers: dict[str, list[dict]]) -> None
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", dest="profile_name", default=None, help="override train.profile")
-    parser.add_argument("--dry-run", action="store_true", help="print the resolved plan; start nothing")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the profile resolved and described, and the plan; start nothing"
+    )
     parser.add_argument(
         "--preflight", action="store_true", help="check this machine for the profile (GPUs, driver, model, ports, disk)"
     )
@@ -160,6 +164,8 @@ def _instead(args: argparse.Namespace) -> bool:
             sys.exit(1)
         return True
     the_plan = plan(settings, name, args.params_file)
+    print(profile_yaml(settings.profile(name), name, described=True))
+    print("# plan")
     print(json.dumps(the_plan, indent=2, ensure_ascii=False))
     print("\n# launch")
     if the_plan["vllm_server_command"]:

@@ -18,7 +18,7 @@ def make_query(text: str, people1: str, people2: str, max_chars: int) -> Example
     if not text:
         problems.append("the sentence is empty")
     elif len(text) > max_chars:
-        problems.append(f"the sentence has {len(text)} characters; at most {max_chars} are allowed (predict.max_chars)")
+        problems.append(f"the sentence has {len(text)} characters; at most {max_chars} are allowed (query.max_chars)")
     for field, name in (("people1", people1), ("people2", people2)):
         if not name:
             problems.append(f"{field} is empty")

@@ -14,6 +14,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import json
+import textwrap
 import types
 import typing
 from pathlib import Path
@@ -21,7 +23,7 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from people_relation.params import ParamsError, load_params
+from people_relation.params import ParamsError, load_params, resolve_profiles
 
 PositiveInt = typing.Annotated[int, Field(ge=1)]
 Count = typing.Annotated[int, Field(ge=0)]
@@ -320,26 +322,19 @@ class Pipeline(Section):
     """Seconds between a failed stage and its retry."""
 
 
-class Predict(Section):
-    """Limits on what ``predict``, the demo and the registered model accept."""
+class Query(Section):
+    """What a question to the model may be: ``predict``, the demo page and the registered
+    model refuse a longer sentence (the train stage records the limit in the model)."""
 
     max_chars: PositiveInt
     """Longest sentence accepted, in characters; a longer one is refused."""
 
 
-class Demo(Section):
-    """The demo page (``make demo``, ``apps/demo.py``): where it listens, which examples it offers."""
-
-    host: str
-    """Address the page binds; ``0.0.0.0`` shows it to the network."""
-    port: Port
-    """Port of the page: checked free first; 0 picks a free one."""
-    examples: Count
-    """Rows of ``examples_split`` offered as clickable examples, one per label first (0: none)."""
-    examples_split: Literal["validation", "test"]
-    """The split the examples come from (``split.out_dir/<split>.jsonl``)."""
-    preview_chars: PositiveInt
-    """Characters of an example's sentence shown on its button."""
+AppSection = dict[str, Any]
+"""A section read by an application or tool, not by a pipeline stage: the pipeline passes it
+through untouched and its own schema checks it where it is used (``apps/settings.py`` for the
+demo page, ``training/rehearsal.py`` for the rehearsal). Its keys and its schema can change
+without making a stage stale."""
 
 
 # -- a profile: one model's recipe ---------------------------------------------------------
@@ -760,32 +755,6 @@ class Profile(Section):
         return self
 
 
-# -- the rehearsal of a GPU profile on this CPU ----------------------------------------------
-
-
-class StandIn(Arch):
-    """The tiny Qwen2 a rehearsal trains in place of the profile's ``model.source``, with Qwen2.5's
-    real tokenizer (built by ``flows/rehearse.py``)."""
-
-    seed: int
-    """Seed of the stand-in's random weights."""
-
-
-class Rehearsal(Section):
-    """A GPU profile rehearsed on this CPU (``make rehearse``, ``flows/rehearse.py``): the profile's own
-    code path with only device-level and budget values changed, on a tiny stand-in model."""
-
-    profile: str
-    """The profile rehearsed (a key of ``profiles``)."""
-    dir: OutputDir
-    """Everything the rehearsal writes goes under this folder (models, checkpoints, reports, MLflow store)."""
-    stand_in: StandIn
-    """The tiny model standing in for the profile's ``model.source``."""
-    substitute: dict[str, Any]
-    """Values put into the rehearsed profile, by dotted key under it (``launch.num_processes: 2``);
-    only device-level and budget keys may change (``training/rehearsal.py``), any other is refused."""
-
-
 class Settings(Section):
     """The whole of ``params.yaml``: the pipeline's sections and the named profiles."""
 
@@ -809,20 +778,19 @@ class Settings(Section):
     """The comparison of every arm, with intervals and an error analysis."""
     pipeline: Pipeline
     """The Prefect pipeline flow's retries."""
-    predict: Predict
-    """What ``predict``, the demo and the registered model accept."""
-    demo: Demo
-    """The demo page."""
-    rehearsal: Rehearsal
-    """A GPU profile rehearsed on this CPU."""
+    query: Query
+    """What ``predict``, the demo page and the registered model accept."""
+    demo: AppSection
+    """The demo page (``make demo``); checked by ``apps/settings.py`` when the page starts."""
+    rehearsal: AppSection
+    """A GPU profile rehearsed on this CPU (``make rehearse``); checked by ``training/rehearsal.py``."""
     profiles: dict[str, Profile] = Field(min_length=1)
     """Each named recipe (``cpu``, ``qwen2.5-7b``...); ``train.profile`` picks the pipeline's."""
 
     @model_validator(mode="after")
     def _profiles_named(self) -> Settings:
-        for key, name in (("train.profile", self.train.profile), ("rehearsal.profile", self.rehearsal.profile)):
-            if name not in self.profiles:
-                raise ValueError(f"{key} is {name!r}; the profiles are {', '.join(self.profiles)}")
+        if self.train.profile not in self.profiles:
+            raise ValueError(f"train.profile is {self.train.profile!r}; the profiles are {', '.join(self.profiles)}")
         return self
 
     def profile(self, name: str | None = None) -> Profile:
@@ -855,9 +823,9 @@ def _inner(annotation: Any) -> Any:
             return annotation
 
 
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The settings class that holds the key at ``loc`` (for naming the keys it knows)."""
-    current: Any = Settings
+def _model_at(loc: tuple[Any, ...], root: type[BaseModel]) -> type[BaseModel] | None:
+    """The settings class under ``root`` that holds the key at ``loc`` (for naming the keys it knows)."""
+    current: Any = root
     for part in loc[:-1]:
         current = _inner(current)
         if isinstance(current, type) and issubclass(current, BaseModel):
@@ -875,11 +843,11 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: dict[str, Any], root: type[BaseModel], prefix: tuple[str, ...] = ()) -> str:
     loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal["))))
-    dotted = ".".join(str(p) for p in loc)
+    dotted = ".".join(str(p) for p in (*prefix, *loc))
     if error["type"] == "extra_forbidden":
-        holder = _model_at(loc)
+        holder = _model_at(loc, root)
         known = list(holder.model_fields) if holder else []
         close = difflib.get_close_matches(str(loc[-1]), known, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -893,11 +861,25 @@ def _describe(error: dict[str, Any]) -> str:
 
 
 def parse_settings(raw: dict[str, Any], source: str = "params.yaml") -> Settings:
-    """Typed settings from the params tree, or a ParamsError naming each bad key in ``source``."""
+    """Typed settings from the params tree (profiles resolved against their ``base``), or a
+    ParamsError naming each bad key in ``source``."""
     try:
-        return Settings.model_validate(raw)
+        return Settings.model_validate(resolve_profiles(raw, source))
     except ValidationError as err:
-        problems = [_describe(e) for e in err.errors(include_url=False)]
+        problems = [_describe(e, Settings) for e in err.errors(include_url=False)]
+        raise ParamsError(f"{source}: " + "; ".join(problems)) from None
+
+
+SectionT = typing.TypeVar("SectionT", bound=BaseModel)
+
+
+def parse_section(schema: type[SectionT], raw: Any, key: str, source: str = "params.yaml") -> SectionT:
+    """An application's section (``key``: ``demo``, ``rehearsal``) checked with its own
+    ``schema``, with the same messages as the pipeline's sections."""
+    try:
+        return schema.model_validate(raw)
+    except ValidationError as err:
+        problems = [_describe(e, schema, (key,)) for e in err.errors(include_url=False)]
         raise ParamsError(f"{source}: " + "; ".join(problems)) from None
 
 
@@ -953,3 +935,47 @@ def reroot_outputs(raw: dict[str, Any], root: Path) -> dict[str, Any]:
             node = getattr(node, part)
         values[key] = str(root / Path(node)) if not Path(node).is_absolute() else str(root / Path(node).name)
     return with_values(raw, values)
+
+
+# -- showing a profile -----------------------------------------------------------------------
+
+
+def _yaml_lines(model: BaseModel, indent: int, described: bool) -> list[str]:
+    """``model`` as YAML lines: nested settings as blocks, other values in JSON's flow style
+    (valid YAML 1.2), each key after its description when ``described``."""
+    lines = []
+    pad = " " * indent
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        if described and field.description:
+            for paragraph in field.description.strip().splitlines():
+                lines += [f"{pad}# {text}" for text in textwrap.wrap(paragraph, 100 - indent - 2) or [""]]
+        if isinstance(value, BaseModel):
+            lines.append(f"{pad}{name}:")
+            lines += _yaml_lines(value, indent + 2, described)
+        else:
+            lines.append(f"{pad}{name}: {json.dumps(_plain(value), ensure_ascii=False)}")
+    return lines
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def profile_yaml(prof: Profile, name: str, described: bool = False) -> str:
+    """Profile ``name`` complete (its base laid out, defaults filled in) as YAML: what DVC
+    tracks for the train, serve and evaluate stages; ``described`` adds each field's
+    description above it."""
+    head = [
+        f"# profile {name}, resolved from params.yaml (its base laid out, defaults filled in).",
+        "# Each value after its description (people_relation/settings.py); set values in params.yaml."
+        if described
+        else "# Written by `python -m flows.profile`: edit params.yaml, not this file.",
+    ]
+    return "\n".join(head + _yaml_lines(prof, 0, described)) + "\n"

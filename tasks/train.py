@@ -267,7 +267,7 @@ def register(settings: Settings, name: str, model: Path, val: dict[str, float]) 
         prof.validation.max_new_tokens,
         tags={"profile": name, FINGERPRINT_TAG: fingerprint(model)},
         metrics={f"val_{k}": v for k, v in val.items() if k in ("weighted_f1", "macro_f1", "accuracy")},
-        max_chars=settings.predict.max_chars,
+        max_chars=settings.query.max_chars,
     )
     get_run_logger().info("Registered %s version %s (%s)", registered, info.registered_model_version, info.model_uri)
     return {"name": registered, "version": int(info.registered_model_version)}

@@ -140,10 +140,12 @@ def tiny_server(held_server):
 @pytest.fixture(scope="module")
 def demo_url(tiny_server, tmp_path_factory):
     """``python -m apps.demo --url`` on the tiny server, as a user starts it; its page URL."""
+    from apps.settings import demo_settings
     from people_relation.infra.processes import pick_port
 
     settings, params_file, server = tiny_server
-    port = pick_port(settings.demo.host, 0)
+    host = demo_settings(settings).host
+    port = pick_port(host, 0)
     log = tmp_path_factory.mktemp("demo-log") / "demo.log"
     command = [sys.executable, "-m", "apps.demo", "--url", server.base_url, "--params-file", str(params_file)]
     env = os.environ | {settings.serve.api_key_env: server.api_key}  # as a user of a keyed server starts it
@@ -151,7 +153,7 @@ def demo_url(tiny_server, tmp_path_factory):
         proc = subprocess.Popen(
             [*command, "--port", str(port)], cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
         )
-    url = f"http://{settings.demo.host}:{port}"
+    url = f"http://{host}:{port}"
     try:
         deadline = time.monotonic() + DEMO_START_TIMEOUT_S
         while not _healthy(url):
@@ -232,7 +234,7 @@ def _served_answer(settings, server, example: Example) -> Answer:
     from people_relation.query import make_query
     from people_relation.serving.client import ask, make_client
 
-    query = make_query(example.text, example.people1, example.people2, settings.predict.max_chars)
+    query = make_query(example.text, example.people1, example.people2, settings.query.max_chars)
 
     async def go():
         client = make_client(server.base_url, server.api_key, settings.evaluate.client())

@@ -25,7 +25,7 @@ from people_relation.comparison import method_name
 
 pytestmark = pytest.mark.e2e
 
-STAGES = {"prepare", "split", "train", "baseline", "serve", "evaluate", "report"}
+STAGES = {"prepare", "split", "profile", "train", "baseline", "serve", "evaluate", "report"}
 PROFILE = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text(encoding="utf-8"))["train"]["profile"]
 POOL = "people-relation-cpu"  # the work pool of the `cpu` deployment in prefect.yaml
 

@@ -180,7 +180,11 @@ def test_dry_run_prints_the_launch_without_running(project_root):
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    body, launch = result.stdout.split("\n# launch\n")
+    profile, rest = result.stdout.split("\n# plan\n")
+    body, launch = rest.split("\n# launch\n")
+    # the profile as it runs, every value after its description
+    assert profile.startswith("# profile qwen2.5-7b, resolved from params.yaml")
+    assert "  # Peak learning rate (TRL ``learning_rate``).\n  learning_rate: 5e-07\n" in profile
     launch, serve = launch.split("\n# serve the trained model (serve and evaluate steps)\n")
     plan = json.loads(body)
     assert plan["batch"]["completions_per_step"] == 192

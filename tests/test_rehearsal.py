@@ -161,7 +161,7 @@ def test_the_published_recipe_rehearsed_on_two_processes_killed_and_resumed(
     (foreign / "FINGERPRINT").write_text("other settings\n")
 
     command = [sys.executable, "-m", "flows.rehearse", "--params-file", str(params_file)]
-    env = os.environ | {"PYTHONUNBUFFERED": "1"}
+    env = os.environ | {"PYTHONUNBUFFERED": "1", "PREFECT_API_URL": prefect_api}  # not a server per run
     for inherited in ("MLFLOW_RUN_ID", "MLFLOW_TRACKING_URI"):  # MLflow exported the sandbox's store above
         env.pop(inherited, None)
     first_log = tmp_path / "first.log"

@@ -170,9 +170,15 @@ def sections_in(model: type[Section], seen: dict[str, type[Section]] | None = No
 
 
 def test_every_setting_is_documented_where_it_is_declared():
-    """Each field's docstring is its description: a reader of settings.py, and code, can show it."""
+    """Each field's docstring is its description: a reader of settings.py (and of the
+    applications' schemas), and code, can show it."""
+    from apps.settings import DemoSettings
+    from people_relation.training.rehearsal import Rehearsal
+
     sections = sections_in(Settings)
-    assert {"Grpo", "Vllm", "StandIn", "Limits", "Intervals", "DataFiles"} <= set(sections)
+    for application in (DemoSettings, Rehearsal):
+        sections_in(application, sections)
+    assert {"Grpo", "Vllm", "StandIn", "Limits", "Intervals", "DataFiles", "DemoSettings"} <= set(sections)
     undocumented = [
         f"{name}.{field}"
         for name, model in sections.items()
@@ -180,3 +186,110 @@ def test_every_setting_is_documented_where_it_is_declared():
         if not (info.description or "").strip()
     ]
     assert not undocumented, f"fields without a docstring: {', '.join(undocumented)}"
+
+
+# -- profiles built on a base ------------------------------------------------------------------
+
+
+def test_a_profile_lists_what_differs_from_its_base_and_loads_complete(params, project_root):
+    """``cpu-rl: {base: cpu, ...}``: cpu's values with cpu-rl's laid over them, key by key."""
+    from people_relation.params import load_params
+
+    raw = yaml.safe_load((project_root / "params.yaml").read_text(encoding="utf-8"))["profiles"]
+    assert raw["cpu-rl"]["base"] == "cpu" and "arch" not in raw["cpu-rl"].get("model", {})
+    resolved = load_params(project_root / "params.yaml")["profiles"]
+    assert "base" not in resolved["cpu-rl"]
+    assert resolved["cpu-rl"]["model"] == resolved["cpu"]["model"]  # inherited whole
+    assert resolved["cpu-rl"]["grpo"]["learning_rate"] == raw["cpu-rl"]["grpo"]["learning_rate"]  # its own
+    assert resolved["cpu-rl"]["grpo"]["num_generations"] == resolved["cpu"]["grpo"]["num_generations"]
+    # a list replaces the base's whole; null clears a base's value
+    lora = resolved["qwen2.5-7b-lora"]
+    assert lora["serve"]["gpus"] == [0] and lora["launch"]["training_gpus"] is None
+    assert parse_settings(params).profiles["qwen2.5-7b-lora"].vllm.port is None
+
+
+def test_a_base_chain_resolves_in_order_and_a_bad_base_is_named():
+    from people_relation.params import resolve_profiles
+
+    tree = {
+        "profiles": {
+            "a": {"grpo": {"beta": 0.1, "seed": 1}, "tags": [1, 2]},
+            "b": {"base": "a", "grpo": {"beta": 0.2}, "tags": [3]},
+            "c": {"base": "b", "grpo": {"seed": 3}},
+        }
+    }
+    out = resolve_profiles(tree)["profiles"]
+    assert out["c"] == {"grpo": {"beta": 0.2, "seed": 3}, "tags": [3]}
+    assert tree["profiles"]["c"] == {"base": "b", "grpo": {"seed": 3}}  # the input is left as it was
+    with pytest.raises(ParamsError, match=r"my.yaml: profiles.b.base is 'z'; the profiles are a, b"):
+        resolve_profiles({"profiles": {"a": {}, "b": {"base": "z"}}}, "my.yaml")
+    with pytest.raises(ParamsError, match=r"profiles.b.base: a cycle \(a -> b -> a\)"):
+        resolve_profiles({"profiles": {"a": {"base": "b"}, "b": {"base": "a"}}})
+
+
+def test_a_typo_in_a_derived_profile_is_named_at_its_own_key(params):
+    p = copy.deepcopy(params)
+    p["profiles"]["cpu-rl"] = {"base": "cpu", "grpo": {"lerning_rate": 1e-3}}
+    with pytest.raises(ParamsError, match=r"profiles.cpu-rl.grpo.lerning_rate: unknown key; did you mean"):
+        parse_settings(p)
+
+
+def test_the_profile_step_writes_the_profile_complete_and_the_dry_run_describes_it(params, tmp_path, project_root):
+    """What DVC tracks for train, serve and evaluate is every resolved value; the printed
+    version carries each field's description."""
+    from people_relation.params import load_params
+    from people_relation.settings import Profile, profile_yaml
+
+    settings = parse_settings(params)
+    written = profile_yaml(settings.profile("cpu-rl"), "cpu-rl")
+    (tmp_path / "profile.yaml").write_text(written, encoding="utf-8")
+    assert Profile.model_validate(load_params(tmp_path / "profile.yaml")) == settings.profile("cpu-rl")
+    described = profile_yaml(settings.profile("cpu-rl"), "cpu-rl", described=True)
+    assert f"# {Profile.model_fields['register_model'].description.split()[0]}" in described
+    assert [line for line in described.splitlines() if not line.lstrip().startswith("#")] == written.splitlines()[2:]
+
+
+def test_no_stage_but_the_profile_step_tracks_a_profile_by_its_own_keys(project_root):
+    """A profile's own keys hold only what differs from its base: the stages that train,
+    serve and evaluate read the resolved profile the ``profile`` stage writes."""
+    stages = yaml.safe_load((project_root / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    for name, stage in stages.items():
+        keys = [k for k in stage.get("params", []) if isinstance(k, str)]
+        files = [f for item in stage.get("params", []) if isinstance(item, dict) for f in item]
+        if name in ("profile", "report"):
+            continue
+        assert not [k for k in keys if k.startswith("profiles")], name
+        if name in ("train", "serve", "evaluate"):
+            assert files == ["${train.reports_dir}/${train.profile}/profile.yaml"], name
+
+
+# -- the applications' sections ----------------------------------------------------------------
+
+
+def test_an_application_section_is_checked_by_its_own_schema_not_the_pipelines(params):
+    """The pipeline passes ``demo`` and ``rehearsal`` through; the page and the rehearsal
+    check them when they start, with the same messages."""
+    from apps.settings import demo_settings
+    from people_relation.training.rehearsal import rehearsal_settings
+
+    p = copy.deepcopy(params)
+    p["demo"]["prot"] = p["demo"].pop("port")
+    p["rehearsal"]["profile"] = "tpu"
+    settings = parse_settings(p)  # the pipeline's stages do not read these sections
+    with pytest.raises(ParamsError) as err:
+        demo_settings(settings, "my-params.yaml")
+    assert str(err.value).startswith("my-params.yaml: demo.port: missing; demo.prot: unknown key; did you mean 'port'?")
+    with pytest.raises(ParamsError, match="rehearsal.profile is 'tpu'; the profiles are cpu"):
+        rehearsal_settings(settings)
+    good = parse_settings(params)
+    assert demo_settings(good).port == params["demo"]["port"]
+    assert rehearsal_settings(good).stand_in.hidden_size == params["rehearsal"]["stand_in"]["hidden_size"]
+
+
+def test_no_stage_tracks_or_runs_an_applications_settings(project_root):
+    """Editing the demo's or the rehearsal's section, or their schemas, leaves every stage current."""
+    stages = yaml.safe_load((project_root / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    for name, stage in stages.items():
+        keys = [k for k in stage.get("params", []) if isinstance(k, str)]
+        assert not [k for k in keys if k.split(".")[0] in ("demo", "rehearsal")], name
+        assert not [d for d in stage.get("deps", []) if d.startswith("apps/") or d.endswith("rehearsal.py")], name

@@ -44,6 +44,7 @@ class TrainPaths:
     selection: Path  # which checkpoint was published, and why
     metrics: Path  # validation scores of each model, reward summary
     validation_answers: Path  # each model's greedy answer to each validation row (for intervals)
+    resolved_profile: Path  # the profile complete, as DVC tracks it (flows/profile.py)
     start_model: Path
 
     def model(self, prof: Profile, phase: str) -> Path:
@@ -85,6 +86,7 @@ def train_paths(settings: Settings, name: str) -> TrainPaths:
         selection=reports / "published_step.json",
         metrics=reports / "metrics.json",
         validation_answers=reports / "validation_answers.jsonl",
+        resolved_profile=reports / "profile.yaml",
         start_model=start,
     )
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # annotations only: predict() imports what it needs when it r
 INPUT_COLUMNS = ("text", "people1", "people2")
 OUTPUT_COLUMNS = ("completion", "think", "answer", "format_ok", "error")
 # The longest sentence predict() accepts when the version's model_config does not say
-# (versions registered before max_chars was recorded); params.yaml's predict.max_chars.
+# (versions registered before max_chars was recorded); params.yaml's query.max_chars.
 DEFAULT_MAX_CHARS = 256
 
 
@@ -153,7 +153,7 @@ def log_and_register(
 ) -> Any:
     """Log ``model_dir`` as a pyfunc model of the active run and register a new version of ``name``.
 
-    ``max_chars`` (predict.max_chars) goes into the model config: the served model refuses longer
+    ``max_chars`` (query.max_chars) goes into the model config: the served model refuses longer
     sentences as the project's own commands do."""
     info = mlflow.pyfunc.log_model(
         name="model",

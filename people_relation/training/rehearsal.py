@@ -22,9 +22,44 @@ from pathlib import Path
 from typing import Any
 
 from people_relation.params import ParamsError
-from people_relation.settings import Settings, StandIn
+from people_relation.settings import Arch, OutputDir, Section, Settings, parse_section
 
 log = logging.getLogger(__name__)
+
+
+class StandIn(Arch):
+    """The tiny Qwen2 a rehearsal trains in place of the profile's ``model.source``, with Qwen2.5's
+    real tokenizer (built by ``flows/rehearse.py``)."""
+
+    seed: int
+    """Seed of the stand-in's random weights."""
+
+
+class Rehearsal(Section):
+    """A GPU profile rehearsed on this CPU (``make rehearse``, ``flows/rehearse.py``): the profile's own
+    code path with only device-level and budget values changed, on a tiny stand-in model. The
+    ``rehearsal`` section of ``params.yaml``, checked here, not by the pipeline's schema."""
+
+    profile: str
+    """The profile rehearsed (a key of ``profiles``)."""
+    dir: OutputDir
+    """Everything the rehearsal writes goes under this folder (models, checkpoints, reports, MLflow store)."""
+    stand_in: StandIn
+    """The tiny model standing in for the profile's ``model.source``."""
+    substitute: dict[str, Any]
+    """Values put into the rehearsed profile, by dotted key under it (``launch.num_processes: 2``);
+    only the keys of :data:`DEVICE_KEYS` may change, any other is refused."""
+
+
+def rehearsal_settings(settings: Settings, source: str = "params.yaml") -> Rehearsal:
+    """The ``rehearsal`` section checked, its profile among the defined ones."""
+    rehearsal = parse_section(Rehearsal, settings.rehearsal, "rehearsal", source)
+    if rehearsal.profile not in settings.profiles:
+        raise ParamsError(
+            f"{source}: rehearsal.profile is {rehearsal.profile!r}; the profiles are {', '.join(settings.profiles)}"
+        )
+    return rehearsal
+
 
 # Dotted keys under a profile that a rehearsal may change: where it runs and how long, not
 # what it trains (the rewards, prompt, loss, learning rate, beta, sampling and generations).
@@ -80,9 +115,10 @@ def substitute(prof: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
 def rehearsal_params(params: dict[str, Any], settings: Settings, root: Path, stand_in: Path) -> dict[str, Any]:
     """The project's params tree ``params`` (read as ``settings``) with the rehearsed profile
     changed as above and every output of training under ``root``."""
-    name = settings.rehearsal.profile
+    rehearsal = rehearsal_settings(settings)
+    name = rehearsal.profile
     out = copy.deepcopy(params)
-    prof = substitute(params["profiles"][name], dict(settings.rehearsal.substitute))
+    prof = substitute(params["profiles"][name], dict(rehearsal.substitute))
     prof["model"]["source"] = str(stand_in)
     out["profiles"] = {name: prof}
     out["train"] |= {

@@ -41,7 +41,7 @@ from people_relation.errors import EXIT_OK, ServerError
 from people_relation.highlight import highlighted_html, name_spans
 from people_relation.infra.data import read_examples
 from people_relation.infra.io import read_settings
-from people_relation.infra.paths import split_file
+from people_relation.infra.paths import resolve_arm, split_file
 from people_relation.labels import LABELS
 from people_relation.parsing import parse_completion
 from people_relation.prompt import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN
@@ -206,7 +206,7 @@ def page_context(params_file: str, url: str, model: str) -> PageContext:
 
 async def _ask(ctx: PageContext, query: Example) -> tuple[str, float]:
     settings = ctx.settings
-    sampling = settings.profile(settings.profile_name(None)).serve.sampling()
+    sampling = resolve_arm(settings).profile.serve.sampling()
     client = make_client(ctx.url, ctx.api_key, settings.evaluate.client())
     try:
         return await ask(client, query, ctx.model, sampling)

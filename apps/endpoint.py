@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from people_relation.errors import exit_status
-from people_relation.infra.paths import train_paths
+from people_relation.infra.paths import resolve_arm
 from people_relation.serving.client import Endpoint
 from people_relation.serving.server import served_model
 from people_relation.settings import Settings
@@ -26,13 +26,12 @@ def endpoint(
     if url:
         yield Endpoint(url, os.environ.get(settings.serve.api_key_env) or None, settings.serve.served_model_name)
         return
-    name = settings.profile_name(profile_name)
-    prof = settings.profile(name)
-    model_dir = train_paths(settings, name).model(prof, model or settings.serve.model)
+    arm = resolve_arm(settings, profile_name)
+    model_dir = arm.model(model or settings.serve.model)
     print(f"Starting a vLLM server on {model_dir} (about a minute on CPU)...", file=sys.stderr, flush=True)
     with (
         tempfile.TemporaryDirectory() as tmp,
-        served_model(settings.serve, prof, model_dir, Path(tmp) / "server.log", name) as server,
+        served_model(settings.serve, arm.profile, model_dir, Path(tmp) / "server.log", arm.name) as server,
     ):
         yield Endpoint(server.base_url, server.api_key, server.model)
 

@@ -35,6 +35,7 @@ import openai
 from apps.endpoint import endpoint, failed
 from people_relation.errors import EXIT_NO_LABEL, EXIT_OK, EXIT_TRANSIENT
 from people_relation.infra.io import read_settings
+from people_relation.infra.paths import resolve_arm
 from people_relation.parsing import parse_completion
 from people_relation.query import make_query
 from people_relation.serving.batch import answer_file
@@ -53,7 +54,7 @@ def predict(
     """The model's answer to one sentence and two names: label, reasoning, raw completion."""
     settings = read_settings(params_file)
     query = make_query(text, people1, people2, settings.query.max_chars)
-    prof = settings.profile(settings.profile_name(profile_name))
+    prof = resolve_arm(settings, profile_name).profile
 
     async def go(base_url: str, api_key: str | None, served: str) -> str:
         session = make_client(base_url, api_key, settings.evaluate.client())
@@ -87,7 +88,7 @@ def predict_file(
 ) -> dict[str, Any]:
     """Answer every row of ``input_file`` into ``output_file``; returns the summary."""
     settings = read_settings(params_file)
-    prof = settings.profile(settings.profile_name(profile_name))
+    prof = resolve_arm(settings, profile_name).profile
     return answer_file(
         Path(input_file),
         Path(output_file),

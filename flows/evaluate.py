@@ -34,10 +34,10 @@ from people_relation.infra.io import (
     staged_dir,
     write_json_atomic,
 )
-from people_relation.infra.paths import metrics_path, split_file, train_paths
+from people_relation.infra.paths import Arm, metrics_path, resolve_arm, split_file
 from people_relation.infra.tracking import mlflow_run
 from people_relation.predictions import PREDICTIONS, ordered, read_records
-from people_relation.settings import Evaluate, Settings
+from people_relation.settings import Evaluate
 from tasks.evaluate import answer, score
 
 
@@ -52,14 +52,14 @@ def latency_p50(rows: list, state: Path) -> float:
     return statistics.median(r["latency_s"] for r in records)
 
 
-def tag_registered_version(settings: Settings, name: str, model: Path, result: dict) -> None:
+def tag_registered_version(arm: Arm, model: Path, result: dict) -> None:
     """The registered version of this model gets its test scores (full test set only) and,
     when it is the best so far, the ``champion`` alias."""
     from people_relation.infra.registry import record_test_scores, registered_name
 
     logger = get_run_logger()
-    registered = registered_name(settings.tracking, name)
-    if settings.evaluate.max_rows is not None:
+    registered = registered_name(arm.settings.tracking, arm.name)
+    if arm.settings.evaluate.max_rows is not None:
         logger.info("Not tagging %s: evaluate.max_rows scores only part of the test set", registered)
         return
     keep = ("weighted_f1", "macro_f1", "accuracy", "invalid_rate")
@@ -73,12 +73,10 @@ def tag_registered_version(settings: Settings, name: str, model: Path, result: d
 @flow(name="evaluate", log_prints=True)
 def evaluate_flow(params_file: str = "params.yaml", profile_name: str | None = None) -> dict[str, Any]:
     logger = get_run_logger()
-    settings = read_settings(params_file)
-    name = settings.profile_name(profile_name)
-    prof = settings.profile(name)
+    arm = resolve_arm(read_settings(params_file), profile_name)
+    settings, name, prof = arm.settings, arm.name, arm.profile
     ev = settings.evaluate
     rows = test_rows(settings.split, ev)
-    paths = train_paths(settings, name)
     state_root = project_path(ev.state_dir) / name
     reports = project_path(ev.reports_dir) / name
     logged = {"profile": name, "models": prof.evaluate_models, "evaluate": ev, "serve": prof.serve}
@@ -87,7 +85,7 @@ def evaluate_flow(params_file: str = "params.yaml", profile_name: str | None = N
     with mlflow_run(settings.tracking, name, "evaluate", logged):
         with staged_dir(reports) as out:
             for phase in prof.evaluate_models:
-                model = paths.model(prof, phase)
+                model = arm.model(phase)
                 state = state_root / phase
                 key = fingerprint(model, serve_key, [(e.id, e.text, e.people1, e.people2) for e in rows])
                 claim_checkpoint_dir(state, key)
@@ -111,7 +109,7 @@ def evaluate_flow(params_file: str = "params.yaml", profile_name: str | None = N
                 if (state / "server.log").is_file():  # timings and a port: MLflow, not the DVC output
                     mlflow.log_artifact(str(state / "server.log"), f"evaluate/{phase}")
                 if phase == "grpo" and prof.register_model and ev.split == "test":
-                    tag_registered_version(settings, name, model, results[phase])
+                    tag_registered_version(arm, model, results[phase])
         metrics_file = metrics_path(ev, name)
         metrics_file.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(metrics_file, results)

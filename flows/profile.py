@@ -21,23 +21,22 @@ from prefect import flow, get_run_logger
 
 from flows.cli import run
 from people_relation.infra.io import read_settings
-from people_relation.infra.paths import train_paths
+from people_relation.infra.paths import resolve_arm
 from people_relation.infra.tracking import mlflow_run
 from people_relation.settings import profile_yaml
 
 
 @flow(name="profile", log_prints=True)
 def profile_flow(params_file: str = "params.yaml", profile_name: str | None = None) -> str:
-    settings = read_settings(params_file)
-    name = settings.profile_name(profile_name)
-    path = train_paths(settings, name).resolved_profile
-    with mlflow_run(settings.tracking, name, "profile", {"profile": name}):
+    arm = resolve_arm(read_settings(params_file), profile_name)
+    path = arm.paths.resolved_profile
+    with mlflow_run(arm.settings.tracking, arm.name, "profile", {"profile": arm.name}):
         path.parent.mkdir(parents=True, exist_ok=True)
         scratch = path.with_name(f".{path.name}.partial")
-        scratch.write_text(profile_yaml(settings.profile(name), name), encoding="utf-8")
+        scratch.write_text(profile_yaml(arm.profile, arm.name), encoding="utf-8")
         scratch.replace(path)  # a reader never sees half a file
         mlflow.log_artifact(str(path), "profile")
-    get_run_logger().info("Profile %s resolved into %s", name, path)
+    get_run_logger().info("Profile %s resolved into %s", arm.name, path)
     return str(path)
 
 

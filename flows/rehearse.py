@@ -24,7 +24,7 @@ from prefect import flow, get_run_logger
 
 from flows.cli import run
 from people_relation.infra.io import fingerprint, project_path, read_numeric_csv, read_project_params, write_json
-from people_relation.infra.paths import train_paths
+from people_relation.infra.paths import resolve_arm
 from people_relation.settings import parse_settings
 from people_relation.training.recipe import batch_arithmetic
 from people_relation.training.rehearsal import StandIn, build_stand_in, rehearsal_params, rehearsal_settings
@@ -100,7 +100,7 @@ def rehearse_flow(params_file: str = "params.yaml") -> dict[str, Any]:
         root / PARAMS,
     )
     results = train_flow(params_file=str(root / PARAMS))
-    paths = train_paths(rehearsed, name)
+    paths = resolve_arm(rehearsed, name).paths
     steps = rollout_per_step(paths.history)
     check_rollouts(steps, batch, prof.grpo.max_steps)
     evaluations = [int(r["step"]) for r in read_numeric_csv(paths.validation_history)]

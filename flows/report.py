@@ -35,7 +35,7 @@ from people_relation.comparison import (
     method_name,
 )
 from people_relation.infra.io import project_path, read_json, read_jsonl, read_numeric_csv, read_settings, staged_dir
-from people_relation.infra.paths import metrics_path, train_paths
+from people_relation.infra.paths import Arm, metrics_path, resolve_arm
 from people_relation.infra.plots import arm_curves, comparison_bars
 from people_relation.infra.tracking import mlflow_run, parent_run_id
 from people_relation.metrics import bootstrap_difference, bootstrap_interval
@@ -79,11 +79,10 @@ def interval(intervals: Intervals, gold: list[str], answers: list[str | None]) -
     return bootstrap_interval(gold, answers, intervals.resamples, intervals.level, intervals.seed)
 
 
-def arm_models(settings: Settings, name: str) -> list[ArmModel]:
+def arm_models(arm: Arm) -> list[ArmModel]:
     """The arm's evaluated models, each with its test and validation scores and intervals
     (no validation interval for an arm trained before its answers were kept)."""
-    prof = settings.profile(name)
-    paths = train_paths(settings, name)
+    settings, name, prof, paths = arm.settings, arm.name, arm.profile, arm.paths
     tested = read_json(metrics_path(settings.evaluate, name))
     validated = read_json(paths.metrics) if paths.metrics.is_file() else {}
     val_rows = read_jsonl(paths.validation_answers) if paths.validation_answers.is_file() else []
@@ -114,15 +113,15 @@ def arm_models(settings: Settings, name: str) -> list[ArmModel]:
 PHASE_NAMES = {"warmup": "warm-up", "base": "base model", "grpo": "GRPO"}
 
 
-def paired_differences(settings: Settings, name: str) -> list[Difference]:
-    """What GRPO changed in arm ``name``, each difference on the same rows with its paired
+def paired_differences(arm: Arm) -> list[Difference]:
+    """What GRPO changed in ``arm``, each difference on the same rows with its paired
     interval: GRPO against the arm's start (its other evaluated model), and against the
     keyword rules, on validation and test. Empty for an arm without a GRPO model."""
+    settings, name, paths = arm.settings, arm.name, arm.paths
     tested = read_json(metrics_path(settings.evaluate, name))
     phases = [p for p, s in tested.items() if isinstance(s, dict) and "weighted_f1" in s]
     if "grpo" not in phases:
         return []
-    paths = train_paths(settings, name)
     val = read_jsonl(paths.validation_answers) if paths.validation_answers.is_file() else []
     test = {
         p: {r["id"]: scored_answer(r) for r in read_jsonl(predictions_path(settings.evaluate, name, p))} for p in phases
@@ -216,13 +215,14 @@ def report_flow(params_file: str = "params.yaml") -> list[dict]:
     if settings.train.profile not in names:
         missing = metrics_path(settings.evaluate, settings.train.profile)
         raise ParamsError(f"{missing} is missing: run the evaluate step first")
-    models = [m for name in names for m in arm_models(settings, name)]
+    resolved = [resolve_arm(settings, name) for name in names]
+    models = [m for arm in resolved for m in arm_models(arm)]
     baseline_dir = project_path(settings.baseline.reports_dir)
     baseline = read_json(baseline_dir / "metrics.json") if (baseline_dir / "metrics.json").is_file() else None
     rows = comparison_rows(models, baseline_rows(settings))
     level = settings.report.intervals.level
     table = markdown_table(rows, level)
-    differences = [d for name in names for d in paired_differences(settings, name)]
+    differences = [d for arm in resolved for d in paired_differences(arm)]
     if differences:
         table += (
             "\nWhat GRPO changed, paired: the difference of weighted F1 on the same rows, each with"
@@ -259,7 +259,7 @@ def report_flow(params_file: str = "params.yaml") -> list[dict]:
             dpi=dpi,
         )
         arm_curves(
-            curves(settings, names),
+            curves(resolved),
             reward_key="rewards/label_reward/mean",
             validation_key="eval_greedy_weighted_f1",
             smooth=window,
@@ -288,16 +288,13 @@ def report_flow(params_file: str = "params.yaml") -> list[dict]:
     return [asdict(r) for r in rows]
 
 
-def curves(settings: Settings, names: list[str]) -> dict[str, tuple[list, list]]:
+def curves(resolved: list[Arm]) -> dict[str, tuple[list, list]]:
     """Each arm's reward and validation histories (empty when the arm has none)."""
 
     def rows(path: Path) -> list[dict[str, float]]:
         return read_numeric_csv(path) if path.is_file() else []
 
-    return {
-        name: (rows(train_paths(settings, name).history), rows(train_paths(settings, name).validation_history))
-        for name in names
-    }
+    return {arm.name: (rows(arm.paths.history), rows(arm.paths.validation_history)) for arm in resolved}
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from prefect import flow, get_run_logger
 
 from flows.cli import run
 from people_relation.infra.io import project_path, read_settings, write_json_atomic
-from people_relation.infra.paths import train_paths
+from people_relation.infra.paths import resolve_arm
 from people_relation.infra.tracking import mlflow_run
 from tasks.serve import serve_until_stopped, served_model, smoke_check
 
@@ -31,9 +31,8 @@ def serve_flow(
     params_file: str = "params.yaml", profile_name: str | None = None, model: str | None = None, hold: bool = False
 ) -> dict[str, Any]:
     logger = get_run_logger()
-    settings = read_settings(params_file)
-    name = settings.profile_name(profile_name)
-    prof = settings.profile(name)
+    arm = resolve_arm(read_settings(params_file), profile_name)
+    settings, name, prof = arm.settings, arm.name, arm.profile
     phase = model or settings.serve.model
     reports = project_path(settings.serve.reports_dir) / name
     # the log (times, ports) and the smoke answers in flight are not pipeline outputs
@@ -47,7 +46,7 @@ def serve_flow(
     with mlflow_run(settings.tracking, name, "serve", logged):
         try:
             # the server log is kept even when start-up fails: it is what explains the failure
-            model_dir = train_paths(settings, name).model(prof, phase)
+            model_dir = arm.model(phase)
             with served_model(settings.serve, prof, model_dir, state / LOG_FILE, name) as server:
                 smoke = smoke_check(
                     settings.split,

@@ -33,7 +33,7 @@ from people_relation.infra.io import (
     write_json,
     write_jsonl,
 )
-from people_relation.infra.paths import split_file, train_paths
+from people_relation.infra.paths import resolve_arm, split_file
 from people_relation.infra.tracking import flatten, mlflow_run, tracking_uri
 from people_relation.monitor import reward_summary, validation_summary
 from people_relation.settings import profile_yaml
@@ -52,13 +52,11 @@ def train_flow(params_file: str = "params.yaml", profile_name: str | None = None
     import mlflow
 
     logger = get_run_logger()
-    settings = read_settings(params_file)
-    name = settings.profile_name(profile_name)
-    prof = settings.profile(name)
-    paths = train_paths(settings, name)
+    arm = resolve_arm(read_settings(params_file), profile_name)
+    settings, name, prof, paths = arm.settings, arm.name, arm.profile, arm.paths
     with mlflow_run(settings.tracking, name, "train", {"profile": name}) as active:
         mlflow.log_params(flatten(prof, f"{name}."))
-        mlflow.log_dict(plan(settings, name, params_file), "train/plan.json")
+        mlflow.log_dict(plan(arm, params_file), "train/plan.json")
         results: dict = {"profile": name}
         answers: dict[str, list[dict]] = {}  # phase -> each validation row's answer
 
@@ -68,19 +66,19 @@ def train_flow(params_file: str = "params.yaml", profile_name: str | None = None
             mlflow.log_params({f"model.{k}": v for k, v in results["model"].items()})
         if prof.warmup.enabled:
             warm_up(settings.split, prof.warmup, paths, active.info.run_id)
-            results["warmup"], completions, answers["warmup"] = validate(settings, name, "warmup")
+            results["warmup"], completions, answers["warmup"] = validate(arm, "warmup")
             log_validation("warmup", results["warmup"], completions)
 
         # 2. GRPO, validated during training; the best (or last) checkpoint is published
-        grpo(settings, params_file, name, paths, active.info.run_id, tracking_uri(settings.tracking))
-        results["grpo"], completions, answers["grpo"] = validate(settings, name, "grpo")
+        grpo(arm, params_file, active.info.run_id, tracking_uri(settings.tracking))
+        results["grpo"], completions, answers["grpo"] = validate(arm, "grpo")
         log_validation("grpo", results["grpo"], completions)
 
         # 3. the model to the registry (or, too large to copy, the folder it is in)
         if prof.register_model:
             # the version lives in MLflow only: metrics.json is a DVC metrics file and must not
             # depend on the state of a tracking store
-            register(settings, name, paths.final_model, results["grpo"])
+            register(arm, paths.final_model, results["grpo"])
         else:
             mlflow.set_tags({"model.dir": str(paths.final_model), "model.fingerprint": fingerprint(paths.final_model)})
 
@@ -95,7 +93,7 @@ def train_flow(params_file: str = "params.yaml", profile_name: str | None = None
             logger.warning(guard)
         # passes over the training rows: how much of the data GRPO has seen (prompts / rows)
         train_rows = len(read_examples(split_file(settings.split, "train")))
-        passes_per_step = plan(settings, name, params_file)["batch"]["prompts_per_step"] / train_rows
+        passes_per_step = plan(arm, params_file)["batch"]["prompts_per_step"] / train_rows
         results["passes_over_training_rows"] = passes_per_step * last_step(history)
         write_json(paths.metrics, results)
         write_validation_answers(paths.validation_answers, answers)
@@ -155,16 +153,15 @@ def _instead(args: argparse.Namespace) -> bool:
     preflight, dry_run = vars(args).pop("preflight"), vars(args).pop("dry_run")
     if not (preflight or dry_run):
         return False
-    settings = read_settings(args.params_file)
-    name = settings.profile_name(args.profile_name)
+    arm = resolve_arm(read_settings(args.params_file), args.profile_name)
     if preflight:
-        text, passed = preflight_report(settings, name)
+        text, passed = preflight_report(arm)
         print(text)
         if not passed:
             sys.exit(1)
         return True
-    the_plan = plan(settings, name, args.params_file)
-    print(profile_yaml(settings.profile(name), name, described=True))
+    the_plan = plan(arm, args.params_file)
+    print(profile_yaml(arm.profile, arm.name, described=True))
     print("# plan")
     print(json.dumps(the_plan, indent=2, ensure_ascii=False))
     print("\n# launch")

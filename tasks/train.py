@@ -17,7 +17,7 @@ from prefect import get_run_logger, task
 
 from people_relation.infra.data import read_examples
 from people_relation.infra.io import PROJECT_ROOT, fingerprint, staged_dir
-from people_relation.infra.paths import TrainPaths, split_file, train_paths
+from people_relation.infra.paths import Arm, TrainPaths, split_file
 from people_relation.infra.processes import stream
 from people_relation.serving.commands import serving_plan
 from people_relation.settings import Model, Profile, Settings, Split, Warmup
@@ -50,10 +50,9 @@ VALIDATION_CURVES = {
 GRPO_LOG_MARKERS = (" people_relation.training.grpo: ", " grpo: ", "Error")
 
 
-def plan(settings: Settings, name: str, params_file: str) -> dict[str, Any]:
-    """Everything a train run of profile ``name`` would do, resolved, without doing it."""
-    prof = settings.profile(name)
-    paths = train_paths(settings, name)
+def plan(arm: Arm, params_file: str) -> dict[str, Any]:
+    """Everything a train run of ``arm`` would do, resolved, without doing it."""
+    prof, paths, name = arm.profile, arm.paths, arm.name
     server = vllm_server_command(prof, str(paths.start_model))
     gpus = ",".join(str(g) for g in (prof.vllm.gpus or [])) if prof.vllm else ""
     return {
@@ -68,16 +67,16 @@ def plan(settings: Settings, name: str, params_file: str) -> dict[str, Any]:
         "final_model": str(paths.final_model),
         "validation": prof.validation.model_dump(exclude_unset=True),
         "register_model": prof.register_model,
-        "serve_command": serving_plan(settings, prof, paths.final_model),
+        "serve_command": serving_plan(arm.settings, prof, paths.final_model),
     }
 
 
-def preflight_report(settings: Settings, name: str) -> tuple[str, bool]:
-    """This machine checked for profile ``name`` (GPUs, driver, model, ports, disk): the
-    report, and whether every check passed. Imports nothing of the GPU stack it checks."""
+def preflight_report(arm: Arm) -> tuple[str, bool]:
+    """This machine checked for ``arm`` (GPUs, driver, model, ports, disk): the report, and
+    whether every check passed. Imports nothing of the GPU stack it checks."""
     from people_relation.training.preflight import report, run_checks, trl_vllm_range
 
-    checks = run_checks(settings, name, trl_vllm_range())
+    checks = run_checks(arm, trl_vllm_range())
     return report(checks), all(c.ok for c in checks)
 
 
@@ -159,13 +158,13 @@ def generation_server(settings: Settings, prof: Profile, model: str, log_path: P
 
 
 @task(name="grpo", retries=0)
-def grpo(settings: Settings, params_file: str, name: str, paths: TrainPaths, run_id: str, tracking_uri: str) -> None:
+def grpo(arm: Arm, params_file: str, run_id: str, tracking_uri: str) -> None:
     """Run the GRPO process (plain, or under accelerate launch) and stream its log."""
     from people_relation.infra.processes import die_with_parent
 
     logger = get_run_logger()
-    prof = settings.profile(name)
-    command = launch_command(prof, name, params_file, python=sys.executable)
+    prof, paths = arm.profile, arm.paths
+    command = launch_command(prof, arm.name, params_file, python=sys.executable)
     logger.info("Starting GRPO: %s", shlex.join(command))
     env = os.environ | {
         "MLFLOW_RUN_ID": run_id,
@@ -180,7 +179,7 @@ def grpo(settings: Settings, params_file: str, name: str, paths: TrainPaths, run
         else:
             print(line, flush=True)
 
-    with generation_server(settings, prof, str(paths.start_model), paths.generation_log):
+    with generation_server(arm.settings, prof, str(paths.start_model), paths.generation_log):
         # the launcher (and so its ranks) stops when this step dies
         finished = stream(command, show, cwd=PROJECT_ROOT, env=env, preexec_fn=die_with_parent)
     if finished.code != 0:
@@ -188,22 +187,21 @@ def grpo(settings: Settings, params_file: str, name: str, paths: TrainPaths, run
 
 
 @task(name="validate")
-def validate(settings: Settings, name: str, phase: str) -> tuple[dict[str, float], list[str], list[dict]]:
+def validate(arm: Arm, phase: str) -> tuple[dict[str, float], list[str], list[dict]]:
     """Greedy scores of the ``phase`` model on the validation split, through the profile's
     ``validation.engine``: ``transformers`` (generate in this process: the CPU profile) or
     ``vllm`` (the model served as the profile's ``serve`` block says: the GPU profiles,
     whose reasoning runs up to ``max_new_tokens`` = 1024 tokens). Returns the scores, the
     completions and each row's answer (id, gold label, answer or None when invalid)."""
-    from people_relation.infra.paths import train_paths
     from people_relation.metrics import scores
     from people_relation.parsing import parse_completion
 
-    prof = settings.profile(name)
+    prof = arm.profile
     val = prof.validation
-    rows = read_examples(split_file(settings.split, "validation"))
+    rows = read_examples(split_file(arm.settings.split, "validation"))
     if val.max_rows is not None:
         rows = rows[: val.max_rows]
-    model = train_paths(settings, name).model(prof, phase)
+    model = arm.model(phase)
     start = time.monotonic()
     if val.engine == "transformers":
         from people_relation.training.generation import generate_completions
@@ -217,7 +215,7 @@ def validate(settings: Settings, name: str, phase: str) -> tuple[dict[str, float
             val.batch_size,
         )
     else:
-        completions = served_completions(settings, name, phase, model, rows)
+        completions = served_completions(arm, phase, model, rows)
     parsed = [parse_completion(c) for c in completions]
     answers = [p.label for p in parsed]
     result = scores([e.label for e in rows], answers)
@@ -232,33 +230,32 @@ def validate(settings: Settings, name: str, phase: str) -> tuple[dict[str, float
     )
 
 
-def served_completions(settings: Settings, name: str, phase: str, model: Path, rows: list) -> list[str]:
+def served_completions(arm: Arm, phase: str, model: Path, rows: list) -> list[str]:
     """Greedy completions of ``rows`` from the ``phase`` model behind vLLM's server (the
     serving step's server and client), in row order."""
-    from people_relation.infra.paths import train_paths
     from people_relation.predictions import ordered, read_records
     from people_relation.serving.client import answer_rows
     from people_relation.serving.server import served_model
 
-    prof = settings.profile(name)
-    state = train_paths(settings, name).validation_state
+    settings, prof = arm.settings, arm.profile
+    state = arm.paths.validation_state
     answers = state / f"{phase}.jsonl"
     answers.parent.mkdir(parents=True, exist_ok=True)
     answers.unlink(missing_ok=True)
     client = settings.evaluate.client(concurrency=prof.validation.batch_size)
     sampling = prof.serve.sampling(max_tokens=prof.validation.max_new_tokens)
-    with served_model(settings.serve, prof, model, state / f"{phase}_server.log", name) as server:
+    with served_model(settings.serve, prof, model, state / f"{phase}_server.log", arm.name) as server:
         answer_rows(rows, server.base_url, server.api_key, server.model, sampling, client, answers, server.alive)
     return [r["completion"] for r in ordered(rows, read_records(answers)[0])]
 
 
 @task(name="register-model")
-def register(settings: Settings, name: str, model: Path, val: dict[str, float]) -> dict:
+def register(arm: Arm, model: Path, val: dict[str, float]) -> dict:
     """Log the GRPO model to the train run and register it as a new version."""
     from people_relation.infra.registry import FINGERPRINT_TAG, registered_name
     from people_relation.serving.pyfunc import log_and_register
 
-    prof = settings.profile(name)
+    settings, prof, name = arm.settings, arm.profile, arm.name
     registered = registered_name(settings.tracking, name)
     info = log_and_register(
         model,

@@ -307,7 +307,7 @@ def test_the_report_pairs_grpo_with_its_start_and_with_the_rules(sandbox_params)
     both answered), with the paired interval of ``bootstrap_difference``."""
     from flows.report import paired_differences
     from people_relation.infra.io import project_path, read_settings, write_json, write_jsonl
-    from people_relation.infra.paths import metrics_path, train_paths
+    from people_relation.infra.paths import metrics_path, resolve_arm
 
     settings = read_settings(sandbox_params())
     for folder in ("cpu/warmup", "cpu/grpo"):
@@ -332,7 +332,8 @@ def test_the_report_pairs_grpo_with_its_start_and_with_the_rules(sandbox_params)
         {"rows": 120, "warmup": {"weighted_f1": 0.1}, "grpo": {"weighted_f1": 0.2}},
     )
     val_ids = list(gold)[:60]  # validation: other rows in reality; any ids do here
-    paths = train_paths(settings, "cpu")
+    arm = resolve_arm(settings, "cpu")
+    paths = arm.paths
     write_jsonl(
         paths.validation_answers,
         [{"id": k, "label": gold[k], "warmup": said["warmup"][k], "grpo": said["grpo"][k]} for k in val_ids],
@@ -344,7 +345,7 @@ def test_the_report_pairs_grpo_with_its_start_and_with_the_rules(sandbox_params)
     ]
     write_jsonl(project_path(settings.baseline.reports_dir) / "keyword_predictions.jsonl", keywords)
 
-    start, rules = paired_differences(settings, "cpu")
+    start, rules = paired_differences(arm)
     i = settings.report.intervals
 
     def expected(ids, other):
@@ -360,4 +361,4 @@ def test_the_report_pairs_grpo_with_its_start_and_with_the_rules(sandbox_params)
     assert rules.test == pytest.approx(expected(sorted(gold), "rules"))
     assert rules.validation == pytest.approx(expected(sorted(val_ids), "rules"))
     write_json(metrics_path(settings.evaluate, "cpu"), {"rows": 120, "warmup": {"weighted_f1": 0.1}})
-    assert paired_differences(settings, "cpu") == []  # no GRPO model, nothing to pair
+    assert paired_differences(arm) == []  # no GRPO model, nothing to pair

@@ -93,6 +93,7 @@ def test_deployments_share_one_entrypoint_and_their_params_resolve(project_root,
     import yaml
     from dvc.utils.hydra import apply_overrides
 
+    from people_relation.infra.paths import resolve_arm
     from people_relation.settings import load_settings
     from tasks.train import plan
 
@@ -111,7 +112,7 @@ def test_deployments_share_one_entrypoint_and_their_params_resolve(project_root,
     apply_overrides(params_file, check_overrides(deployments["qwen2.5-7b"]["parameters"]["set_params"]))
     settings = load_settings(params_file)
     assert settings.train.profile == "qwen2.5-7b"
-    resolved = plan(settings, settings.train.profile, str(params_file))
+    resolved = plan(resolve_arm(settings), str(params_file))
     assert resolved["batch"]["completions_per_step"] == 192 and resolved["grpo_config"]["beta"] == 0.001
     assert resolved["grpo_config"]["vllm_mode"] == "server"
 

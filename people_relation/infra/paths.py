@@ -59,6 +59,30 @@ class TrainPaths:
         raise ValueError(f"unknown model phase {phase!r}; one of {', '.join(MODEL_PHASES)}")
 
 
+@dataclass(frozen=True)
+class Arm:
+    """One profile's run, resolved once and passed down: the settings it was read from, the
+    profile's name and typed settings, and where it reads and writes. The train, evaluate
+    and profile steps, the GRPO process and the preflight take one (:func:`resolve_arm`)
+    instead of a name to look up again."""
+
+    settings: Settings
+    name: str
+    profile: Profile
+    paths: TrainPaths
+
+    def model(self, phase: str) -> Path:
+        """The folder of the ``phase`` model (``base``, ``warmup`` or ``grpo``)."""
+        return self.paths.model(self.profile, phase)
+
+
+def resolve_arm(settings: Settings, name: str | None = None) -> Arm:
+    """Profile ``name`` (default: ``train.profile``) resolved; a ParamsError naming the
+    defined profiles when there is no such profile."""
+    name = settings.profile_name(name)
+    return Arm(settings=settings, name=name, profile=settings.profile(name), paths=train_paths(settings, name))
+
+
 def train_paths(settings: Settings, name: str) -> TrainPaths:
     prof = settings.profile(name)
     root = project_path(settings.train.models_dir) / name

@@ -28,7 +28,7 @@ if __name__ == "__main__":
 from people_relation.dataset import label_balanced  # noqa: E402
 from people_relation.infra.data import read_examples  # noqa: E402
 from people_relation.infra.io import claim_checkpoint_dir, fingerprint, read_settings, replace_dir, write_json  # noqa: E402
-from people_relation.infra.paths import TrainPaths, split_file, train_paths  # noqa: E402
+from people_relation.infra.paths import TrainPaths, resolve_arm, split_file  # noqa: E402
 from people_relation.rewards import balance_bonus, format_reward, label_reward, label_weights  # noqa: E402
 from people_relation.settings import Grpo, Model, Profile, Split  # noqa: E402
 from people_relation.training.grpo import (  # noqa: E402
@@ -95,13 +95,12 @@ def main(argv: list[str] | None = None) -> None:
 
     from accelerate import PartialState
 
-    settings = read_settings(args.params_file)
-    prof = settings.profile(args.profile)
+    arm = resolve_arm(read_settings(args.params_file), args.profile)
+    settings, prof, paths = arm.settings, arm.profile, arm.paths
     g = prof.grpo
     # the process group accelerate launch set up (nothing for one process); created here, it
     # must get the run's timeout: the Trainer cannot change it afterwards
     state = PartialState(timeout=timedelta(seconds=prof.launch.ddp_timeout_s))
-    paths = train_paths(settings, args.profile)
     start_model = paths.start_model
     tokenizer = load_model_tokenizer(start_model, prof.model.tokenizer)
     train_rows = read_examples(split_file(settings.split, "train"))

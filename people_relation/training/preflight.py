@@ -18,7 +18,8 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-from people_relation.settings import Profile, Settings
+from people_relation.infra.paths import Arm
+from people_relation.settings import Profile
 
 # Oldest NVIDIA Linux driver for each CUDA major version torch is built with.
 MIN_DRIVER = {12: 525, 13: 580}
@@ -233,14 +234,13 @@ def driver_version() -> str | None:
     return out.stdout.split()[0] if out.returncode == 0 and out.stdout.strip() else None
 
 
-def run_checks(settings: Settings, name: str, trl_vllm_range: str) -> list[Check]:
-    """Every check for profile ``name``; the GPU ones only where the profile uses GPUs."""
+def run_checks(arm: Arm, trl_vllm_range: str) -> list[Check]:
+    """Every check for ``arm``; the GPU ones only where the profile uses GPUs."""
     import torch
 
     from people_relation.infra.io import project_path
-    from people_relation.infra.paths import train_paths
 
-    prof = settings.profile(name)
+    settings, prof = arm.settings, arm.profile
     checks = []
     if needed_gpus(prof):
         checks.append(check_visible_devices(os.environ.get("CUDA_VISIBLE_DEVICES")))
@@ -258,7 +258,7 @@ def run_checks(settings: Settings, name: str, trl_vllm_range: str) -> list[Check
     )
     checks += check_versions(prof, trl_vllm_range, pinned_version("trl"))
     checks += check_ports(prof)
-    checks.append(check_disk(prof, train_paths(settings, name).checkpoints))
+    checks.append(check_disk(prof, arm.paths.checkpoints))
     return checks
 
 

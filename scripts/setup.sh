@@ -52,7 +52,11 @@ install_python_packages() {
     torch_source=(--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
   fi
   log "Installing the locked packages ($(grep -c '^[a-z0-9]' "$LOCK") pins from $LOCK)"
-  "$VENV/bin/uv" pip sync --python "$VENV/bin/python" --require-hashes ${torch_source[@]+"${torch_source[@]}"} "$LOCK"
+  # compiled to bytecode here, once: where Python may not write it (PYTHONDONTWRITEBYTECODE, a
+  # read-only install) every process would otherwise compile torch, transformers and vLLM from
+  # source again on import, which doubles the start-up of each stage and server
+  "$VENV/bin/uv" pip sync --python "$VENV/bin/python" --require-hashes --compile-bytecode \
+    ${torch_source[@]+"${torch_source[@]}"} "$LOCK"
   # the project itself, editable: its commands and scripts import it from any folder; built
   # with the locked setuptools, nothing downloaded
   log "Installing the project (editable)"

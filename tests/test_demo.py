@@ -252,9 +252,10 @@ def test_a_clicked_example_is_answered_with_the_names_highlighted(browser, tiny_
     from selenium.webdriver.support import expected_conditions as ec
 
     from apps.demo import load_examples
+    from apps.settings import demo_settings
 
     settings, _, server = tiny_server
-    example = load_examples(settings)[0]
+    example = load_examples(settings, demo_settings(settings))[0]
     _wait(browser, ec.element_to_be_clickable((By.CSS_SELECTOR, ".st-key-example-0 button")), "examples").click()
     _wait(browser, lambda d: d.find_element(By.TAG_NAME, "textarea").get_attribute("value") == example.text, "example")
     _submit(browser)

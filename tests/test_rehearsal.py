@@ -175,6 +175,7 @@ def test_the_published_recipe_rehearsed_on_two_processes_killed_and_resumed(
         first.wait()
     output = first_log.read_text()
     assert not (foreign / "checkpoint-7").exists() and "FileNotFoundError" not in output
+    assert output.count("Discarding checkpoints") == 1, output[-4000:]  # the main process alone
     final_model = root / "models" / name / "grpo"
     assert not final_model.exists(), "a killed run must not publish a model"
     deadline = time.monotonic() + 30

@@ -99,8 +99,10 @@ def main(argv: list[str] | None = None) -> None:
     settings, prof, paths = arm.settings, arm.profile, arm.paths
     g = prof.grpo
     # the process group accelerate launch set up (nothing for one process); created here, it
-    # must get the run's timeout: the Trainer cannot change it afterwards
-    state = PartialState(timeout=timedelta(seconds=prof.launch.ddp_timeout_s))
+    # must get the run's timeout: the Trainer cannot change it afterwards. On CPU it must be
+    # made as the Trainer makes it (``use_cpu``): the DeepSpeed path of accelerate's state
+    # counts one process per rank there, and every rank would think it is the main one
+    state = PartialState(cpu=g.use_cpu, timeout=timedelta(seconds=prof.launch.ddp_timeout_s))
     start_model = paths.start_model
     tokenizer = load_model_tokenizer(start_model, prof.model.tokenizer)
     train_rows = read_examples(split_file(settings.split, "train"))

@@ -91,6 +91,35 @@ def test_serve_hold_answers_with_the_training_prompt_and_stops_on_ctrl_c(held_se
     assert json.loads(result.stdout)["completion"] == records[e.id]["completion"]
 
 
+def test_greedy_validation_in_training_decodes_as_the_served_model(held_server):
+    """One decoding for choosing and for reporting: the greedy answers GRPO's in-training
+    validation generates (transformers, in the training process) are the vLLM server's
+    answers to the same rows, token for token, on the session's tiny model."""
+    from people_relation.serving.client import ClientSettings, Sampling, answer_rows
+    from people_relation.training.generation import generate_completions
+    from people_relation.training.models import load_causal_lm
+
+    rows = read_examples(held_server.root / "data" / "split" / "validation.jsonl")[:12]
+    budget = held_server.settings.profile("cpu").validation.max_new_tokens
+    model = load_causal_lm(held_server.model_dir)
+    # a model folder may set a penalty (Qwen2.5-Instruct: 1.05); vLLM does not apply it. This one is
+    # strong enough to change the untrained model's answers, were it applied
+    model.generation_config.repetition_penalty = 5.0
+    in_training = generate_completions(model, load_tokenizer(held_server.model_dir), rows, budget, batch_size=4)
+    out = held_server.root / "decoding-answers.jsonl"
+    answer_rows(
+        rows,
+        held_server.base_url,
+        held_server.api_key,
+        "people-relation",
+        Sampling(max_tokens=budget),
+        ClientSettings(concurrency=4, timeout_s=60, max_retries=1),
+        out,
+    )
+    served = {r["id"]: r["completion"] for r in map(json.loads, out.read_text(encoding="utf-8").splitlines())}
+    assert [served[e.id] for e in rows] == in_training
+
+
 def test_predict_refuses_bad_input_before_starting_anything(tmp_path, params, published_split, tiny_model):
     params_file = served_sandbox(tmp_path, params, published_split, tiny_model)
     result = subprocess.run(

@@ -27,6 +27,24 @@ log() { printf '[setup] %s\n' "$*"; }
 # editable install made again
 fingerprint() { cat "$LOCK" scripts/setup.sh pyproject.toml | sha256sum | cut -d' ' -f1; }
 
+# The GPU lock's vllm pulls in llguidance, whose Linux wheels need glibc 2.31 or newer
+# (manylinux_2_31); on an older system uv would try to build it from source with Rust.
+GPU_MIN_GLIBC=2.31
+check_glibc() {
+  local have
+  have=$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{print $2}')
+  if [ -z "$have" ]; then
+    echo "[setup] error: the GPU environment needs glibc >= $GPU_MIN_GLIBC; this system has none (musl?)" >&2
+    exit 1
+  fi
+  if [ "$(printf '%s\n%s\n' "$GPU_MIN_GLIBC" "$have" | sort -V | head -1)" != "$GPU_MIN_GLIBC" ]; then
+    echo "[setup] error: the GPU environment needs glibc >= $GPU_MIN_GLIBC (llguidance, a vllm dependency," \
+      "ships manylinux_2_31 wheels only); this system has glibc $have: use a newer image" \
+      "(Ubuntu 20.04+, Debian 11+, RHEL 9+)" >&2
+    exit 1
+  fi
+}
+
 install_python_packages() {
   if [ -f "$VENV/.setup-stamp" ] && [ "$(cat "$VENV/.setup-stamp")" = "$(fingerprint)" ]; then
     log "Python packages up to date in $VENV"
@@ -82,6 +100,7 @@ install_cjk_font() {
   rm -rf "${MPLCONFIGDIR:-$HOME/.cache/matplotlib}"
 }
 
+[ "$KIND" = gpu ] && check_glibc
 install_python_packages
 install_cjk_font
 log "Ready: activate with 'source $VENV/bin/activate'"

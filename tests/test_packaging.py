@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import re
 import subprocess
 import sys
@@ -96,3 +97,25 @@ def test_every_module_and_script_imports(project_root):
     for path in sorted((project_root / "scripts").glob("*.py")):
         spec = importlib.util.spec_from_file_location(f"script_{path.stem}", path)
         spec.loader.exec_module(importlib.util.module_from_spec(spec))  # its __main__ block does not run
+
+
+@pytest.mark.integration
+def test_the_gpu_setup_refuses_a_glibc_older_than_its_wheels_need(project_root, tmp_path):
+    """``make setup-gpu`` on glibc 2.28 (RHEL 8, Debian 10) stops before installing anything:
+    the GPU lock's llguidance has manylinux_2_31 wheels only."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "getconf").write_text("#!/bin/sh\necho 'glibc 2.28'\n")
+    (fake / "getconf").chmod(0o755)
+    venv = tmp_path / "venv-gpu"
+    result = subprocess.run(
+        ["bash", "scripts/setup.sh", "gpu"],
+        cwd=project_root,
+        env=os.environ | {"PATH": f"{fake}:{os.environ['PATH']}", "VENV": str(venv)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "needs glibc >= 2.31" in result.stderr and "this system has glibc 2.28" in result.stderr
+    assert not venv.exists()  # nothing was created

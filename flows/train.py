@@ -145,17 +145,27 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--preflight", action="store_true", help="check this machine for the profile (GPUs, driver, model, ports, disk)"
     )
+    parser.add_argument(
+        "--gpu-gib",
+        type=float,
+        default=None,
+        metavar="GIB",
+        help="with --preflight: count the profile's memory on idle GPUs of GIB GiB instead of this machine's, and "
+        "print the arithmetic (only the GPU checks)",
+    )
 
 
 def _instead(args: argparse.Namespace) -> bool:
     """``--dry-run``: print what a run would launch (no Prefect run, model or GPU package
     involved); ``--preflight``: check this machine for it, exit 1 when a check fails."""
-    preflight, dry_run = vars(args).pop("preflight"), vars(args).pop("dry_run")
+    preflight, dry_run, gpu_gib = (vars(args).pop(k) for k in ("preflight", "dry_run", "gpu_gib"))
+    if gpu_gib is not None and not preflight:
+        raise SystemExit("error: --gpu-gib goes with --preflight")
     if not (preflight or dry_run):
         return False
     arm = resolve_arm(read_settings(args.params_file), args.profile_name)
     if preflight:
-        text, passed = preflight_report(arm)
+        text, passed = preflight_report(arm, gpu_gib)
         print(text)
         if not passed:
             sys.exit(1)

@@ -583,6 +583,12 @@ class Vllm(Section):
     """GPUs one vLLM engine is split across (server ``--tensor_parallel_size``, colocate TRL
     ``vllm_tensor_parallel_size``)."""
 
+    # -- colocate mode only
+    sleep_mode: bool | None = None
+    """Put the engine to sleep during each training step (TRL ``vllm_enable_sleep_mode``, level 2:
+    its weights and KV cache freed, pushed back before each generation): its share of the GPU is
+    then needed only while it generates, not on top of the training step's activations."""
+
     # -- server mode only
     host: str | None = None
     """Address TRL's server listens on and the trainer connects to (TRL ``vllm_server_host``)."""
@@ -666,8 +672,6 @@ class Launch(Section):
     ddp_timeout_s: PositiveInt
     """Seconds a process waits for the others in a collective operation (accelerate's process group
     and TRL ``ddp_timeout``)."""
-    min_free_gib: NonNegative | None = None
-    """Free memory each training GPU needs, in GiB (preflight)."""
     training_gpus: list[Count] | None = None
     """Physical GPU ids of the training processes (accelerate ``--gpu_ids``); null: accelerate's default."""
 
@@ -732,8 +736,17 @@ class Profile(Section):
             problems.append("a LoRA profile (model.lora) trains in one process (launch.num_processes: 1)")
         if launch.num_processes > 1 and not launch.accelerate_config:
             problems.append("launch.num_processes > 1 needs launch.accelerate_config")
+        if not g.use_cpu and not launch.accelerate_config and len(launch.training_gpus or []) != 1:
+            problems.append(
+                "one plain GPU process needs its GPU in launch.training_gpus (one id): TRL would spread "
+                "the model over every visible GPU"
+            )
         if g.vllm_mode != "off" and self.vllm is None:
             problems.append(f"grpo.vllm_mode {g.vllm_mode!r} needs a `vllm` block")
+        if self.vllm is not None and self.vllm.sleep_mode and g.vllm_mode != "colocate":
+            problems.append(
+                "vllm.sleep_mode applies to an engine inside the training process (grpo.vllm_mode 'colocate')"
+            )
         if g.vllm_mode == "server" and self.vllm is not None:
             unset = [
                 k for k in ("host", "port", "group_port", "gpus", "connect_timeout_s") if getattr(self.vllm, k) is None

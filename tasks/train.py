@@ -25,6 +25,7 @@ from people_relation.training.recipe import (
     batch_arithmetic,
     grpo_config_kwargs,
     launch_command,
+    launch_env,
     vllm_server_command,
 )
 
@@ -63,7 +64,7 @@ def plan(arm: Arm, params_file: str) -> dict[str, Any]:
         "max_prompt_length": prof.grpo.max_prompt_length,  # checked, never cut (training.grpo)
         "grpo_config": grpo_config_kwargs(prof, str(paths.checkpoints)),
         "vllm_server_command": [f"CUDA_VISIBLE_DEVICES={gpus}", *server] if server else None,
-        "train_command": launch_command(prof, name, params_file),
+        "train_command": [f"{k}={v}" for k, v in launch_env(prof).items()] + launch_command(prof, name, params_file),
         "final_model": str(paths.final_model),
         "validation": prof.validation.model_dump(exclude_unset=True),
         "register_model": prof.register_model,
@@ -71,11 +72,15 @@ def plan(arm: Arm, params_file: str) -> dict[str, Any]:
     }
 
 
-def preflight_report(arm: Arm) -> tuple[str, bool]:
+def preflight_report(arm: Arm, gpu_gib: float | None = None) -> tuple[str, bool]:
     """This machine checked for ``arm`` (GPUs, driver, model, ports, disk): the report, and
-    whether every check passed. Imports nothing of the GPU stack it checks."""
-    from people_relation.training.preflight import report, run_checks, trl_vllm_range
+    whether every check passed. With ``gpu_gib``, only the GPU checks, on idle GPUs of that
+    size in place of this machine's. Imports nothing of the GPU stack it checks."""
+    from people_relation.training.preflight import assumed_gpus, gpu_checks, report, run_checks, trl_vllm_range
 
+    if gpu_gib is not None:
+        checks = gpu_checks(arm.profile, assumed_gpus(arm.profile, gpu_gib))
+        return f"# {arm.name} on GPUs of {gpu_gib:g} GiB\n" + report(checks), all(c.ok for c in checks)
     checks = run_checks(arm, trl_vllm_range())
     return report(checks), all(c.ok for c in checks)
 
@@ -166,12 +171,16 @@ def grpo(arm: Arm, params_file: str, run_id: str, tracking_uri: str) -> None:
     prof, paths = arm.profile, arm.paths
     command = launch_command(prof, arm.name, params_file, python=sys.executable)
     logger.info("Starting GRPO: %s", shlex.join(command))
-    env = os.environ | {
-        "MLFLOW_RUN_ID": run_id,
-        "MLFLOW_TRACKING_URI": tracking_uri,
-        "PYTHONUNBUFFERED": "1",
-        "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",  # the training processes run no flow
-    }
+    env = (
+        os.environ
+        | {
+            "MLFLOW_RUN_ID": run_id,
+            "MLFLOW_TRACKING_URI": tracking_uri,
+            "PYTHONUNBUFFERED": "1",
+            "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",  # the training processes run no flow
+        }
+        | launch_env(prof)
+    )
 
     def show(line: str) -> None:
         if any(marker in line for marker in GRPO_LOG_MARKERS):

@@ -10,7 +10,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from people_relation.training.preflight import check_driver, check_gpus, check_ports, check_visible_devices
+from people_relation.training.preflight import (
+    check_driver,
+    check_glibc,
+    check_gpus,
+    check_ports,
+    check_visible_devices,
+)
 
 GIB = 1024**3
 
@@ -49,6 +55,19 @@ def test_preflight_of_the_cpu_profile_passes_here(project_root):
     assert "gpus" in result.stdout and "none needed (grpo.use_cpu)" in result.stdout
 
 
+@pytest.mark.integration
+def test_preflight_prints_the_memory_arithmetic_for_a_card_size(project_root):
+    """``--gpu-gib``: the profile's memory counted on idle GPUs of that size, here without any."""
+    command = [sys.executable, "-m", "flows.train", "--preflight", "--profile", "qwen2.5-3b-lora", "--gpu-gib"]
+    fits = subprocess.run([*command, "24"], cwd=project_root, capture_output=True, text=True, timeout=120)
+    assert fits.returncode == 0, fits.stdout + fits.stderr[-2000:]
+    assert "ok    gpu 0 training" in fits.stdout and "asleep during the training step" in fits.stdout
+    assert "base weights (bfloat16, frozen): 5.7 GiB" in fits.stdout and "total: " in fits.stdout
+    small = subprocess.run([*command, "12"], cwd=project_root, capture_output=True, text=True, timeout=120)
+    assert small.returncode == 1 and "FAIL  gpu 0 training" in small.stdout
+    assert "change: grpo.prompts_per_device, vllm.gpu_memory_utilization" in small.stdout
+
+
 def fake_cuda(count: int, free_gib: dict[int, float], total_gib: float = 80.0) -> SimpleNamespace:
     """torch.cuda's three calls the check makes, for a machine with ``count`` GPUs."""
     return SimpleNamespace(
@@ -59,21 +78,34 @@ def fake_cuda(count: int, free_gib: dict[int, float], total_gib: float = 80.0) -
 
 
 def test_gpu_checks_follow_the_profiles_layout(settings):
+    from test_memory import QWEN25_7B
+
     published = settings.profile("qwen2.5-7b")
-    ok = check_gpus(published, fake_cuda(4, {}))
-    assert all(c.ok for c in ok) and {c.name for c in ok} >= {"gpus", "gpu 0 memory", "gpu 3 memory"}
-    busy = check_gpus(published, fake_cuda(4, {1: 20.0, 3: 50.0}))
+    ok = check_gpus(published, fake_cuda(4, {}), QWEN25_7B, 3)
+    names = {c.name for c in ok}
+    assert all(c.ok for c in ok) and names >= {"gpus", "gpu 0 training", "gpu 3 vLLM generation server"}
+    busy = check_gpus(published, fake_cuda(4, {1: 20.0, 3: 50.0}), QWEN25_7B, 3)
     failed = {c.name: c.fix for c in busy if not c.ok}
-    assert failed == {"gpu 1 memory": "launch.min_free_gib", "gpu 3 memory": "vllm.gpu_memory_utilization"}
-    (few,) = check_gpus(published, fake_cuda(3, {}))
+    assert set(failed) == {"gpu 1 training", "gpu 3 vLLM generation server"}
+    assert failed["gpu 3 vLLM generation server"].startswith("vllm.gpu_memory_utilization")
+    (few,) = check_gpus(published, fake_cuda(3, {}), QWEN25_7B, 3)
     assert not few.ok and "3 visible" in few.detail
-    assert check_gpus(settings.profile("cpu"), fake_cuda(0, {}))[0].ok  # trains on the CPU
+    unknown = check_gpus(published, fake_cuda(4, {}), None, 3)  # no config.json to count from
+    assert [c.name for c in unknown if not c.ok] == ["memory"]
+    assert check_gpus(settings.profile("cpu"), fake_cuda(0, {}), None, 0)[0].ok  # trains on the CPU
 
 
 def test_driver_must_cover_torchs_cuda_version():
     assert not check_driver("13.0", "570.86.15").ok
     assert check_driver("13.0", "580.65.06").ok
     assert not check_driver("13.0", None).ok and not check_driver(None, "580.1").ok
+
+
+def test_the_gpu_wheels_need_glibc_2_31():
+    assert check_glibc("glibc 2.36").ok and check_glibc("glibc 2.31").ok
+    old = check_glibc("glibc 2.28")  # RHEL 8, Debian 10: no llguidance wheel for vllm
+    assert not old.ok and "2.31+" in old.detail and "newer system image" in old.fix
+    assert not check_glibc(None).ok
 
 
 def test_a_taken_generation_server_port_is_named(settings):

@@ -10,7 +10,13 @@ import yaml
 
 from people_relation.params import ParamsError
 from people_relation.settings import Profile, parse_settings, with_values
-from people_relation.training.recipe import batch_arithmetic, grpo_config_kwargs, launch_command, vllm_server_command
+from people_relation.training.recipe import (
+    batch_arithmetic,
+    grpo_config_kwargs,
+    launch_command,
+    launch_env,
+    vllm_server_command,
+)
 
 
 @pytest.fixture
@@ -113,9 +119,15 @@ def test_single_gpu_lora_profile_keeps_the_published_batch(settings):
     ]
     assert grpo_config_kwargs(lora, "out")["vllm_mode"] == "colocate"
     assert vllm_server_command(lora, "m") is None
+    # one plain process sees only its GPU: TRL's device_map="auto" cannot spread the model
+    assert launch_env(lora) == {"CUDA_VISIBLE_DEVICES": "0"}
+    assert launch_env(settings.profile("qwen2.5-7b")) == {}  # accelerate launch --gpu_ids places the ranks
+    assert launch_env(settings.profile("cpu")) == {}
+    assert grpo_config_kwargs(settings.profile("qwen2.5-3b-lora"), "out")["vllm_enable_sleep_mode"] is True
+    assert grpo_config_kwargs(lora, "out")["vllm_enable_sleep_mode"] is False
 
 
-@pytest.mark.parametrize("name", ["cpu", "cpu-prior", "cpu-rl", "qwen2.5-7b", "qwen2.5-7b-lora"])
+@pytest.mark.parametrize("name", ["cpu", "cpu-prior", "cpu-rl", "qwen2.5-7b", "qwen2.5-7b-lora", "qwen2.5-3b-lora"])
 def test_every_profile_builds_a_real_grpo_config(settings, name, tmp_path):
     from trl import GRPOConfig
 
@@ -165,6 +177,10 @@ def test_bad_profile_values_are_named(params, settings):
     lora = {"launch.num_processes": 3, "launch.accelerate_config": "configs/accelerate/deepspeed_zero3.yaml"}
     with pytest.raises(ParamsError, match=r"profiles\.qwen2\.5-7b-lora: a LoRA profile .* trains in one process"):
         changed_profile(params, "qwen2.5-7b-lora", lora)
+    with pytest.raises(ParamsError, match=r"one plain GPU process needs its GPU in launch\.training_gpus"):
+        changed_profile(params, "qwen2.5-7b-lora", {"launch.training_gpus": None})
+    with pytest.raises(ParamsError, match=r"vllm\.sleep_mode applies to an engine inside the training process"):
+        changed_profile(params, "qwen2.5-7b-lora", {"vllm.sleep_mode": True, "grpo.vllm_mode": "off"})
 
 
 @pytest.mark.integration

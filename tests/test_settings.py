@@ -204,8 +204,11 @@ def test_a_profile_lists_what_differs_from_its_base_and_loads_complete(params, p
     assert resolved["cpu-rl"]["grpo"]["num_generations"] == resolved["cpu"]["grpo"]["num_generations"]
     # a list replaces the base's whole; null clears a base's value
     lora = resolved["qwen2.5-7b-lora"]
-    assert lora["serve"]["gpus"] == [0] and lora["launch"]["training_gpus"] is None
+    assert lora["serve"]["gpus"] == [0] and lora["launch"]["accelerate_config"] is None
     assert parse_settings(params).profiles["qwen2.5-7b-lora"].vllm.port is None
+    # a base's base: the 24 GB profile is the LoRA one with another model and vLLM asleep
+    small = resolved["qwen2.5-3b-lora"]
+    assert small["grpo"] == lora["grpo"] and small["vllm"]["sleep_mode"] is True
 
 
 def test_a_base_chain_resolves_in_order_and_a_bad_base_is_named():

@@ -20,6 +20,7 @@ from typing import Any
 
 from people_relation.infra.paths import Arm
 from people_relation.settings import Profile
+from people_relation.training.memory import ModelShape, zero_stage
 
 # Oldest NVIDIA Linux driver for each CUDA major version torch is built with.
 MIN_DRIVER = {12: 525, 13: 580}
@@ -33,6 +34,7 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""  # the setting or command to change when not ok
+    notes: tuple[str, ...] = ()  # how the detail was reached, printed under it
 
 
 def needed_gpus(prof: Profile) -> dict[str, list[int]]:
@@ -47,9 +49,13 @@ def needed_gpus(prof: Profile) -> dict[str, list[int]]:
     return gpus
 
 
-def check_gpus(prof: Profile, cuda: Any) -> list[Check]:
-    """Enough visible GPUs, and free memory on each: ``launch.min_free_gib`` on the training
-    GPUs, ``gpu_memory_utilization`` of the total on the vLLM ones."""
+def check_gpus(prof: Profile, cuda: Any, shape: ModelShape | None, zero: int, shape_source: str = "") -> list[Check]:
+    """Enough visible GPUs, and on each the free memory its part of the run needs, counted
+    from the model's ``shape`` (:mod:`people_relation.training.memory`): the training step
+    (with a colocated vLLM) on the training GPUs, ``gpu_memory_utilization`` of the total on
+    the vLLM ones, and inside every vLLM share the weights and one sequence's KV cache."""
+    from people_relation.training.memory import server_share, serving_share, training_need
+
     needed = needed_gpus(prof)
     if not needed:
         return [Check("gpus", True, "none needed (grpo.use_cpu)")]
@@ -60,22 +66,27 @@ def check_gpus(prof: Profile, cuda: Any) -> list[Check]:
         detail = f"{visible} visible; the layout needs ids up to {highest} ({layout})"
         return [Check("gpus", False, detail, "launch.training_gpus, vllm.gpus, serve.gpus")]
     checks = [Check("gpus", True, f"{visible} visible ({layout})")]
+    if shape is None:
+        return checks + [Check("memory", False, shape_source, "model.source (download it: make fetch-model)")]
+    checks.append(Check("memory", True, f"counted for {prof.model.source} from {shape_source}"))
     for setting, ids in needed.items():
         for gpu in ids:
-            free, total = cuda.mem_get_info(gpu)
+            free, total = (b / GIB for b in cuda.mem_get_info(gpu))
             if setting == "launch.training_gpus":
-                want, fix = prof.launch.min_free_gib * GIB, "launch.min_free_gib"
+                need = training_need(prof, shape, total, zero)
+                fix = "grpo.prompts_per_device, vllm.gpu_memory_utilization, vllm.sleep_mode or model.lora"
+                detail = f"{free:.1f} GiB free of {total:.1f}, the training step needs {need.total_gib:.1f}"
+                checks.append(Check(f"gpu {gpu} training", free >= need.total_gib, detail, fix, tuple(need.describe())))
+                share, free_needed = need.vllm, False  # counted in the training step's need
             else:
-                key = "vllm.gpu_memory_utilization" if setting == "vllm.gpus" else "serve.gpu_memory_utilization"
-                want, fix = attrgetter(key)(prof) * total, key
-            checks.append(
-                Check(
-                    f"gpu {gpu} memory",
-                    free >= want,
-                    f"{free / GIB:.1f} GiB free of {total / GIB:.1f}, need {want / GIB:.1f} ({setting})",
-                    fix,
-                )
-            )
+                share = (server_share if setting == "vllm.gpus" else serving_share)(prof, shape, total)
+                free_needed = True
+            if share is None:
+                continue
+            ok = share.fits and (free >= share.share_gib or not free_needed)
+            detail = share.describe() + (f"; {free:.1f} GiB free" if free_needed else "")
+            fix = f"{share.utilization_key} (or the max_model_len beside it)"
+            checks.append(Check(f"gpu {gpu} {share.role}", ok, detail, fix))
     return checks
 
 
@@ -86,6 +97,21 @@ def check_visible_devices(value: str | None) -> Check:
     if value is None:
         return Check("CUDA_VISIBLE_DEVICES", True, "not set (the settings pick the GPUs)")
     return Check("CUDA_VISIBLE_DEVICES", False, f"set to {value!r}: the run ignores it", "unset CUDA_VISIBLE_DEVICES")
+
+
+MIN_GLIBC = (2, 31)  # llguidance (a dependency of the GPU lock's vllm) has manylinux_2_31 wheels only
+
+
+def check_glibc(found: str | None) -> Check:
+    """The C library the GPU environment's wheels were built against (``os.confstr``'s
+    ``CS_GNU_LIBC_VERSION``, e.g. ``glibc 2.36``)."""
+    need = ".".join(map(str, MIN_GLIBC))
+    fix = "a newer system image (Ubuntu 20.04+, Debian 11+, RHEL 9+)"
+    if not found or not found.startswith("glibc "):
+        return Check("glibc", False, f"no glibc found ({found or 'none'}); the GPU wheels need {need}+", fix)
+    version = found.split()[1]
+    ok = tuple(int(p) for p in version.split(".")[:2]) >= MIN_GLIBC
+    return Check("glibc", ok, f"glibc {version} (the GPU environment's wheels need {need}+)", fix)
 
 
 def check_driver(torch_cuda: str | None, driver: str | None) -> Check:
@@ -129,6 +155,35 @@ def check_model(source: str, local_root: Callable[[str], Path]) -> Check:
             f"{source} is neither a local folder, nor cached, nor reachable ({type(err).__name__})",
             "model.source (a local folder) or HF_HOME / network access to the hub",
         )
+
+
+KNOWN_SHAPES = "configs/models/shapes.yaml"
+
+
+def model_shape(source: str, local_root: Callable[[str], Path]) -> tuple[ModelShape | None, str]:
+    """The shape of ``source`` and where it was read: its ``config.json`` in a local folder or
+    the Hugging Face cache, else :data:`KNOWN_SHAPES` (the models the GPU profiles train);
+    (None, why) when neither has it. Nothing is downloaded."""
+    import json
+
+    import yaml
+
+    local = local_root(source)
+    path: str | Path | None = local / "config.json" if local.exists() else None
+    if path is None:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(source, "config.json")
+        path = cached if isinstance(cached, str) else None
+    try:
+        if path is not None:
+            return ModelShape.from_config(json.loads(Path(path).read_text(encoding="utf-8"))), str(path)
+        known = yaml.safe_load(local_root(KNOWN_SHAPES).read_text(encoding="utf-8")) or {}
+        if source in known:
+            return ModelShape.from_config(known[source]), KNOWN_SHAPES
+    except (OSError, KeyError, ValueError) as err:
+        return None, f"{path or KNOWN_SHAPES}: {err}"
+    return None, f"no config.json of {source} here, and it is not in {KNOWN_SHAPES}"
 
 
 def check_data(split_dir: Path, local_dir: Path, files: dict[str, str]) -> Check:
@@ -212,6 +267,8 @@ def report(checks: list[Check]) -> str:
     lines = []
     for c in checks:
         line = f"{'ok  ' if c.ok else 'FAIL'}  {c.name:<{width}}  {c.detail}"
+        for note in c.notes:
+            line += f"\n      {'':<{width}}    {note}"
         if not c.ok and c.fix:
             line += f"\n      {'':<{width}}  change: {c.fix}"
         lines.append(line)
@@ -234,8 +291,44 @@ def driver_version() -> str | None:
     return out.stdout.split()[0] if out.returncode == 0 and out.stdout.strip() else None
 
 
-def run_checks(arm: Arm, trl_vllm_range: str) -> list[Check]:
-    """Every check for ``arm``; the GPU ones only where the profile uses GPUs."""
+def gpu_checks(prof: Profile, cuda: Any) -> list[Check]:
+    """The GPUs and their memory for ``prof`` (``cuda``: torch.cuda, or a stand-in)."""
+    from people_relation.infra.io import project_path
+
+    if not needed_gpus(prof):
+        return check_gpus(prof, cuda, None, 0)
+    shape, source = model_shape(prof.model.source, project_path)
+    config = prof.launch.accelerate_config
+    return check_gpus(prof, cuda, shape, zero_stage(project_path(config) if config else None), source)
+
+
+@dataclass(frozen=True)
+class AssumedGpus:
+    """A stand-in for ``torch.cuda``: ``count`` idle GPUs of ``total_gib`` each, for counting a
+    profile's memory on a machine without them (``--preflight --gpu-gib``)."""
+
+    count: int
+    total_gib: float
+
+    def is_available(self) -> bool:
+        return True
+
+    def device_count(self) -> int:
+        return self.count
+
+    def mem_get_info(self, index: int) -> tuple[int, int]:
+        return int(self.total_gib * GIB), int(self.total_gib * GIB)
+
+
+def assumed_gpus(prof: Profile, total_gib: float) -> AssumedGpus:
+    """As many GPUs of ``total_gib`` as ``prof``'s layout names."""
+    ids = [g for gpus in needed_gpus(prof).values() for g in gpus]
+    return AssumedGpus(1 + max(ids, default=0), total_gib)
+
+
+def run_checks(arm: Arm, trl_vllm_range: str, cuda: Any = None) -> list[Check]:
+    """Every check for ``arm``; the GPU ones only where the profile uses GPUs (``cuda``:
+    torch.cuda unless given)."""
     import torch
 
     from people_relation.infra.io import project_path
@@ -244,9 +337,10 @@ def run_checks(arm: Arm, trl_vllm_range: str) -> list[Check]:
     checks = []
     if needed_gpus(prof):
         checks.append(check_visible_devices(os.environ.get("CUDA_VISIBLE_DEVICES")))
-    checks += check_gpus(prof, torch.cuda)
+    checks += gpu_checks(prof, cuda or torch.cuda)
     if needed_gpus(prof):
         checks.append(check_driver(torch.version.cuda, driver_version()))
+        checks.append(check_glibc(os.confstr("CS_GNU_LIBC_VERSION") if hasattr(os, "confstr") else None))
     if prof.model.source != "scratch":
         checks.append(check_model(prof.model.source, project_path))
     checks.append(

@@ -105,7 +105,7 @@ def grpo_config_kwargs(prof: Profile, output_dir: str) -> dict[str, Any]:
                 "vllm_gpu_memory_utilization": vllm.gpu_memory_utilization,
                 "vllm_tensor_parallel_size": vllm.tensor_parallel_size,
                 "vllm_max_model_length": vllm.max_model_len,
-                "vllm_enable_sleep_mode": False,
+                "vllm_enable_sleep_mode": bool(vllm.sleep_mode),
             }
     if g.label_reward == "balanced":  # the settings check: not with scale_rewards 'group'
         kwargs["reward_weights"] = [*kwargs["reward_weights"], kwargs["reward_weights"][1]]  # the bonus is label reward
@@ -143,6 +143,17 @@ def launch_command(prof: Profile, name: str, params_file: str, python: str = "py
     if launch.training_gpus:
         command += ["--gpu_ids", ",".join(str(g) for g in launch.training_gpus)]
     return command + entry
+
+
+def launch_env(prof: Profile) -> dict[str, str]:
+    """Environment the GRPO process needs beyond the caller's. One plain process sees only
+    its training GPU: TRL loads the model with ``device_map="auto"`` there, which would
+    spread it over every GPU it can see (``accelerate launch`` places each rank itself,
+    with ``--gpu_ids``)."""
+    launch = prof.launch
+    if prof.grpo.use_cpu or launch.accelerate_config or not launch.training_gpus:
+        return {}
+    return {"CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in launch.training_gpus)}
 
 
 def vllm_server_command(prof: Profile, model: str, python: str = "python") -> list[str] | None:

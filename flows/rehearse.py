@@ -1,10 +1,12 @@
 """rehearse: a GPU profile's train step, run on this CPU before GPUs are booked.
 
     python -m flows.rehearse                # = make rehearse (rehearsal.profile: qwen2.5-7b)
+    python -m flows.rehearse --profile qwen2.5-7b-lora   # = make rehearse PROFILE=qwen2.5-7b-lora
 
 Builds the stand-in model (a tiny Qwen2 with Qwen2.5's real tokenizer, see
-``people_relation.training.rehearsal``), writes the rehearsal's params under ``rehearsal.dir`` (the GPU profile
-with only device-level and budget values substituted), runs the train flow on them (the
+``people_relation.training.rehearsal``), writes the rehearsal's params under
+``rehearsal.dir/<profile>`` (the GPU profile with only device-level and budget values
+substituted), runs the train flow on them (the
 same flow ``dvc repro`` runs: ``accelerate launch`` on several processes under DeepSpeed
 ZeRO-3, checkpoints, resume, the final save, publishing, validation through vLLM, MLflow),
 and checks what actually ran: every optimizer step scored processes x prompts x
@@ -14,6 +16,7 @@ crash and training resumes from the last checkpoint, as the real run would.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 from pathlib import Path
@@ -75,17 +78,18 @@ def check_rollouts(steps: list[dict[str, float]], batch: dict[str, int], max_ste
 
 
 @flow(name="rehearse", log_prints=True)
-def rehearse_flow(params_file: str = "params.yaml") -> dict[str, Any]:
+def rehearse_flow(params_file: str = "params.yaml", profile_name: str | None = None) -> dict[str, Any]:
     from flows.train import train_flow
 
     logger = get_run_logger()
     params = read_project_params(params_file)
     settings = parse_settings(params, params_file)
-    rehearsal = rehearsal_settings(settings, params_file)
-    root = project_path(rehearsal.dir)
+    rehearsal = rehearsal_settings(settings, params_file, profile_name)
+    base = project_path(rehearsal.dir)
+    root = base / rehearsal.profile  # one folder per profile; the stand-in is shared
     root.mkdir(parents=True, exist_ok=True)
-    stand_in = stand_in_model(rehearsal.stand_in, root)
-    rehearsed_params = rehearsal_params(params, settings, root, stand_in)
+    stand_in = stand_in_model(rehearsal.stand_in, base)
+    rehearsed_params = rehearsal_params(params, settings, root, stand_in, rehearsal.profile)
     rehearsed = parse_settings(rehearsed_params, str(root / PARAMS))  # the substituted profile checked whole
     (root / PARAMS).write_text(yaml.safe_dump(rehearsed_params, allow_unicode=True, sort_keys=False), encoding="utf-8")
     name = rehearsed.train.profile
@@ -120,5 +124,11 @@ def rehearse_flow(params_file: str = "params.yaml") -> dict[str, Any]:
     return summary
 
 
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--profile", dest="profile_name", default=None, help="the GPU profile rehearsed (default: rehearsal.profile)"
+    )
+
+
 if __name__ == "__main__":
-    run(rehearse_flow)
+    run(rehearse_flow, add_arguments=_arguments)

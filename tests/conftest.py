@@ -34,7 +34,15 @@ GROUPS = {
 }
 # The longest groups first, so that both workers finish together: a group starts on the
 # first free worker, in this order, then everything else in file order.
-FIRST = ("test_e2e.py", "test_rehearsal.py", "test_serving.py", "test_serving_api.py", "test_demo.py", "test_train.py")
+FIRST = (
+    "test_e2e.py",
+    "test_rehearsal.py",
+    "test_rehearsal_lora.py",
+    "test_serving.py",
+    "test_serving_api.py",
+    "test_demo.py",
+    "test_train.py",
+)
 
 
 def pytest_collection_modifyitems(config, items):

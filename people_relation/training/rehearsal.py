@@ -5,9 +5,10 @@ the arithmetic: ``accelerate launch`` with several processes under DeepSpeed ZeR
 generation inside the training processes, checkpoints and resume, the final save that
 every rank must join, publishing, validation, registration. A rehearsal runs exactly that:
 
-* the profile named by ``rehearsal.profile``, with the values in ``rehearsal.substitute``
-  put in; each key must be in :data:`DEVICE_KEYS` (devices, process count, precision, step
-  and length budgets), so the recipe itself cannot drift in a rehearsal;
+* any GPU profile (``--profile``, default ``rehearsal.profile``), with the values in
+  ``rehearsal.substitute`` and its ``rehearsal.per_profile`` entry put in; each key must be in
+  :data:`DEVICE_KEYS` (devices, process count, precision, step and length budgets), so the
+  recipe itself cannot drift in a rehearsal;
 * a stand-in for ``model.source``: a tiny Qwen2 built here with Qwen2.5's real tokenizer
   (:mod:`people_relation.training.qwen_tokenizer`), so prompts render and count as in the 7B run;
 * every output under ``rehearsal.dir``: the real models, reports and MLflow store are
@@ -47,17 +48,32 @@ class Rehearsal(Section):
     stand_in: StandIn
     """The tiny model standing in for the profile's ``model.source``."""
     substitute: dict[str, Any]
-    """Values put into the rehearsed profile, by dotted key under it (``launch.num_processes: 2``);
+    """Values put into every rehearsed profile, by dotted key under it (``grpo.use_cpu: true``);
     only the keys of :data:`DEVICE_KEYS` may change, any other is refused."""
+    per_profile: dict[str, dict[str, Any]]
+    """Values put into one profile on top of ``substitute`` (its process layout on this CPU),
+    by profile name; the same keys are allowed."""
+
+    def values_for(self, name: str) -> dict[str, Any]:
+        """Everything substituted in profile ``name``."""
+        return dict(self.substitute) | dict(self.per_profile.get(name, {}))
 
 
-def rehearsal_settings(settings: Settings, source: str = "params.yaml") -> Rehearsal:
-    """The ``rehearsal`` section checked, its profile among the defined ones."""
+def rehearsal_settings(settings: Settings, source: str = "params.yaml", profile: str | None = None) -> Rehearsal:
+    """The ``rehearsal`` section checked, the profile rehearsed (``profile``, else
+    ``rehearsal.profile``) a GPU profile among the defined ones."""
     rehearsal = parse_section(Rehearsal, settings.rehearsal, "rehearsal", source)
-    if rehearsal.profile not in settings.profiles:
+    if profile is not None:
+        rehearsal = rehearsal.model_copy(update={"profile": profile})
+    gpu = [n for n, p in settings.profiles.items() if not p.grpo.use_cpu]
+    if rehearsal.profile not in gpu:
         raise ParamsError(
-            f"{source}: rehearsal.profile is {rehearsal.profile!r}; the profiles are {', '.join(settings.profiles)}"
+            f"{source}: the rehearsed profile is {rehearsal.profile!r}; a rehearsal is of a GPU profile: "
+            + ", ".join(gpu)
         )
+    unknown = sorted(set(rehearsal.per_profile) - set(settings.profiles))
+    if unknown:
+        raise ParamsError(f"{source}: rehearsal.per_profile names no profile {', '.join(map(repr, unknown))}")
     return rehearsal
 
 
@@ -112,13 +128,16 @@ def substitute(prof: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def rehearsal_params(params: dict[str, Any], settings: Settings, root: Path, stand_in: Path) -> dict[str, Any]:
+def rehearsal_params(
+    params: dict[str, Any], settings: Settings, root: Path, stand_in: Path, profile: str | None = None
+) -> dict[str, Any]:
     """The project's params tree ``params`` (read as ``settings``) with the rehearsed profile
-    changed as above and every output of training under ``root``."""
-    rehearsal = rehearsal_settings(settings)
+    (``profile``, else ``rehearsal.profile``) changed as above and every output of training
+    under ``root``."""
+    rehearsal = rehearsal_settings(settings, profile=profile)
     name = rehearsal.profile
     out = copy.deepcopy(params)
-    prof = substitute(params["profiles"][name], dict(rehearsal.substitute))
+    prof = substitute(params["profiles"][name], rehearsal.values_for(name))
     prof["model"]["source"] = str(stand_in)
     out["profiles"] = {name: prof}
     out["train"] |= {

@@ -244,3 +244,52 @@ def test_on_cpu_trl_scores_the_completion_tokens_alone_and_gets_the_same_log_pro
     assert scored_rows == [3 * 99, 3 * 12 - 4]
     assert torch.equal(every_position[0], completions_only[0])
     assert torch.allclose(every_position[1], completions_only[1], atol=1e-6)
+
+
+class _Regression(torch.nn.Module):
+    """The smallest model transformers' Trainer trains: one weight, a squared error."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x, y):
+        return {"loss": ((self.w * x - y) ** 2).mean()}
+
+
+def _trainer(output_dir, callbacks):
+    from transformers import Trainer, TrainingArguments
+
+    rows = [{"x": torch.tensor([float(i)]), "y": torch.tensor([2.0 * i])} for i in range(16)]
+    args = TrainingArguments(
+        output_dir=str(output_dir),
+        max_steps=2,
+        save_steps=1,
+        per_device_train_batch_size=2,
+        logging_steps=1,
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    return Trainer(model=_Regression(), args=args, train_dataset=rows, callbacks=callbacks)
+
+
+@pytest.mark.integration
+def test_a_run_resumed_from_its_last_checkpoint_trains_no_step_past_the_end(tmp_path):
+    """A run killed after saving its last checkpoint, before publishing: transformers,
+    resumed there, trains one step past ``max_steps``; the GRPO run stops before it."""
+    from people_relation.training.grpo import StopWhenComplete, TrainingComplete
+
+    _trainer(tmp_path, []).train()
+    last = tmp_path / "checkpoint-2"
+    assert last.is_dir()
+
+    plain = _trainer(tmp_path, [])
+    plain.train(resume_from_checkpoint=str(last))
+    assert plain.state.global_step == 3  # the premise: one step too many
+
+    guarded = _trainer(tmp_path / "guarded", [StopWhenComplete()])
+    with pytest.raises(TrainingComplete):
+        guarded.train(resume_from_checkpoint=str(last))
+    assert guarded.state.global_step == 2
+    assert [e["step"] for e in guarded.state.log_history if "loss" in e] == [1, 2]

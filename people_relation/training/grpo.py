@@ -407,6 +407,20 @@ def score_completions_only_on_cpu() -> bool:
     return True
 
 
+class TrainingComplete(Exception):
+    """The checkpoint resumed is the run's last: no step is left to train."""
+
+
+class StopWhenComplete(TrainerCallback):
+    """transformers checks ``max_steps`` only after a step: resumed from a run's last
+    checkpoint (killed after saving it, before publishing), it would train one step past
+    the end, and that step could be published. Stopped before training instead."""
+
+    def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+        if state.max_steps and state.global_step >= state.max_steps:
+            raise TrainingComplete(state.global_step)
+
+
 def run_grpo(
     model_dir: Path,
     tokenizer: PreTrainedTokenizerFast,
@@ -433,7 +447,7 @@ def run_grpo(
         train_dataset=dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
-        callbacks=[ProgressCallback(recorder, completions_every, mlflow_run_id), validation],
+        callbacks=[ProgressCallback(recorder, completions_every, mlflow_run_id), validation, StopWhenComplete()],
         peft_config=peft_config,
     )
     recorder.is_training = lambda: trainer.model.training  # TRL's own test for train vs eval batches
@@ -441,7 +455,12 @@ def run_grpo(
     resume = latest_checkpoint(Path(config_kwargs["output_dir"]))
     if resume:
         log.info("Resuming GRPO from %s", resume)
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    try:
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    except TrainingComplete as done:
+        log.info("Checkpoint %s is the run's last (step %s): nothing left to train", resume, done)
+        if trainer.args.load_best_model_at_end and trainer.state.best_model_checkpoint is not None:
+            trainer._load_best_model()  # what train() does at its end, for publishing the best step
     return trainer
 
 

@@ -5,7 +5,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export VENV
 
-.PHONY: setup setup-gpu lock-gpu preflight rehearse pipeline arm test test-fast lock lint mlflow-ui prefect-ui deploy worker serve demo benchmark
+.PHONY: setup setup-gpu lock-gpu fetch-model preflight train-machine rehearse pipeline arm test test-fast lock lint mlflow-ui prefect-ui deploy worker serve demo benchmark
 
 ## setup: install the locked environment into .venv (no-op when up to date)
 setup:
@@ -14,6 +14,17 @@ setup:
 ## setup-gpu: the GPU environment in .venv-gpu from requirements-gpu.lock (Linux x86_64, NVIDIA driver >= 580)
 setup-gpu:
 	@VENV=$(VENV_GPU) bash scripts/setup.sh gpu
+
+## fetch-model: download a GPU profile's model into the Hugging Face cache and check it against the hub (PROFILE=qwen2.5-7b), in .venv-gpu
+fetch-model:
+	@test -x $(VENV_GPU)/bin/python || { echo "no $(VENV_GPU): build the GPU environment first (make setup-gpu)" >&2; exit 1; }
+	$(VENV_GPU)/bin/python -m flows.fetch_model --profile $(PROFILE)
+
+## train-machine: on machine MACHINE_RANK (1, 2, ...) of a profile over several machines, its share of the GRPO processes (machine 0 runs the pipeline), in .venv-gpu
+MACHINE_RANK ?= 1
+train-machine:
+	@test -x $(VENV_GPU)/bin/python || { echo "no $(VENV_GPU): build the GPU environment first (make setup-gpu)" >&2; exit 1; }
+	$(VENV_GPU)/bin/python -m flows.train --profile $(PROFILE) --machine-rank $(MACHINE_RANK)
 
 ## preflight: check this machine for a GPU profile before a long run (PROFILE=qwen2.5-7b), in .venv-gpu
 PROFILE ?= qwen2.5-7b

@@ -19,6 +19,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +31,21 @@ import yaml
 from prefect import flow, get_run_logger
 
 from flows.cli import run
-from people_relation.infra.io import fingerprint, project_path, read_numeric_csv, read_project_params, write_json
+from people_relation.infra.io import (
+    PROJECT_ROOT,
+    fingerprint,
+    project_path,
+    read_numeric_csv,
+    read_project_params,
+    write_json,
+)
 from people_relation.infra.paths import resolve_arm
 from people_relation.settings import parse_settings
 from people_relation.training.recipe import batch_arithmetic
 from people_relation.training.rehearsal import StandIn, build_stand_in, rehearsal_params, rehearsal_settings
 
 STAND_IN = "stand_in"
+MACHINE_END_S = 300  # how long the other machines may take to end once machine 0's train step is done
 PARAMS = "params.yaml"
 SUMMARY = "rehearsal.json"
 
@@ -77,6 +90,55 @@ def check_rollouts(steps: list[dict[str, float]], batch: dict[str, int], max_ste
             )
 
 
+@contextmanager
+def other_machines(name: str, machines: int, root: Path, logger: Any) -> Iterator[None]:
+    """Machines 1 to ``machines`` - 1 of a profile over several machines, on this host beside
+    the train flow (machine 0), each started by the command its machine would run
+    (``python -m flows.train --machine-rank K``) with its log in ``root/machine-K.log``. Each
+    must end with status 0 soon after machine 0's training; when machine 0 fails they are stopped."""
+    if machines == 1:
+        yield
+        return
+    from people_relation.infra.processes import die_with_parent
+
+    started = []
+    for rank in range(1, machines):
+        log_path = root / f"machine-{rank}.log"
+        command = [
+            sys.executable,
+            "-m",
+            "flows.train",
+            "--params-file",
+            str(root / PARAMS),
+            "--machine-rank",
+            str(rank),
+        ]
+        logger.info("Machine %d of %d: %s (log: %s)", rank, machines, shlex.join(command), log_path)
+        with log_path.open("w", encoding="utf-8") as log:
+            proc = subprocess.Popen(
+                command, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+            )
+        started.append((rank, proc, log_path))
+    try:
+        yield
+    except BaseException:
+        for _, proc, _ in started:
+            proc.terminate()
+        for _, proc, _ in started:
+            proc.wait(timeout=60)
+        raise
+    for rank, proc, log_path in started:
+        try:
+            code = proc.wait(timeout=MACHINE_END_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
+        if code != 0:
+            tail = "\n".join(log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-30:])
+            raise RehearsalFailed(f"machine {rank} of {name} ended with status {code} ({log_path}):\n{tail}")
+        logger.info("Machine %d of %d done (%s)", rank, machines, log_path)
+
+
 @flow(name="rehearse", log_prints=True)
 def rehearse_flow(params_file: str = "params.yaml", profile_name: str | None = None) -> dict[str, Any]:
     from flows.train import train_flow
@@ -103,7 +165,8 @@ def rehearse_flow(params_file: str = "params.yaml", profile_name: str | None = N
         batch["prompts_per_step"],
         root / PARAMS,
     )
-    results = train_flow(params_file=str(root / PARAMS))
+    with other_machines(name, prof.launch.num_machines, root, logger):
+        results = train_flow(params_file=str(root / PARAMS))  # machine 0
     paths = resolve_arm(rehearsed, name).paths
     steps = rollout_per_step(paths.history)
     check_rollouts(steps, batch, prof.grpo.max_steps)

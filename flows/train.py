@@ -11,6 +11,9 @@ description, then the exact commands and the fully resolved GRPO config, and sta
 nothing; ``--preflight`` checks this machine for the profile. Outputs: ``models/<profile>/``
 (base, warmup, grpo), ``reports/train/<profile>/`` (metrics.json, reward_history.csv,
 validation_history.csv, published_step.json and the two curves).
+
+Over several machines (``launch.num_machines``), machine 0 runs this flow and machine K
+runs ``python -m flows.train --machine-rank K``: its share of the GRPO processes, nothing else.
 """
 
 from __future__ import annotations
@@ -37,7 +40,17 @@ from people_relation.infra.paths import resolve_arm, split_file
 from people_relation.infra.tracking import flatten, mlflow_run, tracking_uri
 from people_relation.monitor import reward_summary, validation_summary
 from people_relation.settings import profile_yaml
-from tasks.train import build_scratch_model, draw_charts, grpo, plan, preflight_report, register, validate, warm_up
+from tasks.train import (
+    build_scratch_model,
+    draw_charts,
+    grpo,
+    plan,
+    preflight_report,
+    register,
+    train_machine,
+    validate,
+    warm_up,
+)
 
 
 def log_validation(phase: str, scores: dict[str, float], completions: list[str]) -> None:
@@ -146,6 +159,14 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         "--preflight", action="store_true", help="check this machine for the profile (GPUs, driver, model, ports, disk)"
     )
     parser.add_argument(
+        "--machine-rank",
+        type=int,
+        default=None,
+        metavar="K",
+        help="on machine K (1 or more) of a profile over several machines (launch.num_machines): start this "
+        "machine's GRPO processes only; machine 0 runs the train step itself",
+    )
+    parser.add_argument(
         "--gpu-gib",
         type=float,
         default=None,
@@ -158,12 +179,23 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 def _instead(args: argparse.Namespace) -> bool:
     """``--dry-run``: print what a run would launch (no Prefect run, model or GPU package
     involved); ``--preflight``: check this machine for it, exit 1 when a check fails."""
-    preflight, dry_run, gpu_gib = (vars(args).pop(k) for k in ("preflight", "dry_run", "gpu_gib"))
+    preflight, dry_run, gpu_gib, machine = (
+        vars(args).pop(k) for k in ("preflight", "dry_run", "gpu_gib", "machine_rank")
+    )
     if gpu_gib is not None and not preflight:
         raise SystemExit("error: --gpu-gib goes with --preflight")
-    if not (preflight or dry_run):
-        return False
+    if not (preflight or dry_run or machine):
+        return False  # machine 0 (or one machine): the train step
     arm = resolve_arm(read_settings(args.params_file), args.profile_name)
+    if machine and not (preflight or dry_run):
+        machines = arm.profile.launch.num_machines
+        if not 0 < machine < machines:
+            raise SystemExit(
+                f"error: --machine-rank {machine}: profile {arm.name} runs on {machines} machine(s) "
+                f"(launch.num_machines), ranks 0 to {machines - 1}; machine 0 runs the train step without it"
+            )
+        train_machine(arm, args.params_file, machine)
+        return True
     if preflight:
         text, passed = preflight_report(arm, gpu_gib)
         print(text)
@@ -178,6 +210,9 @@ def _instead(args: argparse.Namespace) -> bool:
     if the_plan["vllm_server_command"]:
         print(shlex.join(the_plan["vllm_server_command"]) + " &")
     print(shlex.join(the_plan["train_command"]))
+    for rank, command in the_plan["other_machines"].items():
+        print(f"# machine {rank}: python -m flows.train --profile {arm.name} --machine-rank {rank}, which starts")
+        print(shlex.join(command))
     print("\n# serve the trained model (serve and evaluate steps)")
     print(shlex.join(the_plan["serve_command"]))
     return True

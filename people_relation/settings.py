@@ -673,7 +673,17 @@ class Launch(Section):
     """Seconds a process waits for the others in a collective operation (accelerate's process group
     and TRL ``ddp_timeout``)."""
     training_gpus: list[Count] | None = None
-    """Physical GPU ids of the training processes (accelerate ``--gpu_ids``); null: accelerate's default."""
+    """Physical GPU ids of one machine's training processes (accelerate ``--gpu_ids``), the same on every
+    machine; null: accelerate's default."""
+    num_machines: PositiveInt = 1
+    """Machines the ``num_processes`` are spread over, the same number on each. More than one needs
+    ``accelerate_config``, ``main_address`` and ``main_port``, and the project folder on a filesystem
+    every machine shares: the checkpoints are resumed from it and the final model is gathered into it."""
+    main_address: str | None = None
+    """Machine 0's address, reachable from the others (accelerate ``--main_process_ip``)."""
+    main_port: Port | None = None
+    """The port on machine 0 where the machines meet (accelerate ``--main_process_port``, torchrun's
+    static rendezvous)."""
 
 
 class CollapseGuard(Section):
@@ -736,6 +746,21 @@ class Profile(Section):
             problems.append("a LoRA profile (model.lora) trains in one process (launch.num_processes: 1)")
         if launch.num_processes > 1 and not launch.accelerate_config:
             problems.append("launch.num_processes > 1 needs launch.accelerate_config")
+        if launch.num_processes % launch.num_machines:
+            problems.append(
+                f"launch.num_processes ({launch.num_processes}) must be a multiple of launch.num_machines "
+                f"({launch.num_machines}): every machine runs as many processes"
+            )
+        if launch.num_machines > 1:
+            unset = [k for k in ("accelerate_config", "main_address", "main_port") if not getattr(launch, k)]
+            if unset:
+                problems.append(f"launch.num_machines > 1 needs launch.{', launch.'.join(unset)}")
+        per_machine = launch.num_processes // launch.num_machines
+        if launch.accelerate_config and launch.training_gpus and len(launch.training_gpus) != per_machine:
+            problems.append(
+                f"launch.training_gpus lists {len(launch.training_gpus)} GPUs; each machine runs {per_machine} "
+                "training processes (launch.num_processes / launch.num_machines), one per GPU"
+            )
         if not g.use_cpu and not launch.accelerate_config and len(launch.training_gpus or []) != 1:
             problems.append(
                 "one plain GPU process needs its GPU in launch.training_gpus (one id): TRL would spread "

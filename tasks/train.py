@@ -8,7 +8,7 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,11 @@ def plan(arm: Arm, params_file: str) -> dict[str, Any]:
         "grpo_config": grpo_config_kwargs(prof, str(paths.checkpoints)),
         "vllm_server_command": [f"CUDA_VISIBLE_DEVICES={gpus}", *server] if server else None,
         "train_command": [f"{k}={v}" for k, v in launch_env(prof).items()] + launch_command(prof, name, params_file),
+        # over several machines: what `python -m flows.train --machine-rank K` starts on machine K
+        "other_machines": {
+            rank: launch_command(prof, name, params_file, machine_rank=rank)
+            for rank in range(1, prof.launch.num_machines)
+        },
         "final_model": str(paths.final_model),
         "validation": prof.validation.model_dump(exclude_unset=True),
         "register_model": prof.register_model,
@@ -164,23 +169,9 @@ def generation_server(settings: Settings, prof: Profile, model: str, log_path: P
 
 @task(name="grpo", retries=0)
 def grpo(arm: Arm, params_file: str, run_id: str, tracking_uri: str) -> None:
-    """Run the GRPO process (plain, or under accelerate launch) and stream its log."""
-    from people_relation.infra.processes import die_with_parent
-
+    """Run the GRPO process (plain, or under accelerate launch) and stream its log; over several
+    machines, this machine's (rank 0) share of the processes."""
     logger = get_run_logger()
-    prof, paths = arm.profile, arm.paths
-    command = launch_command(prof, arm.name, params_file, python=sys.executable)
-    logger.info("Starting GRPO: %s", shlex.join(command))
-    env = (
-        os.environ
-        | {
-            "MLFLOW_RUN_ID": run_id,
-            "MLFLOW_TRACKING_URI": tracking_uri,
-            "PYTHONUNBUFFERED": "1",
-            "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",  # the training processes run no flow
-        }
-        | launch_env(prof)
-    )
 
     def show(line: str) -> None:
         if any(marker in line for marker in GRPO_LOG_MARKERS):
@@ -188,11 +179,50 @@ def grpo(arm: Arm, params_file: str, run_id: str, tracking_uri: str) -> None:
         else:
             print(line, flush=True)
 
-    with generation_server(arm.settings, prof, str(paths.start_model), paths.generation_log):
-        # the launcher (and so its ranks) stops when this step dies
-        finished = stream(command, show, cwd=PROJECT_ROOT, env=env, preexec_fn=die_with_parent)
+    with generation_server(arm.settings, arm.profile, str(arm.paths.start_model), arm.paths.generation_log):
+        launch_grpo(arm, params_file, {"MLFLOW_RUN_ID": run_id, "MLFLOW_TRACKING_URI": tracking_uri}, show, logger.info)
+
+
+def train_machine(arm: Arm, params_file: str, machine_rank: int) -> None:
+    """Machine ``machine_rank`` (1 or more) of a profile trained over several machines: its
+    share of the GRPO processes, nothing else. Machine 0 runs the train step (``dvc repro``
+    or ``python -m flows.train``), which also logs to MLflow, publishes and validates."""
+
+    def show(line: str) -> None:
+        print(line, flush=True)
+
+    launch_grpo(arm, params_file, {}, show, show, machine_rank)
+
+
+def launch_grpo(
+    arm: Arm,
+    params_file: str,
+    env: dict[str, str],
+    show: Callable[[str], None],
+    announce: Callable[[str], None],
+    machine_rank: int = 0,
+) -> None:
+    """Start this machine's GRPO processes with ``env`` added, stream their output to ``show``
+    and raise when they fail."""
+    from people_relation.infra.processes import die_with_parent
+
+    prof = arm.profile
+    command = launch_command(prof, arm.name, params_file, python=sys.executable, machine_rank=machine_rank)
+    where = f" on machine {machine_rank} of {prof.launch.num_machines}" if prof.launch.num_machines > 1 else ""
+    announce(f"Starting GRPO{where}: {shlex.join(command)}")
+    env = (
+        os.environ
+        | {
+            "PYTHONUNBUFFERED": "1",
+            "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",  # the training processes run no flow
+        }
+        | env
+        | launch_env(prof)
+    )
+    # the launcher (and so its ranks) stops when this step dies
+    finished = stream(command, show, cwd=PROJECT_ROOT, env=env, preexec_fn=die_with_parent)
     if finished.code != 0:
-        raise RuntimeError(f"GRPO exited with status {finished.code}; last lines:\n" + "\n".join(finished.tail))
+        raise RuntimeError(f"GRPO{where} exited with status {finished.code}; last lines:\n" + "\n".join(finished.tail))
 
 
 @task(name="validate")

@@ -36,6 +36,7 @@ GROUPS = {
 # first free worker, in this order, then everything else in file order.
 FIRST = (
     "test_e2e.py",
+    "test_rehearsal_machines.py",
     "test_rehearsal.py",
     "test_rehearsal_lora.py",
     "test_serving.py",

@@ -87,6 +87,8 @@ EXPECTED = {
     ("qwen2.5-7b", "24GB"): {"gpu 0 training", "gpu 1 training", "gpu 2 training"},
     ("qwen2.5-7b-lora", "80GB"): set(),
     ("qwen2.5-7b-lora", "24GB"): {"gpu 0 training", "gpu 0 colocated vLLM"},
+    ("qwen2.5-7b-2x4", "80GB"): set(),
+    ("qwen2.5-7b-2x4", "24GB"): {f"gpu {g} {part}" for g in range(4) for part in ("training", "colocated vLLM")},
     ("qwen2.5-3b-lora", "80GB"): set(),
     ("qwen2.5-3b-lora", "24GB"): set(),
 }

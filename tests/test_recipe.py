@@ -292,3 +292,55 @@ def test_generation_server_refuses_a_taken_port_naming_the_setting(settings, pub
             with generation_server(settings, prof, "Qwen/Qwen2.5-7B-Instruct", tmp_path / "g.log"):
                 pass
     assert not (tmp_path / "g.log").exists()
+
+
+def test_two_machines_run_the_published_batch_with_one_command_each(params, settings):
+    prof = settings.profile("qwen2.5-7b-2x4")
+    batch = batch_arithmetic(prof)
+    assert (batch["num_processes"], batch["completions_per_step"], batch["prompts_per_step"]) == (8, 192, 24)
+    first, second = (launch_command(prof, "qwen2.5-7b-2x4", "params.yaml", machine_rank=k) for k in (0, 1))
+
+    def flag(command: list[str], name: str) -> str:
+        return command[command.index(name) + 1]
+
+    for rank, command in enumerate((first, second)):
+        assert flag(command, "--machine_rank") == str(rank)
+        assert flag(command, "--num_machines") == "2" and flag(command, "--num_processes") == "8"  # over both
+        assert flag(command, "--main_process_ip") == prof.launch.main_address
+        assert flag(command, "--main_process_port") == "29500"
+        assert flag(command, "--gpu_ids") == "0,1,2,3"  # on each machine
+        assert flag(command, "--rdzv_conf") == "timeout=1800"  # a machine waits as long as a collective
+    assert [a for a in first if a != "0"] == [a for a in second if a != "1"]  # only the rank differs
+    with pytest.raises(ValueError, match="machine rank 2: profile qwen2.5-7b-2x4 runs on 2 machine"):
+        launch_command(prof, "qwen2.5-7b-2x4", "params.yaml", machine_rank=2)
+    # one machine: no multi-machine flag at all
+    assert "--machine_rank" not in launch_command(settings.profile("qwen2.5-7b"), "qwen2.5-7b", "params.yaml")
+
+
+def test_a_layout_over_machines_that_does_not_divide_is_refused(params):
+    name = "qwen2.5-7b-2x4"
+    with pytest.raises(ParamsError, match=r"launch\.num_processes \(7\) must be a multiple of launch\.num_machines"):
+        changed_profile(params, name, {"launch.num_processes": 7})
+    with pytest.raises(ParamsError, match=r"launch\.num_machines > 1 needs launch\.main_address, launch\.main_port"):
+        changed_profile(params, name, {"launch.main_address": None, "launch.main_port": None})
+    with pytest.raises(ParamsError, match=r"launch\.training_gpus lists 3 GPUs; each machine runs 4 training"):
+        changed_profile(params, name, {"launch.training_gpus": [0, 1, 2]})
+
+
+@pytest.mark.integration
+def test_the_dry_run_of_two_machines_prints_each_machines_command(project_root):
+    import subprocess
+    import sys
+
+    def train(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "flows.train", "--profile", "qwen2.5-7b-2x4", *args]
+        return subprocess.run(command, cwd=project_root, capture_output=True, text=True, timeout=120)
+
+    result = train("--dry-run")
+    assert result.returncode == 0, result.stderr[-2000:]
+    launch = result.stdout.split("\n# launch\n")[1]
+    assert "--machine_rank 0 --main_process_ip 10.0.0.1 --main_process_port 29500" in launch
+    assert "# machine 1: python -m flows.train --profile qwen2.5-7b-2x4 --machine-rank 1, which starts\n" in launch
+    assert "--machine_rank 1 --main_process_ip 10.0.0.1 --main_process_port 29500" in launch
+    refused = train("--machine-rank", "2")
+    assert refused.returncode != 0 and "--machine-rank 2: profile qwen2.5-7b-2x4 runs on 2 machine(s)" in refused.stderr

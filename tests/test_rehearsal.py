@@ -1,11 +1,10 @@
 """The GPU profiles' own code paths, rehearsed on this CPU (see people_relation/training/rehearsal.py).
 
 The slow tests run ``python -m flows.rehearse --profile NAME`` on a tiny Qwen2 with
-Qwen2.5's real tokenizer: ``qwen2.5-7b`` under ``accelerate launch`` on 2 processes with
-DeepSpeed ZeRO-3, and ``qwen2.5-7b-lora`` in one process with PEFT adapters, each killed
-after its first checkpoint and resumed, then the final save, publishing (the adapter
-merged), validation through a real vLLM server, and the MLflow run; ``qwen2.5-3b-lora``
-(one 24 GB GPU) straight through.
+Qwen2.5's real tokenizer, with the final save, publishing, validation through a real vLLM
+server and the MLflow run: here ``qwen2.5-7b`` under ``accelerate launch`` on 2 processes with
+DeepSpeed ZeRO-3; in ``test_rehearsal_machines.py`` the same over 2 machines, killed after its
+first checkpoint and resumed; in ``test_rehearsal_lora.py`` the one-GPU LoRA profiles.
 """
 
 from __future__ import annotations
@@ -45,7 +44,7 @@ def covered(key: str) -> bool:
     return any(key == k or key.startswith(k + ".") for k in DEVICE_KEYS)
 
 
-GPU_PROFILES = ("qwen2.5-7b", "qwen2.5-7b-lora", "qwen2.5-3b-lora")
+GPU_PROFILES = ("qwen2.5-7b", "qwen2.5-7b-2x4", "qwen2.5-7b-lora", "qwen2.5-3b-lora")
 
 
 @pytest.mark.parametrize("name", GPU_PROFILES)
@@ -67,7 +66,9 @@ def test_a_rehearsal_changes_only_device_level_values(params, tmp_path, name):
 
 
 def test_only_a_gpu_profile_is_rehearsed(params, tmp_path):
-    with pytest.raises(ParamsError, match="a rehearsal is of a GPU profile: qwen2.5-7b, qwen2.5-7b-lora"):
+    with pytest.raises(
+        ParamsError, match="a rehearsal is of a GPU profile: qwen2.5-7b, qwen2.5-7b-2x4, qwen2.5-7b-lora"
+    ):
         rehearsal_params(params, parse_settings(params), tmp_path, tmp_path / "stand_in", "cpu")
 
 
@@ -163,8 +164,10 @@ class Rehearsed:
 
 
 def rehearse_killed_and_resumed(
-    name, params, data_dir, published_split, prefect_api, tmp_path, project_root
+    name, params, data_dir, published_split, prefect_api, tmp_path, project_root, killed: bool = True
 ) -> Rehearsed:
+    """Rehearse ``name`` in a sandbox: killed after its first checkpoint and run again, or
+    (``killed`` false) straight through."""
     import shutil
 
     base = tmp_path / "rehearsal"
@@ -187,6 +190,14 @@ def rehearse_killed_and_resumed(
     env = os.environ | {"PYTHONUNBUFFERED": "1", "PREFECT_API_URL": prefect_api}  # not a server per run
     for inherited in ("MLFLOW_RUN_ID", "MLFLOW_TRACKING_URI"):  # MLflow exported the sandbox's store above
         env.pop(inherited, None)
+    if not killed:
+        done = subprocess.run(command, cwd=project_root, env=env, capture_output=True, text=True, timeout=900)
+        output = done.stdout + done.stderr
+        (tmp_path / "rehearsal.log").write_text(output)
+        assert done.returncode == 0, output[-6000:]
+        assert not (foreign / "checkpoint-7").exists() and output.count("Discarding checkpoints") == 1
+        summary = json.loads((root / "rehearsal.json").read_text())
+        return Rehearsed(name, root, rehearsed, output, summary, env, set())
     first_log = tmp_path / "first.log"
     with first_log.open("w") as log:
         first = subprocess.Popen(
@@ -214,11 +225,11 @@ def rehearse_killed_and_resumed(
     return Rehearsed(name, root, rehearsed, output, summary, env, held)
 
 
-def check_published_and_served(r: Rehearsed) -> None:
-    """Resumed from the first checkpoint, validated at the start, after each step and at
-    the end, published once (loadable, the stand-in's shape) and answered through vLLM."""
+def check_published_and_served(r: Rehearsed, resumed: bool = True) -> None:
+    """Resumed from the first checkpoint (when ``resumed``), validated at the start, after each
+    step and at the end, published once (loadable, the stand-in's shape) and answered through vLLM."""
     # from checkpoint-1, or checkpoint-2 when the kill came after it: then nothing is trained again
-    assert re.search(r"Resuming GRPO from \S+/checkpoint-[12]\b", r.output), r.output[-3000:]
+    assert bool(re.search(r"Resuming GRPO from \S+/checkpoint-[12]\b", r.output)) == resumed, r.output[-3000:]
     assert r.summary["evaluations"] == [0, 1, 2]
     published = r.summary["published"]
     assert published["publish"] == "best" and published["published_step"] in (1, 2) and published["last_step"] == 2
@@ -239,17 +250,20 @@ def check_published_and_served(r: Rehearsed) -> None:
 
 
 @pytest.mark.e2e
-def test_the_published_recipe_rehearsed_on_two_processes_killed_and_resumed(
+def test_the_published_recipe_rehearsed_on_two_processes(
     params, data_dir, published_split, prefect_api, tmp_path, project_root
 ):
+    """Straight through: its checkpoint and resume under ZeRO-3 are those of the 2-machine
+    rehearsal below, killed and resumed."""
     name = "qwen2.5-7b"
-    r = rehearse_killed_and_resumed(name, params, data_dir, published_split, prefect_api, tmp_path, project_root)
+    r = rehearse_killed_and_resumed(
+        name, params, data_dir, published_split, prefect_api, tmp_path, project_root, killed=False
+    )
     batch = batch_arithmetic(parse_settings(r.params).profile(name))
     assert (batch["num_processes"], batch["completions_per_step"], batch["prompts_per_step"]) == (2, 32, 4)
-    assert r.output.count("Resuming GRPO from") >= 2  # both ranks resumed
     assert "Process 0 of 2 done" in r.output and "Process 1 of 2 done" in r.output
     assert [(s["step"], s["completions"], s["prompts"]) for s in r.summary["rollout"]] == [(1, 32, 4), (2, 32, 4)]
-    check_published_and_served(r)
+    check_published_and_served(r, resumed=False)
     root = r.root
 
     # not copied into the registry (register_model: false): the run names the folder instead

@@ -293,3 +293,16 @@ def test_a_run_resumed_from_its_last_checkpoint_trains_no_step_past_the_end(tmp_
         guarded.train(resume_from_checkpoint=str(last))
     assert guarded.state.global_step == 2
     assert [e["step"] for e in guarded.state.log_history if "loss" in e] == [1, 2]
+
+
+def test_a_checkpoints_folder_is_held_only_for_the_run_that_claimed_it(tmp_path):
+    """What every training process checks after the main one claimed the folder: a machine
+    that does not share the folder does not see the claim, and must stop."""
+    from people_relation.infra.io import claim_checkpoint_dir, holds_claim
+
+    folder = tmp_path / "grpo"
+    assert not holds_claim(folder, "run-a")
+    claim_checkpoint_dir(folder, "run-a")
+    assert holds_claim(folder, "run-a") and not holds_claim(folder, "run-b")
+    claim_checkpoint_dir(folder, "run-b")
+    assert holds_claim(folder, "run-b") and not holds_claim(folder, "run-a")

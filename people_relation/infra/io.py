@@ -147,6 +147,9 @@ def read_jsonl(path: Path, convert: Callable[[dict[str, Any]], Any] = lambda r: 
         return [convert(json.loads(line)) for line in fh if line.strip()]
 
 
+CLAIM = "FINGERPRINT"  # the settings fingerprint a checkpoints folder belongs to
+
+
 def claim_checkpoint_dir(directory: Path, fingerprint: str) -> None:
     """Keep ``directory``'s checkpoints only if they belong to the same run settings.
 
@@ -154,9 +157,14 @@ def claim_checkpoint_dir(directory: Path, fingerprint: str) -> None:
     not be resumed: it is removed, with a log line saying why. With several training
     processes only the main one may call this (see ``people_relation.training.grpo_process``).
     """
-    marker = directory / "FINGERPRINT"
-    if directory.exists() and (not marker.is_file() or marker.read_text().strip() != fingerprint):
+    if directory.exists() and not holds_claim(directory, fingerprint):
         log.info("Discarding checkpoints in %s: they were made with other settings", directory)
         shutil.rmtree(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    marker.write_text(fingerprint + "\n")
+    (directory / CLAIM).write_text(fingerprint + "\n")
+
+
+def holds_claim(directory: Path, fingerprint: str) -> bool:
+    """Whether ``directory`` is claimed (:func:`claim_checkpoint_dir`) for ``fingerprint``."""
+    marker = directory / CLAIM
+    return marker.is_file() and marker.read_text().strip() == fingerprint

@@ -27,7 +27,14 @@ if __name__ == "__main__":
 
 from people_relation.dataset import label_balanced  # noqa: E402
 from people_relation.infra.data import read_examples  # noqa: E402
-from people_relation.infra.io import claim_checkpoint_dir, fingerprint, read_settings, replace_dir, write_json  # noqa: E402
+from people_relation.infra.io import (  # noqa: E402
+    claim_checkpoint_dir,
+    fingerprint,
+    holds_claim,
+    read_settings,
+    replace_dir,
+    write_json,
+)
 from people_relation.infra.paths import TrainPaths, resolve_arm, split_file  # noqa: E402
 from people_relation.rewards import balance_bonus, format_reward, label_reward, label_weights  # noqa: E402
 from people_relation.settings import Grpo, Model, Profile, Split  # noqa: E402
@@ -114,11 +121,17 @@ def main(argv: list[str] | None = None) -> None:
     val_rows = validation_rows(settings.split, g)
     eval_dataset, _ = prompt_dataset(tokenizer, val_rows, g.max_prompt_length)
     kwargs = grpo_config_kwargs(prof, str(paths.checkpoints))
+    run_key = fingerprint(kwargs, start_model, list(dataset["id"]), [e.id for e in val_rows])
     if state.is_main_process:  # one process decides what to keep; the others wait for it
-        claim_checkpoint_dir(
-            paths.checkpoints, fingerprint(kwargs, start_model, list(dataset["id"]), [e.id for e in val_rows])
-        )
+        claim_checkpoint_dir(paths.checkpoints, run_key)
     state.wait_for_everyone()
+    if not holds_claim(paths.checkpoints, run_key):
+        raise RuntimeError(
+            f"process {state.process_index} does not see the checkpoints folder the main process claimed, "
+            f"{paths.checkpoints}: over several machines (launch.num_machines: {prof.launch.num_machines}) the "
+            "project folder (train.checkpoints_dir and train.models_dir) must be on a filesystem every machine "
+            "shares, at the same path; the checkpoints are saved and resumed there by every process"
+        )
     run_id = os.environ.get("MLFLOW_RUN_ID")
     validation = GreedyValidation(
         val_rows, tokenizer, prof.validation, Guard.of(prof.collapse_guard), run_id, g.selection_seed

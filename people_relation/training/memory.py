@@ -146,11 +146,15 @@ class VllmShare:
         return f"{self.sequences_at_once} of {self.sequences_wanted}"
 
     def describe(self) -> str:
+        head = f"{self.role}: {self.utilization_key} -> {self.share_gib:.1f} GiB"
+        if self.kv_gib < 0:
+            return (
+                f"{head}, short of weights {self.weights_gib:.1f} + runtime {self.runtime_gib:.1f} by "
+                f"{-self.kv_gib:.1f}: no room for a KV cache"
+            )
         return (
-            f"{self.role}: {self.utilization_key} -> {self.share_gib:.1f} GiB = weights {self.weights_gib:.1f} + "
-            f"runtime {self.runtime_gib:.1f} + KV cache {self.kv_gib:.1f} "
-            f"({self.at_once_text()} sequences at once, "
-            f"{self.sequence_gib * 1024:.0f} MiB each)"
+            f"{head} = weights {self.weights_gib:.1f} + runtime {self.runtime_gib:.1f} + KV cache {self.kv_gib:.1f} "
+            f"({self.at_once_text()} sequences at once, {self.sequence_gib * 1024:.0f} MiB each)"
         )
 
 

@@ -25,7 +25,6 @@ from people_relation.training.memory import ModelShape, zero_stage
 # Oldest NVIDIA Linux driver for each CUDA major version torch is built with.
 MIN_DRIVER = {12: 525, 13: 580}
 GIB = 1024**3
-WEIGHT_INDEXES = ("model.safetensors.index.json", "model.safetensors")  # sharded, or one file
 
 
 @dataclass(frozen=True)
@@ -38,10 +37,12 @@ class Check:
 
 
 def needed_gpus(prof: Profile) -> dict[str, list[int]]:
-    """GPU ids each part of the run uses (none for a profile that trains on the CPU)."""
+    """GPU ids each part of the run uses on this machine (none for a profile that trains on the CPU).
+    Over several machines each runs ``num_processes / num_machines`` training processes."""
     if prof.grpo.use_cpu:
         return {}
-    gpus = {"launch.training_gpus": list(prof.launch.training_gpus or range(prof.launch.num_processes))}
+    launch = prof.launch
+    gpus = {"launch.training_gpus": list(launch.training_gpus or range(launch.num_processes // launch.num_machines))}
     if prof.grpo.vllm_mode == "server":
         gpus["vllm.gpus"] = list(prof.vllm.gpus)
     if prof.serve.device == "gpu":
@@ -133,28 +134,24 @@ def check_driver(torch_cuda: str | None, driver: str | None) -> Check:
 
 
 def check_model(source: str, local_root: Callable[[str], Path]) -> Check:
-    """A local folder with a config, or a hub model in the local cache or reachable."""
+    """A local folder with a config, or a hub model whole in the local cache: a run must not
+    download 15 GB at its start, inside the generation server's start-up timeout."""
     local = local_root(source)
     if local.exists():
         ok = (local / "config.json").is_file()
         return Check("model", ok, f"{local}" + ("" if ok else ": no config.json"), "model.source")
-    from huggingface_hub import try_to_load_from_cache
+    from people_relation.training.hub import missing_files
 
-    cached = [isinstance(try_to_load_from_cache(source, f), str) for f in ("config.json", *WEIGHT_INDEXES)]
-    if cached[0] and any(cached[1:]):
-        return Check("model", True, f"{source} in the local Hugging Face cache")
-    try:
-        from huggingface_hub import model_info
-
-        model_info(source, timeout=10)
-        return Check("model", True, f"{source} reachable on the hub (downloaded at the start of training)")
-    except Exception as err:  # offline mode, no network, no such repo: all mean the run cannot start
-        return Check(
-            "model",
-            False,
-            f"{source} is neither a local folder, nor cached, nor reachable ({type(err).__name__})",
-            "model.source (a local folder) or HF_HOME / network access to the hub",
-        )
+    missing = missing_files(source)
+    if not missing:
+        return Check("model", True, f"{source} whole in the local Hugging Face cache")
+    shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+    return Check(
+        "model",
+        False,
+        f"{source} is not a local folder, and the Hugging Face cache lacks {shown}",
+        "make fetch-model PROFILE=<this profile> (downloads and verifies it), or model.source: a local folder",
+    )
 
 
 KNOWN_SHAPES = "configs/models/shapes.yaml"
@@ -237,14 +234,20 @@ def port_free(host: str, port: int) -> bool:
 
 
 def check_ports(prof: Profile) -> list[Check]:
-    if prof.grpo.vllm_mode != "server":
-        return [Check("ports", True, "none needed (no generation server)")]
-    # the server listens on vllm.host; the weight-update group's rendezvous binds the trainer's
-    # own address (TRL's VLLMClient.init_communicator), so that port is checked on every interface
-    host = prof.vllm.host
+    """The ports the run listens on here: TRL's generation server and its weight-update group,
+    and over several machines the one where they meet (on machine 0; every interface)."""
+    ports = []
+    if prof.grpo.vllm_mode == "server":
+        # the server listens on vllm.host; the weight-update group's rendezvous binds the trainer's
+        # own address (TRL's VLLMClient.init_communicator), so that port is checked on every interface
+        ports += [("vllm.port", prof.vllm.host), ("vllm.group_port", "0.0.0.0")]
+    if prof.launch.num_machines > 1:
+        ports.append(("launch.main_port", "0.0.0.0"))
+    if not ports:
+        return [Check("ports", True, "none needed (no generation server, one machine)")]
     return [
         Check(f"port {key}", port_free(bind, attrgetter(key)(prof)), f"{bind}:{attrgetter(key)(prof)}", key)
-        for key, bind in (("vllm.port", host), ("vllm.group_port", "0.0.0.0"))
+        for key, bind in ports
     ]
 
 

@@ -131,15 +131,35 @@ def evaluation_kwargs(prof: Profile) -> dict[str, Any]:
     }
 
 
-def launch_command(prof: Profile, name: str, params_file: str, python: str = "python") -> list[str]:
-    """The command that runs the GRPO process for profile ``name``: plain Python, or
-    ``accelerate launch`` (the settings check: several processes need its config)."""
+def launch_command(
+    prof: Profile, name: str, params_file: str, python: str = "python", machine_rank: int = 0
+) -> list[str]:
+    """The command that runs the GRPO process for profile ``name`` on machine ``machine_rank``:
+    plain Python, or ``accelerate launch`` (the settings check: several processes need its
+    config). Over several machines every machine runs this with its own rank and the same
+    ``params.yaml``; they meet at ``launch.main_address``:``launch.main_port``."""
     entry = ["-m", GRPO_PROCESS, "--params-file", params_file, "--profile", name]
     launch = prof.launch
+    if not 0 <= machine_rank < launch.num_machines:
+        raise ValueError(f"machine rank {machine_rank}: profile {name} runs on {launch.num_machines} machine(s)")
     if not launch.accelerate_config:
         return [python, *entry]
     command = [python, "-m", "accelerate.commands.launch", "--config_file", launch.accelerate_config]
-    command += ["--num_processes", str(launch.num_processes)]
+    command += ["--num_processes", str(launch.num_processes)]  # over every machine
+    if launch.num_machines > 1:
+        command += [
+            "--num_machines",
+            str(launch.num_machines),
+            "--machine_rank",
+            str(machine_rank),
+            "--main_process_ip",
+            str(launch.main_address),
+            "--main_process_port",
+            str(launch.main_port),
+            # how long a machine waits for the others to join (torchrun's static rendezvous)
+            "--rdzv_conf",
+            f"timeout={launch.ddp_timeout_s}",
+        ]
     if launch.training_gpus:
         command += ["--gpu_ids", ",".join(str(g) for g in launch.training_gpus)]
     return command + entry

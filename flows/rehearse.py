@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -42,10 +43,17 @@ from people_relation.infra.io import (
     read_project_params,
     write_json,
 )
+from people_relation.infra.netns import Host, hosts_on_a_bridge, loopback_hosts
 from people_relation.infra.paths import resolve_arm
 from people_relation.settings import parse_settings
 from people_relation.training.recipe import batch_arithmetic
-from people_relation.training.rehearsal import StandIn, build_stand_in, rehearsal_params, rehearsal_settings
+from people_relation.training.rehearsal import (
+    Machines,
+    StandIn,
+    build_stand_in,
+    rehearsal_params,
+    rehearsal_settings,
+)
 
 STAND_IN = "stand_in"
 MACHINE_END_S = 300  # how long the other machines may take to end once machine 0's train step is done
@@ -94,34 +102,59 @@ def check_rollouts(steps: list[dict[str, float]], batch: dict[str, int], max_ste
 
 
 @contextmanager
-def other_machines(name: str, machines: int, root: Path, logger: Any) -> Iterator[None]:
-    """Machines 1 to ``machines`` - 1 of a profile over several machines, on this host beside
-    the train flow (machine 0), each started by the command its machine would run
+def machine_hosts(machines: Machines, count: int, logger: Any) -> Iterator[list[Host] | None]:
+    """Where each of ``count`` machines runs: None for one machine; else on 127.0.0.1, or
+    machine K in a network namespace of its own (``rehearsal.machines.network``)."""
+    if count == 1:
+        yield None
+    elif machines.network == "loopback":
+        yield loopback_hosts(count)
+    else:
+        with hosts_on_a_bridge(count, str(machines.subnet)) as hosts:
+            logger.info(
+                "Machines on bridge %s: %s",
+                hosts[0].interface,
+                ", ".join(f"{k} at {h.address} ({h.namespace or 'this host'})" for k, h in enumerate(hosts)),
+            )
+            yield hosts
+
+
+def apart(hosts: list[Host] | None) -> bool:
+    """Whether the machines run in network namespaces of their own (not all on 127.0.0.1)."""
+    return bool(hosts) and any(h.namespace for h in hosts)
+
+
+@contextmanager
+def other_machines(name: str, hosts: list[Host] | None, root: Path, logger: Any) -> Iterator[None]:
+    """Machines 1, 2, ... of a profile over several machines (``hosts``), beside the train flow
+    (machine 0), each started in its host by the command its machine would run
     (``python -m flows.train --machine-rank K``) with its log in ``root/machine-K.log``. Each
-    must end with status 0 soon after machine 0's training; when machine 0 fails they are stopped."""
-    if machines == 1:
+    must end with status 0 soon after machine 0's training; when machine 0 fails they are
+    stopped. Off the loopback address, each machine's gloo uses its own interface
+    (``GLOO_SOCKET_IFNAME``), as on machines with several."""
+    if hosts is None:
         yield
         return
     from people_relation.infra.processes import die_with_parent
 
+    separate = apart(hosts)
     started = []
-    for rank in range(1, machines):
+    for rank, host in enumerate(hosts[1:], start=1):
         log_path = root / f"machine-{rank}.log"
-        command = [
-            sys.executable,
-            "-m",
-            "flows.train",
-            "--params-file",
-            str(root / PARAMS),
-            "--machine-rank",
-            str(rank),
-        ]
-        logger.info("Machine %d of %d: %s (log: %s)", rank, machines, shlex.join(command), log_path)
+        argv = [sys.executable, "-m", "flows.train", "--params-file", str(root / PARAMS), "--machine-rank", str(rank)]
+        command = host.command(argv)
+        env = os.environ | ({"GLOO_SOCKET_IFNAME": host.interface} if separate else {})
+        logger.info(
+            "Machine %d of %d at %s: %s (log: %s)", rank, len(hosts), host.address, shlex.join(command), log_path
+        )
         with log_path.open("w", encoding="utf-8") as log:
             proc = subprocess.Popen(
-                command, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+                command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
             )
         started.append((rank, proc, log_path))
+    before = os.environ.get("GLOO_SOCKET_IFNAME")
+    if separate:
+        os.environ["GLOO_SOCKET_IFNAME"] = hosts[0].interface  # machine 0: the train flow's processes
     try:
         yield
     except BaseException:
@@ -130,6 +163,11 @@ def other_machines(name: str, machines: int, root: Path, logger: Any) -> Iterato
         for _, proc, _ in started:
             proc.wait(timeout=60)
         raise
+    finally:
+        if separate:
+            os.environ.pop("GLOO_SOCKET_IFNAME")
+            if before is not None:
+                os.environ["GLOO_SOCKET_IFNAME"] = before
     for rank, proc, log_path in started:
         try:
             code = proc.wait(timeout=MACHINE_END_S)
@@ -139,7 +177,7 @@ def other_machines(name: str, machines: int, root: Path, logger: Any) -> Iterato
         if code != 0:
             tail = "\n".join(log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-30:])
             raise RehearsalFailed(f"machine {rank} of {name} ended with status {code} ({log_path}):\n{tail}")
-        logger.info("Machine %d of %d done (%s)", rank, machines, log_path)
+        logger.info("Machine %d of %d done (%s)", rank, len(hosts), log_path)
 
 
 @flow(name="rehearse", log_prints=True)
@@ -154,22 +192,28 @@ def rehearse_flow(params_file: str = "params.yaml", profile_name: str | None = N
     root = base / rehearsal.profile  # one folder per profile; the stand-in is shared
     root.mkdir(parents=True, exist_ok=True)
     stand_in = stand_in_model(rehearsal.stand_in, base)
-    rehearsed_params = rehearsal_params(params, settings, root, stand_in, rehearsal.profile)
-    rehearsed = parse_settings(rehearsed_params, str(root / PARAMS))  # the substituted profile checked whole
-    (root / PARAMS).write_text(yaml.safe_dump(rehearsed_params, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    name = rehearsed.train.profile
-    prof = rehearsed.profile(name)
-    batch = batch_arithmetic(prof)
-    logger.info(
-        "Rehearsing %s: %d processes, %d completions of %d prompts a step, params in %s",
-        name,
-        batch["num_processes"],
-        batch["completions_per_step"],
-        batch["prompts_per_step"],
-        root / PARAMS,
-    )
-    with other_machines(name, prof.launch.num_machines, root, logger):
-        results = train_flow(params_file=str(root / PARAMS))  # machine 0
+    machines = settings.profile(rehearsal.profile).launch.num_machines
+    with machine_hosts(rehearsal.machines, machines, logger) as hosts:
+        main_address = hosts[0].address if apart(hosts) else None  # else rehearsal.per_profile's
+        rehearsed_params = rehearsal_params(params, settings, root, stand_in, rehearsal.profile, main_address)
+        rehearsed = parse_settings(rehearsed_params, str(root / PARAMS))  # the substituted profile checked whole
+        (root / PARAMS).write_text(
+            yaml.safe_dump(rehearsed_params, allow_unicode=True, sort_keys=False), encoding="utf-8"
+        )
+        name = rehearsed.train.profile
+        prof = rehearsed.profile(name)
+        batch = batch_arithmetic(prof)
+        logger.info(
+            "Rehearsing %s: %d processes on %d machine(s), %d completions of %d prompts a step, params in %s",
+            name,
+            batch["num_processes"],
+            prof.launch.num_machines,
+            batch["completions_per_step"],
+            batch["prompts_per_step"],
+            root / PARAMS,
+        )
+        with other_machines(name, hosts, root, logger):
+            results = train_flow(params_file=str(root / PARAMS))  # machine 0
     paths = resolve_arm(rehearsed, name).paths
     steps = rollout_per_step(paths.history)
     check_rollouts(steps, batch, prof.grpo.max_steps)

@@ -65,6 +65,15 @@ def test_a_rehearsal_changes_only_device_level_values(params, tmp_path, name):
         substitute(params["profiles"][name], {"grpo.learning_rate": 1e-3})
 
 
+def test_more_machines_than_the_subnet_holds_are_refused():
+    from people_relation.errors import PermanentError
+    from people_relation.infra.netns import hosts_on_a_bridge
+
+    with pytest.raises(PermanentError, match=r"subnet 10\.231\.0\.0/30 has room for 2 hosts, not 3"):
+        with hosts_on_a_bridge(3, "10.231.0.0/30"):
+            pass
+
+
 def test_only_a_gpu_profile_is_rehearsed(params, tmp_path):
     with pytest.raises(
         ParamsError, match="a rehearsal is of a GPU profile: qwen2.5-7b, qwen2.5-7b-2x4, qwen2.5-7b-lora"
@@ -164,16 +173,21 @@ class Rehearsed:
 
 
 def rehearse_killed_and_resumed(
-    name, params, data_dir, published_split, prefect_api, tmp_path, project_root, killed: bool = True
+    name, params, data_dir, published_split, prefect_api, tmp_path, project_root, killed: bool = True, **values
 ) -> Rehearsed:
-    """Rehearse ``name`` in a sandbox: killed after its first checkpoint and run again, or
-    (``killed`` false) straight through."""
+    """Rehearse ``name`` in a sandbox (with the params ``values`` set, ``a__b`` for ``a.b``): killed
+    after its first checkpoint and run again, or (``killed`` false) straight through."""
     import shutil
 
     base = tmp_path / "rehearsal"
     # 8 completion tokens where `make rehearse` has 16: a shorter rollout on the same code path
     params_file = write_sandbox_params(
-        params, tmp_path, data_dir, rehearsal__dir=str(base), **{"rehearsal__substitute__grpo.max_completion_length": 8}
+        params,
+        tmp_path,
+        data_dir,
+        rehearsal__dir=str(base),
+        **{"rehearsal__substitute__grpo.max_completion_length": 8},
+        **values,
     )
     shutil.copytree(published_split, tmp_path / "data" / "split")  # what `dvc repro split` writes
     p = load_params(params_file)

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import copy
 import logging
+from ipaddress import IPv4Network
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from people_relation.params import ParamsError
 from people_relation.settings import Arch, OutputDir, Section, Settings, parse_section
@@ -34,6 +35,17 @@ class StandIn(Arch):
 
     seed: int
     """Seed of the stand-in's random weights."""
+
+
+class Machines(Section):
+    """Where the machines of a profile over several machines run in its rehearsal, on this host."""
+
+    network: Literal["loopback", "netns"]
+    """``loopback``: all on 127.0.0.1; ``netns``: machine 0 here and machine K in a Linux network namespace
+    of its own, all on a bridge over ``subnet``, so what they exchange crosses a network (needs root and
+    iproute2)."""
+    subnet: IPv4Network
+    """The bridge's subnet (``netns``): machine 0 at its first address, machine K at the next ones."""
 
 
 class Rehearsal(Section):
@@ -53,6 +65,8 @@ class Rehearsal(Section):
     per_profile: dict[str, dict[str, Any]]
     """Values put into one profile on top of ``substitute`` (its process layout on this CPU),
     by profile name; the same keys are allowed."""
+    machines: Machines
+    """Where the machines of a profile over several machines run."""
 
     def values_for(self, name: str) -> dict[str, Any]:
         """Everything substituted in profile ``name``."""
@@ -131,15 +145,21 @@ def substitute(prof: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
 
 
 def rehearsal_params(
-    params: dict[str, Any], settings: Settings, root: Path, stand_in: Path, profile: str | None = None
+    params: dict[str, Any],
+    settings: Settings,
+    root: Path,
+    stand_in: Path,
+    profile: str | None = None,
+    main_address: str | None = None,
 ) -> dict[str, Any]:
     """The project's params tree ``params`` (read as ``settings``) with the rehearsed profile
-    (``profile``, else ``rehearsal.profile``) changed as above and every output of training
-    under ``root``."""
+    (``profile``, else ``rehearsal.profile``) changed as above (and its machines meeting at
+    ``main_address`` when given) and every output of training under ``root``."""
     rehearsal = rehearsal_settings(settings, profile=profile)
     name = rehearsal.profile
     out = copy.deepcopy(params)
-    prof = substitute(params["profiles"][name], rehearsal.values_for(name))
+    values = rehearsal.values_for(name) | ({"launch.main_address": main_address} if main_address else {})
+    prof = substitute(params["profiles"][name], values)
     prof["model"]["source"] = str(stand_in)
     out["profiles"] = {name: prof}
     out["train"] |= {

@@ -32,7 +32,7 @@ preflight:
 	@test -x $(VENV_GPU)/bin/python || { echo "no $(VENV_GPU): build the GPU environment first (make setup-gpu)" >&2; exit 1; }
 	$(VENV_GPU)/bin/python -m flows.train --preflight --profile $(PROFILE)
 
-## rehearse: a GPU profile's train step on this CPU, on a tiny stand-in model (PROFILE=qwen2.5-7b: 2 processes under ZeRO-3; qwen2.5-7b-lora, qwen2.5-3b-lora: LoRA in one process)
+## rehearse: a GPU profile's train step on this CPU, on a tiny stand-in model (PROFILE=qwen2.5-7b: 2 processes under ZeRO-3; qwen2.5-7b-2x4: 2 machines of 1 process; qwen2.5-7b-lora, qwen2.5-3b-lora: LoRA in one process)
 rehearse: setup
 	dvc repro split
 	python -m flows.rehearse --profile $(PROFILE)

@@ -111,13 +111,18 @@ def test_the_gpu_wheels_need_glibc_2_31():
     assert not check_glibc(None).ok
 
 
-def test_a_taken_generation_server_port_is_named(settings):
-    published = settings.profile("qwen2.5-7b")
+def checks_with_taken(prof, section: str, key: str, host: str) -> dict:
+    """``check_ports`` of ``prof`` while something else listens on ``host`` at the port that
+    ``section.key`` names."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         sock.listen()
-        prof = published.model_copy(update={"vllm": published.vllm.model_copy(update={"port": sock.getsockname()[1]})})
-        checks = {c.name: c for c in check_ports(prof)}
+        part = getattr(prof, section).model_copy(update={key: sock.getsockname()[1]})
+        return {c.name: c for c in check_ports(prof.model_copy(update={section: part}))}
+
+
+def test_a_taken_generation_server_port_is_named(settings):
+    checks = checks_with_taken(settings.profile("qwen2.5-7b"), "vllm", "port", "127.0.0.1")
     assert not checks["port vllm.port"].ok and checks["port vllm.port"].fix == "vllm.port"
     assert checks["port vllm.group_port"].ok
 
@@ -125,11 +130,7 @@ def test_a_taken_generation_server_port_is_named(settings):
 def test_machine_0_checks_the_port_where_the_machines_meet_and_its_own_gpus(settings):
     prof = settings.profile("qwen2.5-7b-2x4")
     assert needed_gpus(prof)["launch.training_gpus"] == [0, 1, 2, 3]  # 4 of the 8 processes on each machine
-    with socket.socket() as sock:
-        sock.bind(("0.0.0.0", 0))
-        sock.listen()
-        taken = prof.model_copy(update={"launch": prof.launch.model_copy(update={"main_port": sock.getsockname()[1]})})
-        checks = {c.name: c for c in check_ports(taken)}
+    checks = checks_with_taken(prof, "launch", "main_port", "0.0.0.0")
     assert not checks["port launch.main_port"].ok and checks["port launch.main_port"].fix == "launch.main_port"
     assert "port vllm.port" not in checks  # colocated: no generation server
     assert [c.detail for c in check_ports(settings.profile("qwen2.5-7b-lora"))] == [

@@ -13,7 +13,8 @@ ZeRO-3, checkpoints, resume, the final save, publishing, validation through vLLM
 and checks what actually ran: every optimizer step scored processes x prompts x
 generations x accumulation completions, and every process finished. A profile over
 several machines runs machine 0 as the train flow and starts each other machine's own
-command beside it (``python -m flows.train --machine-rank K``), all on 127.0.0.1. Run it
+command beside it (``python -m flows.train --machine-rank K``), on 127.0.0.1 or, with
+``rehearsal.machines.network: netns``, each other machine in a network namespace of its own. Run it
 again after a crash and training resumes from the last checkpoint, as the real run would.
 """
 

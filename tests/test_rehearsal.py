@@ -276,6 +276,7 @@ def test_the_published_recipe_rehearsed_on_two_processes(
     batch = batch_arithmetic(parse_settings(r.params).profile(name))
     assert (batch["num_processes"], batch["completions_per_step"], batch["prompts_per_step"]) == (2, 32, 4)
     assert "Process 0 of 2 done" in r.output and "Process 1 of 2 done" in r.output
+    assert r.output.count("Communication closed") == 2  # each rank destroyed its process groups
     assert [(s["step"], s["completions"], s["prompts"]) for s in r.summary["rollout"]] == [(1, 32, 4), (2, 32, 4)]
     check_published_and_served(r, resumed=False)
     root = r.root

@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import sys
+from pathlib import Path
 
 from people_relation.infra.processes import die_with_parent
 from people_relation.runtime import configure
@@ -150,7 +151,48 @@ def main(argv: list[str] | None = None) -> None:
         peft_config=lora_config(prof.model),
     )
     publish(trainer, prof, tokenizer, paths)
+    release(trainer)
     log.info("Process %d of %d done", state.process_index, state.num_processes)
+
+
+def release(trainer) -> None:  # noqa: ANN001
+    """Let go of what the run holds before the process ends: MLflow's tracker, DeepSpeed's
+    engine (its ZeRO-3 hooks and its references to the process groups) and the validation's
+    link back to the trainer, so that nothing keeps a process group alive once
+    :func:`close_communication` destroys them."""
+    for tracker in trainer.accelerator.trackers:
+        tracker.finish()
+    engine = getattr(trainer, "deepspeed", None)
+    if engine is not None:
+        engine.destroy()
+    for callback in trainer.callback_handler.callbacks:
+        if getattr(callback, "trainer", None) is trainer:
+            callback.trainer = None
+
+
+def close_communication() -> None:
+    """Destroy every process group, DeepSpeed's references to them included, and collect them
+    while the interpreter is whole, so gloo's worker and transport threads are joined by their
+    owners' destructors here. Left to the interpreter's exit, they were torn down in no set
+    order: a rank could end its finished run with ``terminate called without an active
+    exception`` (SIGABRT) and fail the launcher after all the work was saved."""
+    import gc
+    import threading
+
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        import deepspeed.comm as ds_dist
+
+        if ds_dist.is_initialized():
+            ds_dist.destroy_process_group()  # torch's groups and DeepSpeed's references to them
+        else:
+            dist.destroy_process_group()
+    gc.collect()
+    tasks = Path("/proc/self/task")
+    native = len(list(tasks.iterdir())) if tasks.is_dir() else 0
+    alive = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+    log.info("Communication closed; %d native threads, Python threads besides the main: %s", native, alive or "none")
 
 
 def publish(trainer, prof: Profile, tokenizer, paths: TrainPaths) -> None:  # noqa: ANN001
@@ -196,8 +238,8 @@ def publish(trainer, prof: Profile, tokenizer, paths: TrainPaths) -> None:  # no
         # The run is complete and published: its checkpoints must not be resumed again.
         shutil.rmtree(paths.checkpoints, ignore_errors=True)
     accelerator.wait_for_everyone()
-    accelerator.end_training()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
+    close_communication()

@@ -5,7 +5,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export VENV
 
-.PHONY: setup setup-gpu lock-gpu fetch-model preflight train-machine rehearse pipeline arm test test-fast lock lint mlflow-ui prefect-ui deploy worker serve demo benchmark
+.PHONY: setup setup-test setup-gpu lock-gpu fetch-model preflight train-machine rehearse pipeline arm test test-fast lock lint mlflow-ui prefect-ui deploy worker serve demo benchmark
 
 ## setup: install the locked environment into .venv (no-op when up to date)
 setup:
@@ -18,38 +18,40 @@ setup-gpu:
 ## fetch-model: download a GPU profile's model into the Hugging Face cache and check it against the hub (PROFILE=qwen2.5-7b), in .venv-gpu
 fetch-model:
 	@test -x $(VENV_GPU)/bin/python || { echo "no $(VENV_GPU): build the GPU environment first (make setup-gpu)" >&2; exit 1; }
-	$(VENV_GPU)/bin/python -m flows.fetch_model --profile $(PROFILE)
+	$(VENV_GPU)/bin/python -m flows.fetch_model --profile $(or $(PROFILE),qwen2.5-7b)
 
-## train-machine: on machine MACHINE_RANK (1, 2, ...) of a profile over several machines, its share of the GRPO processes (machine 0 runs the pipeline), in .venv-gpu
+## train-machine: on machine MACHINE_RANK (1, 2, ...) of a profile over several machines (PROFILE=qwen2.5-7b-2x4), its share of the GRPO processes (machine 0 runs the pipeline), in .venv-gpu
 MACHINE_RANK ?= 1
 train-machine:
 	@test -x $(VENV_GPU)/bin/python || { echo "no $(VENV_GPU): build the GPU environment first (make setup-gpu)" >&2; exit 1; }
-	$(VENV_GPU)/bin/python -m flows.train --profile $(PROFILE) --machine-rank $(MACHINE_RANK)
+	$(VENV_GPU)/bin/python -m flows.train --profile $(or $(PROFILE),qwen2.5-7b-2x4) --machine-rank $(MACHINE_RANK)
 
 ## preflight: check this machine for a GPU profile before a long run (PROFILE=qwen2.5-7b), in .venv-gpu
-PROFILE ?= qwen2.5-7b
 preflight:
 	@test -x $(VENV_GPU)/bin/python || { echo "no $(VENV_GPU): build the GPU environment first (make setup-gpu)" >&2; exit 1; }
-	$(VENV_GPU)/bin/python -m flows.train --preflight --profile $(PROFILE)
+	$(VENV_GPU)/bin/python -m flows.train --preflight --profile $(or $(PROFILE),qwen2.5-7b)
 
-## rehearse: a GPU profile's train step on this CPU, on a tiny stand-in model (PROFILE=qwen2.5-7b: 2 processes under ZeRO-3; qwen2.5-7b-2x4: 2 machines of 1 process; qwen2.5-7b-lora, qwen2.5-3b-lora: LoRA in one process)
+## rehearse: a GPU profile's train step on this CPU, on a tiny stand-in model (default rehearsal.profile in params.yaml; PROFILE=qwen2.5-7b: 2 processes under ZeRO-3; qwen2.5-7b-2x4: 2 machines of 1 process; qwen2.5-7b-lora, qwen2.5-3b-lora: LoRA in one process)
 rehearse: setup
 	dvc repro split
-	python -m flows.rehearse --profile $(PROFILE)
+	python -m flows.rehearse $(if $(PROFILE),--profile $(PROFILE))
 
 ## pipeline: set up, then run the whole DVC pipeline (CPU profile)
 pipeline: setup
 	dvc repro
 
-## arm: another profile (ARM=cpu-prior: a start from keyword rules; ARM=cpu-rl: a random start) through train and evaluate, then the report with it
-ARM ?= cpu-prior
+## arm: another profile through train and evaluate, then the report with it (default cpu-prior: a start from keyword rules; ARM=cpu-rl: a random start)
 arm: setup
-	python -m flows.arm --profile $(ARM)
+	python -m flows.arm $(if $(ARM),--profile $(ARM))
 	dvc repro
 
-## test: set up, then run the whole test suite on TEST_WORKERS processes (the long groups first)
+## setup-test: setup, then the Debian packages only the tests use (chromium, chromium-driver, iproute2), as root
+setup-test: setup
+	@bash scripts/setup-test.sh
+
+## test: set up (the tests' packages too), then run the whole test suite on TEST_WORKERS processes (the long groups first)
 TEST_WORKERS ?= 2
-test: setup
+test: setup-test
 	pytest -n $(TEST_WORKERS)
 
 ## test-fast: the unit tests only (no server, no command started)
@@ -67,6 +69,7 @@ lock-gpu: setup
 	uv pip compile pyproject.toml --extra gpu --extra dev --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_28 --generate-hashes -o requirements-gpu.lock
 
+## lint: ruff's checks over the project (pyproject.toml [tool.ruff])
 lint: setup
 	ruff check .
 

@@ -100,7 +100,22 @@ install_cjk_font() {
   rm -rf "${MPLCONFIGDIR:-$HOME/.cache/matplotlib}"
 }
 
+build_deepspeed_cpu_op() {
+  # DeepSpeed's CPU communication backend compiles its shared-memory op (g++, about a minute on
+  # 2 cores) the first time any multi-process run starts, in every rank at once, under a lock
+  # that a killed rank leaves behind; built here once, every later process loads it
+  local ext_dir=${TORCH_EXTENSIONS_DIR:-$HOME/.cache/torch_extensions}/py311_cpu/deepspeed_shm_comm
+  if [ -f "$ext_dir/deepspeed_shm_comm.so" ] && [ ! -f "$ext_dir/lock" ]; then
+    log "DeepSpeed's shared-memory op built"
+    return
+  fi
+  rm -f "$ext_dir/lock"
+  log "Building DeepSpeed's shared-memory op for the CPU (once, about a minute)"
+  "$VENV/bin/python" -c 'from deepspeed.ops.op_builder.cpu import ShareMemCommBuilder; ShareMemCommBuilder().load(verbose=False)' >/dev/null
+}
+
 [ "$KIND" = gpu ] && check_glibc
 install_python_packages
+[ "$KIND" = cpu ] && build_deepspeed_cpu_op
 install_cjk_font
 log "Ready: activate with 'source $VENV/bin/activate'"

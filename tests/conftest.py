@@ -93,6 +93,18 @@ def real_data(data_dir):
     return {split: read_csv_file(data_dir / f"{split}.csv", split)[0] for split in ("train", "test")}
 
 
+def require(missing: list[str], what: str) -> None:
+    """Skip the test when this machine lacks a prerequisite (``missing`` names each), with the
+    reason in pytest's summary. ``make test`` installs them as root (scripts/setup-test.sh), so
+    under ``CI=true`` a missing one is a failure, never a silent pass."""
+    if not missing:
+        return
+    reason = f"{what} needs {', '.join(missing)} (make test installs them as root: scripts/setup-test.sh)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true: {reason}")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def project_root() -> Path:
     return PROJECT_ROOT

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import require
 
 from apps.demo import (
     NO_ANSWER,
@@ -178,17 +179,17 @@ def _healthy(url: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def browser(demo_url):
+def browser_installed() -> None:
+    """Checked before the page and its server start: skipped (failed under CI) without them."""
+    require([str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.is_file()], "the demo page's browser test")
+
+
+@pytest.fixture(scope="module")
+def browser(browser_installed, demo_url):
     """Debian's headless chromium through its own chromedriver (no browser download), on the page."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.is_file()]
-    if missing:
-        pytest.fail(
-            f"no {', '.join(missing)}: install Debian's browser and its driver "
-            "(apt-get install -y chromium chromium-driver; .ci/run does it)"
-        )
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for flag in (

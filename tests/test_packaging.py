@@ -1,4 +1,5 @@
-"""The project installs as a package, and the GPU lock is one TRL supports."""
+"""The project installs as a package, the GPU lock is one TRL supports, and a test whose system
+prerequisite is missing says so."""
 
 from __future__ import annotations
 
@@ -132,3 +133,15 @@ def test_the_gpu_setup_refuses_a_glibc_older_than_its_wheels_need(project_root, 
     assert result.returncode == 1, result.stdout + result.stderr
     assert "needs glibc >= 2.31" in result.stderr and "this system has glibc 2.28" in result.stderr
     assert not venv.exists()  # nothing was created
+
+
+def test_a_missing_prerequisite_skips_with_its_reason_and_fails_under_ci(monkeypatch):
+    from conftest import require
+
+    require([], "anything")  # all there: nothing happens
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"the browser test needs /usr/bin/chromium \(make test installs"):
+        require(["/usr/bin/chromium"], "the browser test")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=r"CI=true: the browser test needs /usr/bin/chromium"):
+        require(["/usr/bin/chromium"], "the browser test")

@@ -13,6 +13,12 @@ Stages that fail for a reason that can pass (exit status 75: a vLLM server that 
 start or stopped answering) are retried ``pipeline.retries.<stage>`` times; bad data or
 bad params (exit status 1) fail at once with the step's message.
 
+The command keeps the project's exit-status contract (:mod:`people_relation.errors`): 0 when
+every stage is up to date; 75 when a stage still failed for a reason that can pass after its
+retries (run it again: finished stages are kept); 2 when the run was asked for something the
+pipeline does not have (a ``--target`` stage, a ``--set`` key or form), before any stage ran;
+1 for bad params or data, or a stage that failed for good.
+
 The flow opens the MLflow parent run of the pipeline run; each step's run nests under it.
 
     python -m flows.pipeline [--set split.seed=7 ...] [--target evaluate ...] [--force]
@@ -28,10 +34,11 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 
 from flows.cli import PIPELINE_FLOW_RUN_ENV
+from people_relation.errors import exit_status
 from people_relation.infra.io import PARAMS_FILE, PROJECT_ROOT, read_settings
 from people_relation.infra.tracking import PARENT_RUN_ENV, link_prefect_to_mlflow, lock_md5, run_tags, start_experiment
 from people_relation.params import ParamsError
-from people_relation.pipeline import PipelineError, check_overrides, stage_order, with_upstream
+from people_relation.pipeline import check_overrides, stage_order, with_upstream
 from tasks.pipeline import StageFailed, repro_stage, write_params
 
 
@@ -117,9 +124,19 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         pipeline_flow(**vars(args))
-    except (PipelineError, ParamsError, StageFailed) as err:
+    except Exception as err:
+        status = pipeline_exit_status(err)
+        if status is None:  # not one of ours: a bug, whose traceback shows where
+            raise
         print(f"\nerror: {err}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(status)
+
+
+def pipeline_exit_status(err: BaseException) -> int | None:
+    """The command's status for the failure it stopped on (None: a bug, shown with its traceback)."""
+    if isinstance(err, StageFailed):
+        return err.exit_status
+    return exit_status(err)
 
 
 if __name__ == "__main__":

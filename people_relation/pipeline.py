@@ -9,13 +9,18 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-from people_relation.errors import EXIT_TRANSIENT  # a failed step that may pass when run again
+from people_relation.errors import EXIT_PERMANENT, EXIT_REFUSED, EXIT_TRANSIENT, PermanentError, RefusedInput
 
 _EXITED = re.compile(r"failed to run: .*?, exited with (-?\d+)")
 
 
-class PipelineError(ValueError):
-    """The pipeline cannot be run as asked; the message says why and what to change."""
+class PipelineError(PermanentError):
+    """The pipeline cannot be run as it is defined; the message says why and what to change."""
+
+
+class RequestRefused(RefusedInput, PipelineError):
+    """The run was asked for something the pipeline does not have (a stage, a params key, a
+    ``KEY=VALUE``); nothing ran. The message names it and what there is instead."""
 
 
 def stage_order(edges: Mapping[str, Iterable[str]], declared: Sequence[str]) -> list[str]:
@@ -40,7 +45,7 @@ def with_upstream(order: Sequence[str], edges: Mapping[str, Iterable[str]], targ
     """The stages ``dvc repro <targets>`` would consider: the targets and all they depend on, in order."""
     unknown = sorted(set(targets) - set(order))
     if unknown:
-        raise PipelineError(f"unknown stage(s) {unknown}; dvc.yaml has {list(order)}")
+        raise RequestRefused(f"unknown stage(s) {unknown}; dvc.yaml has {list(order)}")
     wanted: set[str] = set()
     todo = list(targets)
     while todo:
@@ -70,12 +75,19 @@ def is_transient(exit_code: int | None) -> bool:
     return exit_code == EXIT_TRANSIENT
 
 
+def stage_exit_status(exit_code: int | None) -> int:
+    """The status the pipeline ends with when a stage failed with ``exit_code`` (after its
+    retries): the stage's own when it is one of the contract's (75: may pass when run again,
+    2: refused input), else 1 (bad params or data, or a crash: running it again cannot help)."""
+    return exit_code if exit_code in (EXIT_TRANSIENT, EXIT_REFUSED) else EXIT_PERMANENT
+
+
 def check_overrides(overrides: Iterable[str]) -> list[str]:
     """``dvc exp run -S`` style ``key.path=value`` strings, checked for the ``=``."""
     checked = []
     for item in overrides:
         key, sep, _ = str(item).partition("=")
         if not sep or not key.strip():
-            raise PipelineError(f"set_params: {item!r} is not KEY=VALUE (for example split.seed=7)")
+            raise RequestRefused(f"set_params: {item!r} is not KEY=VALUE (for example split.seed=7)")
         checked.append(str(item))
     return checked

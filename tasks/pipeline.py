@@ -10,7 +10,7 @@ from prefect import get_run_logger, task
 
 from people_relation.infra.io import PARAMS_FILE, PROJECT_ROOT
 from people_relation.infra.processes import stream
-from people_relation.pipeline import PipelineError, failed_exit_code, is_transient, stage_outcome
+from people_relation.pipeline import RequestRefused, failed_exit_code, is_transient, stage_exit_status, stage_outcome
 
 
 class StageFailed(RuntimeError):
@@ -18,6 +18,11 @@ class StageFailed(RuntimeError):
         self.stage, self.exit_code = stage, exit_code
         hint = "a retry may help" if is_transient(exit_code) else "retrying will not help; fix the cause"
         super().__init__(f"stage {stage!r} failed (exit status {exit_code}; {hint}):\n{tail}")
+
+    @property
+    def exit_status(self) -> int:
+        """What the pipeline command ends with when this is the failure it stops on."""
+        return stage_exit_status(self.exit_code)
 
 
 def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -58,7 +63,7 @@ def write_params(overrides: list[str]) -> None:
     try:
         apply_overrides(PROJECT_ROOT / PARAMS_FILE, overrides)
     except DvcException as err:
-        raise PipelineError(
+        raise RequestRefused(
             f"set_params {overrides}: {err}; every KEY must already exist in params.yaml (e.g. split.seed=7)"
         ) from None
     get_run_logger().info("params.yaml: set %s", ", ".join(overrides))

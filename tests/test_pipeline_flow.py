@@ -65,3 +65,14 @@ def test_a_permanent_failure_is_not_retried(prefect_api, tmp_path):
         repro_stage.with_options(retries=3, retry_delay_seconds=0)("step", False, env(), root)
     assert err.value.exit_code == 1
     assert attempts(root) == 1
+
+
+def test_the_pipeline_command_refuses_an_unknown_stage_with_status_2(prefect_api, project_root):
+    """The command, through a real Prefect flow run: what it was asked for is refused before any
+    stage runs, with the contract's status for refused input."""
+    command = [sys.executable, "-m", "flows.pipeline", "--target", "trian"]
+    done = subprocess.run(
+        command, cwd=project_root, env=env() | {"PREFECT_API_URL": prefect_api}, capture_output=True, text=True
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "error: unknown stage(s) ['trian']; dvc.yaml has ['prepare', 'split', 'profile'" in done.stderr

@@ -140,3 +140,29 @@ def test_an_arm_is_another_defined_profile(project_root, settings):
     )
     assert result.returncode == 1, result.stderr[-2000:]
     assert f"'{own}' is the pipeline's profile (train.profile); `dvc repro` trains" in result.stderr
+
+
+def test_the_pipeline_command_keeps_the_exit_status_contract():
+    from flows.pipeline import pipeline_exit_status
+    from people_relation.params import ParamsError
+    from people_relation.pipeline import RequestRefused
+    from tasks.pipeline import StageFailed
+
+    # a stage that still failed after its retries ends the pipeline with its own contract status
+    assert pipeline_exit_status(StageFailed("evaluate", EXIT_TRANSIENT, "")) == 75
+    assert pipeline_exit_status(StageFailed("evaluate", 2, "")) == 2
+    for crashed in (1, None, -9, 137):  # bad data, an unreadable DVC message, a kill
+        assert pipeline_exit_status(StageFailed("train", crashed, "")) == 1
+    # what the run was asked for, refused before any stage ran
+    with pytest.raises(RequestRefused) as refused:
+        with_upstream(DECLARED, EDGES, ["trian"])
+    assert pipeline_exit_status(refused.value) == 2
+    with pytest.raises(RequestRefused) as refused:
+        check_overrides(["split.seed"])
+    assert pipeline_exit_status(refused.value) == 2
+    # bad params or a pipeline that cannot run as defined
+    assert pipeline_exit_status(ParamsError("params.yaml: pipeline.retries names unknown stage(s)")) == 1
+    with pytest.raises(PipelineError) as cycle:
+        stage_order({"a": {"b"}, "b": {"a"}}, ["a", "b"])
+    assert pipeline_exit_status(cycle.value) == 1
+    assert pipeline_exit_status(KeyError("a bug")) is None  # shown with its traceback

@@ -53,8 +53,8 @@ def latency_p50(rows: list, state: Path) -> float:
 
 
 def tag_registered_version(arm: Arm, model: Path, result: dict) -> None:
-    """The registered version of this model gets its test scores (full test set only) and,
-    when it is the best so far, the ``champion`` alias."""
+    """The registered version of this model gets its test scores as tags (full test set only);
+    the ``champion`` alias stays where validation put it at registration."""
     from people_relation.infra.registry import record_test_scores, registered_name
 
     logger = get_run_logger()

@@ -290,8 +290,9 @@ def served_completions(arm: Arm, phase: str, model: Path, rows: list) -> list[st
 
 @task(name="register-model")
 def register(arm: Arm, model: Path, val: dict[str, float]) -> dict:
-    """Log the GRPO model to the train run and register it as a new version."""
-    from people_relation.infra.registry import FINGERPRINT_TAG, registered_name
+    """Log the GRPO model to the train run and register it as a new version; it takes the
+    ``champion`` alias when its validation weighted F1 is the best of the versions."""
+    from people_relation.infra.registry import CHAMPION, FINGERPRINT_TAG, crown_on_validation, registered_name
     from people_relation.serving.pyfunc import log_and_register
 
     settings, prof, name = arm.settings, arm.profile, arm.name
@@ -305,8 +306,16 @@ def register(arm: Arm, model: Path, val: dict[str, float]) -> dict:
         metrics={f"val_{k}": v for k, v in val.items() if k in ("weighted_f1", "macro_f1", "accuracy")},
         max_chars=settings.query.max_chars,
     )
-    get_run_logger().info("Registered %s version %s (%s)", registered, info.registered_model_version, info.model_uri)
-    return {"name": registered, "version": int(info.registered_model_version)}
+    version = str(info.registered_model_version)
+    crowned = crown_on_validation(registered, version)
+    get_run_logger().info(
+        "Registered %s version %s (%s)%s",
+        registered,
+        version,
+        info.model_uri,
+        f"; the best validation weighted F1 so far: alias {CHAMPION}" if crowned else "",
+    )
+    return {"name": registered, "version": int(version), "champion": crowned}
 
 
 @task(name="charts")

@@ -207,6 +207,8 @@ def test_dvc_repro_runs_every_stage_and_mlflow_records_it(project, env, repro):
     (version,) = client.search_model_versions(f"name = 'people-relation-{PROFILE}'")
     assert version.run_id == children["train"].info.run_id
     assert 0 <= float(version.tags["val_weighted_f1"]) <= 1 and version.tags["profile"] == PROFILE
+    # the champion is chosen at registration, on validation
+    assert client.get_model_version_by_alias(f"people-relation-{PROFILE}", "champion").version == version.version
     import mlflow.pyfunc
     import pandas as pd
 

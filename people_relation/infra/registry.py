@@ -1,8 +1,9 @@
 """The trained model's versions in MLflow's model registry: names, tags and the champion.
 
 ``people_relation.serving.pyfunc`` logs each version (a pyfunc that answers with our prompt);
-versions carry their validation scores as tags; ``evaluate`` adds the test scores and moves the
-``champion`` alias to the version with the best test weighted F1.
+versions carry their validation scores as tags, and the ``champion`` alias goes to the version
+with the best validation weighted F1 when it is registered (choosing is validation's job);
+``evaluate`` adds the test scores as tags, which report and never choose.
 """
 
 from __future__ import annotations
@@ -35,10 +36,25 @@ def registered_name(tracking: Tracking, profile: str) -> str:
     return f"{tracking.registered_model}-{profile}"
 
 
-def record_test_scores(name: str, fingerprint: str, scores: dict[str, float], key: str = "weighted_f1") -> str | None:
-    """Tag the registered version made from these model files with its test scores, and give it
-    the ``champion`` alias when its test ``key`` is at least the current champion's (a tie goes to
-    the newer version: the same weights registered again carry the newer code). Returns the version."""
+def crown_on_validation(name: str, version: str, key: str = "val_weighted_f1") -> bool:
+    """Give ``version`` the ``champion`` alias when its validation ``key`` tag is at least the
+    current champion's (a tie goes to the newer version: the same weights registered again carry
+    the newer code). Test scores play no part. Returns whether the alias moved."""
+    client = mlflow.MlflowClient()
+    score = float(client.get_model_version(name, version).tags.get(key, "-1"))
+    try:
+        best = float(client.get_model_version_by_alias(name, CHAMPION).tags.get(key, "-1"))
+    except mlflow.exceptions.MlflowException:  # no champion yet
+        best = -1.0
+    if score < 0 or score < best:
+        return False
+    client.set_registered_model_alias(name, CHAMPION, version)
+    return True
+
+
+def record_test_scores(name: str, fingerprint: str, scores: dict[str, float]) -> str | None:
+    """Tag the registered version made from these model files with its test scores (``test_*``).
+    They report only: the ``champion`` alias stays where validation put it. Returns the version."""
     client = mlflow.MlflowClient()
     try:
         versions = client.search_model_versions(f"name = '{name}' and tags.{FINGERPRINT_TAG} = '{fingerprint}'")
@@ -49,11 +65,4 @@ def record_test_scores(name: str, fingerprint: str, scores: dict[str, float], ke
     version = max(versions, key=lambda v: int(v.version))
     for metric, value in scores.items():
         client.set_model_version_tag(name, str(version.version), f"test_{metric}", f"{value:.4f}")
-    try:
-        champion = client.get_model_version_by_alias(name, CHAMPION)
-        best = float(champion.tags.get(f"test_{key}", "-1"))
-    except mlflow.exceptions.MlflowException:
-        best = -1.0
-    if round(scores[key], 4) >= best:  # compared as the tags hold it: 4 digits
-        client.set_registered_model_alias(name, CHAMPION, str(version.version))
     return str(version.version)

@@ -171,8 +171,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="GIB",
-        help="with --preflight: count the profile's memory on idle GPUs of GIB GiB instead of this machine's, and "
-        "print the arithmetic (only the GPU checks)",
+        help="with --preflight: count the profile's memory on idle GPUs of GIB GiB, the total a card reports (a card "
+        "sold as 24 GB reports about 22.4), instead of this machine's, and print the arithmetic (only the GPU checks)",
     )
 
 
@@ -184,16 +184,17 @@ def _instead(args: argparse.Namespace) -> bool:
     )
     if gpu_gib is not None and not preflight:
         raise SystemExit("error: --gpu-gib goes with --preflight")
-    if not (preflight or dry_run or machine):
+    if not (preflight or dry_run or machine is not None):
         return False  # machine 0 (or one machine): the train step
     arm = resolve_arm(read_settings(args.params_file), args.profile_name)
-    if machine and not (preflight or dry_run):
+    if machine is not None:  # checked whatever else is asked: a dry run shows only what can run
         machines = arm.profile.launch.num_machines
         if not 0 < machine < machines:
             raise SystemExit(
                 f"error: --machine-rank {machine}: profile {arm.name} runs on {machines} machine(s) "
                 f"(launch.num_machines), ranks 0 to {machines - 1}; machine 0 runs the train step without it"
             )
+    if machine is not None and not (preflight or dry_run):
         train_machine(arm, args.params_file, machine)
         return True
     if preflight:

@@ -342,5 +342,7 @@ def test_the_dry_run_of_two_machines_prints_each_machines_command(project_root):
     assert "--machine_rank 0 --main_process_ip 10.0.0.1 --main_process_port 29500" in launch
     assert "# machine 1: python -m flows.train --profile qwen2.5-7b-2x4 --machine-rank 1, which starts\n" in launch
     assert "--machine_rank 1 --main_process_ip 10.0.0.1 --main_process_port 29500" in launch
-    refused = train("--machine-rank", "2")
-    assert refused.returncode != 0 and "--machine-rank 2: profile qwen2.5-7b-2x4 runs on 2 machine(s)" in refused.stderr
+    for rank, *also in (("2",), ("5", "--dry-run")):  # a dry run shows only a command that can run
+        refused = train("--machine-rank", rank, *also)
+        assert refused.returncode != 0, refused.stdout[-2000:]
+        assert f"--machine-rank {rank}: profile qwen2.5-7b-2x4 runs on 2 machine(s)" in refused.stderr

@@ -75,9 +75,9 @@ def check_gpus(prof: Profile, cuda: Any, shape: ModelShape | None, zero: int, sh
             free, total = (b / GIB for b in cuda.mem_get_info(gpu))
             if setting == "launch.training_gpus":
                 need = training_need(prof, shape, total, zero)
-                fix = "grpo.prompts_per_device, vllm.gpu_memory_utilization, vllm.sleep_mode or model.lora"
-                detail = f"{free:.1f} GiB free of {total:.1f}, the training step needs {need.total_gib:.1f}"
-                checks.append(Check(f"gpu {gpu} training", free >= need.total_gib, detail, fix, tuple(need.describe())))
+                detail = f"{free:.1f} GiB free of {total:.1f}, training needs {need.total_gib:.1f}"
+                ok = free >= need.total_gib
+                checks.append(Check(f"gpu {gpu} training", ok, detail, need.fix, tuple(need.describe())))
                 share, free_needed = need.vllm, False  # counted in the training step's need
             else:
                 share = (server_share if setting == "vllm.gpus" else serving_share)(prof, shape, total)
@@ -305,10 +305,17 @@ def gpu_checks(prof: Profile, cuda: Any) -> list[Check]:
     return check_gpus(prof, cuda, shape, zero_stage(project_path(config) if config else None), source)
 
 
+# What torch.cuda.mem_get_info shows taken on an idle GPU: the preflight's own CUDA context
+# and the driver's share. The run's own context is counted in its need (memory.CUDA_OVERHEAD_GIB).
+IDLE_IN_USE_GIB = 0.5
+
+
 @dataclass(frozen=True)
 class AssumedGpus:
-    """A stand-in for ``torch.cuda``: ``count`` idle GPUs of ``total_gib`` each, for counting a
-    profile's memory on a machine without them (``--preflight --gpu-gib``)."""
+    """A stand-in for ``torch.cuda``: ``count`` idle GPUs each reporting ``total_gib`` in all
+    (``nvidia-smi --query-gpu=memory.total``; a card sold as 24 GB: ~22.4 GiB), of which
+    :data:`IDLE_IN_USE_GIB` are taken, as the preflight finds them on the card itself; for
+    counting a profile's memory on a machine without them (``--preflight --gpu-gib``)."""
 
     count: int
     total_gib: float
@@ -320,7 +327,8 @@ class AssumedGpus:
         return self.count
 
     def mem_get_info(self, index: int) -> tuple[int, int]:
-        return int(self.total_gib * GIB), int(self.total_gib * GIB)
+        total = int(self.total_gib * GIB)
+        return max(0, total - int(IDLE_IN_USE_GIB * GIB)), total
 
 
 def assumed_gpus(prof: Profile, total_gib: float) -> AssumedGpus:

@@ -26,7 +26,7 @@ def fetch_model_flow(params_file: str = "params.yaml", profile_name: str | None 
     logger = get_run_logger()
     arm = resolve_arm(read_settings(params_file), profile_name)
     source = arm.profile.model.source
-    if source == "scratch" or project_path(source).exists():
+    if arm.profile.model.built_here or project_path(source).exists():
         logger.info("Profile %s starts from %s: nothing to fetch", arm.name, source)
         return {"profile": arm.name, "source": source, "fetched": False}
     logger.info(

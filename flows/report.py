@@ -16,7 +16,7 @@ reasoning, rows every model gets wrong the same way), all logged to MLflow.
 from __future__ import annotations
 
 import csv
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +41,16 @@ from people_relation.infra.tracking import mlflow_run, parent_run_id
 from people_relation.metrics import bootstrap_difference, bootstrap_interval
 from people_relation.params import ParamsError
 from people_relation.predictions import PREDICTIONS, scored_answer
-from people_relation.settings import Evaluate, Intervals, Profile, Settings
+from people_relation.settings import PRETRAINED, SCRATCH, Evaluate, Intervals, Profile, Settings
 
 SUMMARY_METRICS = ("weighted_f1", "macro_f1", "accuracy", "invalid_rate")
 
 
 def model_label(prof: Profile, name: str) -> str:
     source = prof.model.source
-    return f"Qwen2 from scratch ({name} profile)" if source == "scratch" else source
+    if source == SCRATCH:
+        return f"Qwen2 from scratch ({name} profile)"
+    return f"Qwen2 pretrained on the corpus ({name} profile)" if source == PRETRAINED else source
 
 
 def arms(settings: Settings) -> list[str]:
@@ -113,40 +115,64 @@ def arm_models(arm: Arm) -> list[ArmModel]:
 PHASE_NAMES = {"warmup": "warm-up", "base": "base model", "grpo": "GRPO"}
 
 
+@dataclass(frozen=True)
+class ArmAnswers:
+    """Every evaluated model's answers of one arm, by row id: gold labels and each phase's
+    answer, on the validation rows (kept by the train step) and the test rows (evaluate)."""
+
+    phases: list[str]
+    val_gold: dict[str, str]
+    val: dict[str, dict[str, str | None]]
+    test_gold: dict[str, str]
+    test: dict[str, dict[str, str | None]]
+
+
+def arm_answers(arm: Arm) -> ArmAnswers:
+    settings, name, paths = arm.settings, arm.name, arm.paths
+    tested = read_json(metrics_path(settings.evaluate, name))
+    phases = [p for p, s in tested.items() if isinstance(s, dict) and "weighted_f1" in s]
+    val = read_jsonl(paths.validation_answers) if paths.validation_answers.is_file() else []
+    test_rows = {p: read_jsonl(predictions_path(settings.evaluate, name, p)) for p in phases}
+    return ArmAnswers(
+        phases=phases,
+        val_gold={r["id"]: r["label"] for r in val},
+        val={p: {r["id"]: r[p] for r in val if p in r} for p in phases},
+        test_gold={r["id"]: r["label"] for rows in test_rows.values() for r in rows},
+        test={p: {r["id"]: scored_answer(r) for r in rows} for p, rows in test_rows.items()},
+    )
+
+
+def paired(
+    intervals: Intervals, gold: dict[str, str], first: dict[str, str | None], second: dict[str, str | None]
+) -> tuple[float, float, float] | None:
+    """Weighted F1 of ``first`` minus ``second`` on the rows both answered, with the paired
+    bootstrap interval; None when they share no row."""
+    ids = sorted(set(gold) & set(first) & set(second))
+    if not ids:
+        return None
+    i = intervals
+    return bootstrap_difference(
+        [gold[k] for k in ids], [first[k] for k in ids], [second[k] for k in ids], i.resamples, i.level, i.seed
+    )
+
+
 def paired_differences(arm: Arm) -> list[Difference]:
     """What GRPO changed in ``arm``, each difference on the same rows with its paired
     interval: GRPO against the arm's start (its other evaluated model), and against the
     keyword rules, on validation and test. Empty for an arm without a GRPO model."""
-    settings, name, paths = arm.settings, arm.name, arm.paths
-    tested = read_json(metrics_path(settings.evaluate, name))
-    phases = [p for p, s in tested.items() if isinstance(s, dict) and "weighted_f1" in s]
-    if "grpo" not in phases:
+    settings, name = arm.settings, arm.name
+    a = arm_answers(arm)
+    if "grpo" not in a.phases:
         return []
-    val = read_jsonl(paths.validation_answers) if paths.validation_answers.is_file() else []
-    test = {
-        p: {r["id"]: scored_answer(r) for r in read_jsonl(predictions_path(settings.evaluate, name, p))} for p in phases
-    }
-    gold = {r["id"]: r["label"] for r in read_jsonl(predictions_path(settings.evaluate, name, "grpo"))}
     i = settings.report.intervals
-
-    def diff(rows: dict[str, str], first: dict[str, str | None], second: dict[str, str | None]):
-        ids = sorted(set(rows) & set(first) & set(second))
-        if not ids:
-            return None
-        return bootstrap_difference(
-            [rows[k] for k in ids], [first[k] for k in ids], [second[k] for k in ids], i.resamples, i.level, i.seed
-        )
-
-    val_gold = {r["id"]: r["label"] for r in val}
-    val_said = {p: {r["id"]: r[p] for r in val if p in r} for p in phases}
     out = []
-    for start in (p for p in phases if p != "grpo"):
+    for start in (p for p in a.phases if p != "grpo"):
         out.append(
             Difference(
                 name,
                 f"GRPO − {PHASE_NAMES.get(start, start)}",
-                diff(val_gold, val_said["grpo"], val_said[start]),
-                diff(gold, test["grpo"], test[start]),
+                paired(i, a.val_gold, a.val["grpo"], a.val.get(start, {})),
+                paired(i, a.test_gold, a.test["grpo"], a.test[start]),
             )
         )
     rules = project_path(settings.baseline.reports_dir) / "keyword_predictions.jsonl"
@@ -158,11 +184,28 @@ def paired_differences(arm: Arm) -> list[Difference]:
             Difference(
                 name,
                 "GRPO − keyword rules",
-                diff(val_gold, val_said["grpo"], said["validation"]),
-                diff(gold, test["grpo"], said["test"]),
+                paired(i, a.val_gold, a.val["grpo"], said["validation"]),
+                paired(i, a.test_gold, a.test["grpo"], said["test"]),
             )
         )
     return out
+
+
+def arm_differences(arm: Arm, against: Arm) -> list[Difference]:
+    """``arm`` against another arm, phase by phase (each model it shares with ``against``):
+    what a different start (a pretrained model, another warm-up) changed, paired on the rows."""
+    a, b = arm_answers(arm), arm_answers(against)
+    i = arm.settings.report.intervals
+    return [
+        Difference(
+            arm.name,
+            f"{PHASE_NAMES.get(p, p)} − {against.name}'s {PHASE_NAMES.get(p, p)}",
+            paired(i, a.val_gold, a.val.get(p, {}), b.val.get(p, {})),
+            paired(i, a.test_gold, a.test[p], b.test[p]),
+        )
+        for p in a.phases
+        if p in b.phases
+    ]
 
 
 def predictions_path(evaluate: Evaluate, arm: str, phase: str) -> Path:
@@ -223,9 +266,24 @@ def report_flow(params_file: str = "params.yaml") -> list[dict]:
     level = settings.report.intervals.level
     table = markdown_table(rows, level)
     differences = [d for arm in resolved for d in paired_differences(arm)]
+    by_name = {arm.name: arm for arm in resolved}
+    for k, pair in enumerate(settings.report.arm_pairs):
+        unknown = [n for n in (pair.arm, pair.against) if n not in settings.profiles]
+        if unknown:
+            raise ParamsError(
+                f"params.yaml: report.arm_pairs[{k}] names {', '.join(map(repr, unknown))}; "
+                f"the profiles are {', '.join(settings.profiles)}"
+            )
+    differences += [
+        d
+        for pair in settings.report.arm_pairs
+        if pair.arm in by_name and pair.against in by_name
+        for d in arm_differences(by_name[pair.arm], by_name[pair.against])
+    ]
     if differences:
         table += (
-            "\nWhat GRPO changed, paired: the difference of weighted F1 on the same rows, each with"
+            "\nWhat GRPO changed, and what each arm's start changed against another arm's"
+            " (`report.arm_pairs`), paired: the difference of weighted F1 on the same rows, each with"
             " the interval of the same resampled rows for both models.\n\n" + differences_table(differences, level)
         )
     answers = {m.name: predictions(settings.evaluate, m) for m in models}

@@ -39,7 +39,7 @@ from people_relation.infra.io import (
 from people_relation.infra.paths import resolve_arm, split_file
 from people_relation.infra.tracking import flatten, mlflow_run, tracking_uri
 from people_relation.monitor import reward_summary, validation_summary
-from people_relation.settings import profile_yaml
+from people_relation.settings import PRETRAINED, SCRATCH, profile_yaml
 from tasks.train import (
     build_scratch_model,
     draw_charts,
@@ -47,6 +47,7 @@ from tasks.train import (
     plan,
     preflight_report,
     register,
+    take_pretrained_model,
     train_machine,
     validate,
     warm_up,
@@ -74,8 +75,11 @@ def train_flow(params_file: str = "params.yaml", profile_name: str | None = None
         answers: dict[str, list[dict]] = {}  # phase -> each validation row's answer
 
         # 1. the start model: built here (CPU profile) and warmed up, or the hub model as it is
-        if prof.model.source == "scratch":
+        if prof.model.source == SCRATCH:
             results["model"] = build_scratch_model(settings.split, prof.model, paths.base)
+        elif prof.model.source == PRETRAINED:
+            results["model"] = take_pretrained_model(settings.pretrain, paths.base)
+        if "model" in results:
             mlflow.log_params({f"model.{k}": v for k, v in results["model"].items()})
         if prof.warmup.enabled:
             warm_up(settings.split, prof.warmup, paths, active.info.run_id)

@@ -41,6 +41,7 @@ class _Output:
 OutputDir = typing.Annotated[str, Field(min_length=1), _Output()]
 
 # Choices the code branches on, named once here.
+SCRATCH, PRETRAINED = "scratch", "pretrained"  # model.source values built by this project
 ModelPhase = Literal["base", "warmup", "grpo"]
 DataSource = Literal["auto", "local", "hub"]
 SplitStrategy = Literal["published", "stratified"]
@@ -51,6 +52,8 @@ PromptSampling = Literal["natural", "balanced"]
 VllmMode = Literal["off", "server", "colocate"]
 GuardAction = Literal["stop", "warn", "off"]
 Publish = Literal["best", "last"]
+CorpusFormat = Literal["pos_tagged", "plain"]
+Sha256 = typing.Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
 def _is_number(annotation: Any) -> bool:
@@ -286,6 +289,96 @@ class Baseline(Section):
         return self
 
 
+class CorpusSource(Section):
+    """One text file shipped inside ``corpus.package``."""
+
+    file: Path_
+    """Path of the file inside the installed package (``tag/199801.txt``)."""
+    sha256: Sha256
+    """SHA-256 of the file's bytes: a file that differs fails the stage."""
+    format: CorpusFormat
+    """``pos_tagged``: word/POS pairs separated by spaces, tags and brackets stripped (People's
+    Daily); ``plain``: one text per line."""
+    licence: str
+    """What the text is and under which licence it ships (copied into the corpus report)."""
+
+
+class Corpus(Section):
+    """The ``corpus`` stage: unlabelled Chinese text from a pinned registry package, normalised
+    like the relation data, deduplicated, with every line that overlaps a validation or test
+    sentence dropped, split into training and held-out lines."""
+
+    package: str
+    """The installed distribution the text comes from (pinned in the lock files)."""
+    version: str
+    """Its version; another installed version fails the stage (its files may differ)."""
+    sources: dict[str, CorpusSource] = Field(min_length=1)
+    """The files read, by name, in this order (a duplicate line is kept where it first occurs)."""
+    min_chars: PositiveInt
+    """Shortest line kept, in characters after normalising."""
+    overlap_chars: PositiveInt
+    """A line sharing this many consecutive characters with a validation or test sentence, or
+    containing a shorter one whole, is dropped (no evaluation text reaches pretraining)."""
+    heldout_fraction: typing.Annotated[float, Field(gt=0, lt=1)]
+    """Share of the lines held out for the pretraining perplexity (chosen by a hash of each line)."""
+    seed: int
+    """Seed of that hash."""
+    out_dir: OutputDir
+    """Where ``train.txt`` and ``heldout.txt`` go (a line each); a DVC output."""
+    reports_dir: OutputDir
+    """Where ``corpus_report.json`` goes: lines, characters, drops by reason, coverage of the dataset."""
+
+
+class Pretrain(Section):
+    """The ``pretrain`` stage: a character tokenizer of the corpus and the training split, and a
+    small Qwen2 trained as a causal language model on the corpus (``training/pretrain.py``).
+    A profile with ``model.source: pretrained`` starts from it."""
+
+    arch: Arch
+    """Shape of the model."""
+    seed: int
+    """Seed of the initial weights and of each pass's block order."""
+    min_char_count: PositiveInt
+    """A corpus character enters the vocabulary when it occurs this often; every character of the
+    training split does."""
+    max_train_chars: PositiveInt | None
+    """Characters of the training lines used, from the start (null: all): a budget knob."""
+    passes: Positive
+    """Passes over the training blocks (a fraction allowed)."""
+    block_size: PositiveInt
+    """Tokens per training sequence (at most ``arch.max_positions``)."""
+    batch_size: PositiveInt
+    """Sequences per optimizer step."""
+    learning_rate: Positive
+    """Peak learning rate of AdamW (betas 0.9, 0.95); a linear warm-up, then a cosine decay to 0."""
+    weight_decay: NonNegative
+    """AdamW's weight decay."""
+    warmup_ratio: Fraction
+    """Share of the steps spent raising the learning rate to its peak."""
+    max_grad_norm: Positive
+    """Gradients are clipped to this norm."""
+    bf16: bool
+    """Compute the forward pass under bfloat16 autocast on the CPU."""
+    eval_every: PositiveInt
+    """Steps between held-out perplexities (one is also taken at the end)."""
+    save_every: PositiveInt
+    """Steps between resumable states in ``state_dir``."""
+    log_every: PositiveInt
+    """Steps between progress lines on the console."""
+    out_dir: OutputDir
+    """Where the pretrained model and its tokenizer go; a DVC output."""
+    state_dir: OutputDir
+    """Resumable state of an unfinished run; not a DVC output."""
+    reports_dir: OutputDir
+    """Where ``metrics.json``, ``perplexity.csv`` and ``perplexity.png`` go."""
+
+    @model_validator(mode="after")
+    def _fits(self) -> Pretrain:
+        if self.block_size > self.arch.max_positions:
+            raise ValueError(f"block_size ({self.block_size}) exceeds arch.max_positions ({self.arch.max_positions})")
+        return self
+
+
 class Intervals(Section):
     """Bootstrap intervals of every weighted F1 measured here: the rows of the split are
     resampled with replacement ``resamples`` times (a generator seeded with ``seed``) and
@@ -299,6 +392,15 @@ class Intervals(Section):
     """Seed of the resampling generator."""
 
 
+class ArmPair(Section):
+    """Two arms compared model by model (warm-up with warm-up, GRPO with GRPO) in the report."""
+
+    arm: str
+    """The arm whose difference is shown (a profile name)."""
+    against: str
+    """The arm it is compared with (a profile name)."""
+
+
 class Report(Section):
     """The ``report`` stage: every arm's models compared, with intervals and an error analysis."""
 
@@ -310,12 +412,21 @@ class Report(Section):
     """Seed of the draw of those samples."""
     intervals: Intervals
     """How the bootstrap intervals are drawn."""
+    arm_pairs: list[ArmPair] = []
+    """Arms compared with another arm, paired on the same rows (a pair is shown once both have
+    results): what a pretrained start changed against the same recipe from scratch. The report
+    refuses a name that is not a profile."""
 
 
 class Pipeline(Section):
     """The Prefect ``pipeline`` flow (``dvc repro --single-item`` per stage)."""
 
-    retries: dict[Literal["prepare", "split", "train", "baseline", "serve", "evaluate", "report"], Count]
+    retries: dict[
+        Literal[
+            "prepare", "split", "corpus", "pretrain", "profile", "train", "baseline", "serve", "evaluate", "report"
+        ],
+        Count,
+    ]
     """Retries per stage of a failure that can pass (exit status 75: a vLLM server that did not start
     or stopped answering); a stage not named here is not retried."""
     retry_delay_s: NonNegative
@@ -377,6 +488,7 @@ class Model(Section):
 
     source: str
     """``scratch``: build a character tokenizer on the training split and a small Qwen2 here;
+    ``pretrained``: the model and tokenizer of the ``pretrain`` stage (``pretrain.out_dir``);
     else a hub model id or a local folder."""
     tokenizer: Literal["project", "auto"]
     """``project``: the project's saved character tokenizer, loaded exactly; ``auto``: the model's
@@ -392,7 +504,18 @@ class Model(Section):
     def _scratch(self) -> Model:
         if self.source == "scratch" and (self.arch is None or self.seed is None):
             raise ValueError("source 'scratch' builds a model here: it needs `arch` and `seed`")
+        if self.source == PRETRAINED and (self.arch is not None or self.seed is not None):
+            raise ValueError(
+                "source 'pretrained' takes the shape and weights of the pretrain stage: no `arch` or `seed`"
+            )
+        if self.source in (SCRATCH, PRETRAINED) and self.tokenizer != "project":
+            raise ValueError(f"source {self.source!r} builds the project's tokenizer: `tokenizer: project`")
         return self
+
+    @property
+    def built_here(self) -> bool:
+        """Built by this project (scratch or pretrained), not taken from a hub or folder."""
+        return self.source in (SCRATCH, PRETRAINED)
 
 
 class Warmup(Section):
@@ -812,6 +935,10 @@ class Settings(Section):
     """Scoring the served models on a split, and the client that asks them."""
     baseline: Baseline
     """The classical baseline (and the keyword rules' scores)."""
+    corpus: Corpus
+    """Unlabelled Chinese text for pretraining, from a pinned registry package (``corpus``)."""
+    pretrain: Pretrain
+    """The CPU policy pretrained as a language model on that text (``pretrain``)."""
     report: Report
     """The comparison of every arm, with intervals and an error analysis."""
     pipeline: Pipeline

@@ -16,11 +16,11 @@ from typing import Any
 from prefect import get_run_logger, task
 
 from people_relation.infra.data import read_examples
-from people_relation.infra.io import PROJECT_ROOT, fingerprint, staged_dir
+from people_relation.infra.io import PROJECT_ROOT, fingerprint, project_path, staged_dir
 from people_relation.infra.paths import Arm, TrainPaths, split_file
 from people_relation.infra.processes import stream
 from people_relation.serving.commands import serving_plan
-from people_relation.settings import Model, Profile, Settings, Split, Warmup
+from people_relation.settings import Model, Pretrain, Profile, Settings, Split, Warmup
 from people_relation.training.recipe import (
     batch_arithmetic,
     grpo_config_kwargs,
@@ -107,6 +107,28 @@ def build_scratch_model(split: Split, model_settings: Model, out: Path) -> dict[
     get_run_logger().info(
         "Built a %d-parameter Qwen2 with a %d-token vocabulary in %s", info["parameters"], len(tokenizer), out
     )
+    return info
+
+
+@task(name="pretrained-model")
+def take_pretrained_model(pretrain: Pretrain, out: Path) -> dict[str, Any]:
+    """The ``pretrain`` stage's model and tokenizer, copied as this profile's base model."""
+    import shutil
+
+    from people_relation.errors import PermanentError
+    from people_relation.training.models import load_causal_lm, parameter_count
+    from people_relation.training.tokenizer import load_tokenizer
+
+    source = project_path(pretrain.out_dir)
+    if not (source / "config.json").is_file():
+        raise PermanentError(
+            f"{source} holds no pretrained model (model.source: pretrained); run the pretrain stage first: "
+            "`dvc repro pretrain` (make pipeline runs it)"
+        )
+    with staged_dir(out) as staging:
+        shutil.copytree(source, staging, dirs_exist_ok=True)
+    info = {"parameters": parameter_count(load_causal_lm(out)), "vocab_size": len(load_tokenizer(out))}
+    get_run_logger().info("Took the pretrained %d-parameter Qwen2 from %s", info["parameters"], source)
     return info
 
 

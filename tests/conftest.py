@@ -134,19 +134,36 @@ def shrink_cpu_profile(params: dict, profile: str = "cpu") -> None:
     """The smallest configuration of a CPU ``profile``, made the one the pipeline trains
     (``train.profile``): a tiny model, one warm-up epoch, a few GRPO steps."""
     params["train"]["profile"] = profile
-    cpu = params["profiles"][profile]
-    cpu["model"]["arch"] = dict(TINY_ARCH)
-    cpu["warmup"] |= {"epochs": 1, "log_every": 50}
-    cpu["grpo"] |= {
-        "max_steps": 4,
-        "save_steps": 2,
-        "completions_every": 2,
-        "max_completion_length": 32,
-        "eval_steps": 2,
-        "eval_rows": 16,
-        "eval_prompts_per_device": 4,
+    cpu = params["profiles"][profile]  # its own values: what it takes from a base is overlaid
+    if cpu.setdefault("model", {}).get("source") != "pretrained":  # the pretrained one's shape is pretrain's
+        cpu["model"]["arch"] = dict(TINY_ARCH)
+    cpu.setdefault("warmup", {}).update({"epochs": 1, "log_every": 50})
+    cpu.setdefault("grpo", {}).update(
+        {
+            "max_steps": 4,
+            "save_steps": 2,
+            "completions_every": 2,
+            "max_completion_length": 32,
+            "eval_steps": 2,
+            "eval_rows": 16,
+            "eval_prompts_per_device": 4,
+        }
+    )
+    cpu.setdefault("validation", {})["max_new_tokens"] = 32
+
+
+def shrink_pretraining(params: dict) -> None:
+    """The smallest pretraining: the tiny model on a slice of the corpus, a few steps."""
+    params["pretrain"] |= {
+        "arch": dict(TINY_ARCH),
+        "max_train_chars": 20000,
+        "passes": 1,
+        "block_size": 64,
+        "batch_size": 16,
+        "eval_every": 10,
+        "save_every": 10,
+        "log_every": 10,
     }
-    cpu["validation"]["max_new_tokens"] = 32
 
 
 def write_sandbox_params(params: dict, root: Path, data_dir: Path, **overrides) -> Path:

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import shrink_cpu_profile
+from conftest import shrink_cpu_profile, shrink_pretraining
 
 from people_relation.comparison import method_name
 
 pytestmark = pytest.mark.e2e
 
-STAGES = {"prepare", "split", "profile", "train", "baseline", "serve", "evaluate", "report"}
+STAGES = {"prepare", "split", "corpus", "pretrain", "profile", "train", "baseline", "serve", "evaluate", "report"}
 PROFILE = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text(encoding="utf-8"))["train"]["profile"]
 POOL = "people-relation-cpu"  # the work pool of the `cpu` deployment in prefect.yaml
 
@@ -57,6 +57,7 @@ def project(tmp_path_factory, project_root, data_dir) -> Path:
     params = yaml.safe_load(params_file.read_text(encoding="utf-8"))
     params["data"]["local_dir"] = str(data_dir)
     shrink_cpu_profile(params, PROFILE)  # the pipeline's own profile, as a clone's `dvc repro` trains it
+    shrink_pretraining(params)
     params["profiles"][PROFILE]["grpo"]["max_steps"] = 2
     params["profiles"][PROFILE]["evaluate_models"] = ["grpo"]
     params["evaluate"]["max_rows"] = 24

@@ -40,7 +40,9 @@ def test_the_24_gb_recipe_rehearses_on_the_lora_recipes_code_path(params, tmp_pa
 
     settings = parse_settings(params)
     rehearsed = {
-        name: flatten(rehearsal_params(params, settings, tmp_path / name, tmp_path / "stand_in", name)["profiles"][name])
+        name: flatten(
+            rehearsal_params(params, settings, tmp_path / name, tmp_path / "stand_in", name)["profiles"][name]
+        )
         for name in ("qwen2.5-7b-lora", "qwen2.5-3b-lora")
     }
     small, large = rehearsed["qwen2.5-3b-lora"], rehearsed["qwen2.5-7b-lora"]

@@ -55,7 +55,7 @@ class TrainPaths:
         if phase == "warmup":
             return self.warmup
         if phase == "base":
-            return self.base if prof.model.source == "scratch" else self.start_model
+            return self.base if prof.model.built_here else self.start_model
         raise ValueError(f"unknown model phase {phase!r}; one of {', '.join(MODEL_PHASES)}")
 
 
@@ -90,7 +90,7 @@ def train_paths(settings: Settings, name: str) -> TrainPaths:
     reports = project_path(settings.train.reports_dir) / name
     if prof.warmup.enabled:
         start = root / "warmup"
-    elif prof.model.source == "scratch":
+    elif prof.model.built_here:
         start = root / "base"
     else:
         local = project_path(prof.model.source)

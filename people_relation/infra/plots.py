@@ -89,11 +89,13 @@ def line_chart(
     smooth: int = 1,
     passes_per_step: float | None = None,
     ylabel: str | None = None,
+    log_y: bool = False,
 ) -> None:
     """One line per column in ``ys`` (column -> legend label) against column ``x``. With
     ``smooth`` > 1 the raw points are drawn faint and their moving average over ``smooth``
     points solid, as training curves are read. With ``passes_per_step`` (prompts a step /
-    training rows) a second axis on top counts the passes over the training rows."""
+    training rows) a second axis on top counts the passes over the training rows. ``log_y``:
+    a logarithmic y axis (a perplexity falling from thousands)."""
     use_cjk_font()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for column, label in ys.items():
@@ -115,6 +117,8 @@ def line_chart(
     ax.set_xlabel(x)
     if ylabel:
         ax.set_ylabel(ylabel)
+    if log_y:
+        ax.set_yscale("log")
     if passes_per_step:
         top = ax.secondary_xaxis("top", functions=(lambda s: s * passes_per_step, lambda p: p / passes_per_step))
         top.set_xlabel("passes over the training rows")

@@ -352,7 +352,7 @@ def run_checks(arm: Arm, trl_vllm_range: str, cuda: Any = None) -> list[Check]:
     if needed_gpus(prof):
         checks.append(check_driver(torch.version.cuda, driver_version()))
         checks.append(check_glibc(os.confstr("CS_GNU_LIBC_VERSION") if hasattr(os, "confstr") else None))
-    if prof.model.source != "scratch":
+    if not prof.model.built_here:
         checks.append(check_model(prof.model.source, project_path))
     checks.append(
         check_data(

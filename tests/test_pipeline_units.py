@@ -99,8 +99,9 @@ def test_deployments_share_one_entrypoint_and_their_params_resolve(project_root,
 
     config = yaml.safe_load((project_root / "prefect.yaml").read_text(encoding="utf-8"))
     deployments = {d["name"]: d for d in config["deployments"]}
-    assert set(deployments) == {"cpu", "qwen2.5-7b", "cpu-rl", "cpu-prior"}
-    for name, profile in (("cpu-rl", "cpu-rl"), ("cpu-prior", "cpu-prior")):
+    arms = ("cpu-rl", "cpu-prior", "cpu-pretrained-prior", "cpu-pretrained")
+    assert set(deployments) == {"cpu", "qwen2.5-7b", *arms}
+    for name, profile in ((a, a) for a in arms):
         arm = deployments.pop(name)  # another profile through train and evaluate
         assert arm["entrypoint"] == "flows/arm.py:arm_flow" and arm["parameters"] == {"arm": profile}
     assert {d["entrypoint"] for d in deployments.values()} == {"flows/pipeline.py:pipeline_flow"}

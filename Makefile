@@ -94,8 +94,8 @@ worker: setup
 serve: setup
 	python -m flows.serve --hold
 
-## model-serve: the registry's champion (PROFILE_CPU=cpu, the pipeline's profile) behind mlflow models serve on 127.0.0.1:5001
-PROFILE_CPU ?= cpu
+## model-serve: the registry's champion (PROFILE_CPU=cpu-pretrained-prior, the pipeline's profile) behind mlflow models serve on 127.0.0.1:5001
+PROFILE_CPU ?= cpu-pretrained-prior
 .PHONY: model-serve
 model-serve: setup
 	MLFLOW_TRACKING_URI=sqlite:///mlflow.db MLFLOW_DISABLE_TELEMETRY=true HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false \

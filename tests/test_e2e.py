@@ -22,6 +22,7 @@ import yaml
 from conftest import shrink_cpu_profile, shrink_pretraining
 
 from people_relation.comparison import method_name
+from people_relation.settings import load_settings
 
 pytestmark = pytest.mark.e2e
 
@@ -136,7 +137,7 @@ def test_dvc_repro_runs_every_stage_and_mlflow_records_it(project, env, repro):
     assert shown["reports/baseline/metrics.json"]["data"]["test"]["weighted_f1"] > 0.5
     comparison = (project / "reports/comparison/comparison.md").read_text(encoding="utf-8")
     assert "88.84%" in comparison and "this project" in comparison and "measured here" in comparison
-    labels = yaml.safe_load((project / "params.yaml").read_text())["profiles"][PROFILE]["warmup"]["labels"]
+    labels = load_settings(project / "params.yaml").profile(PROFILE).warmup.labels  # resolved: it may come from a base
     assert f"{method_name('grpo', labels)} ({PROFILE})" in comparison
     errors = (project / "reports/comparison/errors.md").read_text(encoding="utf-8")
     assert "## F1 per label" in errors and f"{PROFILE}/grpo" in errors and "agree against the gold label" in errors

@@ -18,7 +18,7 @@ from prefect import flow, get_run_logger
 from flows.cli import run
 from people_relation.infra.io import project_path, read_settings, staged_dir, write_json, write_jsonl
 from people_relation.infra.tracking import mlflow_run
-from tasks.baseline import fit_and_score, keyword_rules
+from steps.baseline import fit_and_score, keyword_rules
 
 METRICS_FILE = "metrics.json"
 KEYWORD_METRICS_FILE = "keyword_metrics.json"

@@ -17,7 +17,7 @@ from prefect import flow, get_run_logger
 from flows.cli import run
 from people_relation.infra.io import project_path, read_settings, staged_dir, write_json
 from people_relation.infra.tracking import mlflow_run
-from tasks.corpus import clean_corpus, read_sources
+from steps.corpus import clean_corpus, read_sources
 
 REPORT_FILE = "corpus_report.json"
 

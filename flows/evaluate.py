@@ -38,7 +38,7 @@ from people_relation.infra.paths import Arm, metrics_path, resolve_arm, split_fi
 from people_relation.infra.tracking import mlflow_run
 from people_relation.predictions import PREDICTIONS, ordered, read_records
 from people_relation.settings import Evaluate
-from tasks.evaluate import answer, score
+from steps.evaluate import answer, score
 
 
 def test_rows(split, evaluate: Evaluate) -> list:

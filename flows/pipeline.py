@@ -39,7 +39,7 @@ from people_relation.infra.io import PARAMS_FILE, PROJECT_ROOT, read_settings
 from people_relation.infra.tracking import PARENT_RUN_ENV, link_prefect_to_mlflow, lock_md5, run_tags, start_experiment
 from people_relation.params import ParamsError
 from people_relation.pipeline import check_overrides, stage_order, with_upstream
-from tasks.pipeline import StageFailed, repro_stage, write_params
+from steps.pipeline import StageFailed, repro_stage, write_params
 
 
 def dvc_graph(root: Path = PROJECT_ROOT) -> tuple[list[str], dict[str, set[str]]]:

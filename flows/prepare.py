@@ -14,7 +14,7 @@ from flows.cli import run
 from people_relation.infra.io import read_settings
 from people_relation.infra.tracking import mlflow_run
 from people_relation.report import data_report
-from tasks.prepare import load_dataset, write_prepared
+from steps.prepare import load_dataset, write_prepared
 
 
 @flow(name="prepare", log_prints=True)

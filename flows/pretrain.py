@@ -23,7 +23,7 @@ from flows.cli import run
 from people_relation.infra.io import project_path, read_settings, write_json
 from people_relation.infra.plots import line_chart
 from people_relation.infra.tracking import mlflow_run
-from tasks.pretrain import CHART_FILE, CURVE_FILE, pretrain_model, save_pretrained, state_dir
+from steps.pretrain import CHART_FILE, CURVE_FILE, pretrain_model, save_pretrained, state_dir
 
 METRICS_FILE = "metrics.json"
 

@@ -20,7 +20,7 @@ from flows.cli import run
 from people_relation.infra.io import project_path, read_settings, write_json_atomic
 from people_relation.infra.paths import resolve_arm
 from people_relation.infra.tracking import mlflow_run
-from tasks.serve import serve_until_stopped, served_model, smoke_check
+from steps.serve import serve_until_stopped, served_model, smoke_check
 
 REPORT_FILE = "server.json"
 LOG_FILE = "server.log"

@@ -13,7 +13,7 @@ from flows.cli import run
 from people_relation.infra.io import read_settings
 from people_relation.infra.tracking import mlflow_run
 from people_relation.report import data_report
-from tasks.split import split_rows, write_splits
+from steps.split import split_rows, write_splits
 
 
 @flow(name="split", log_prints=True)

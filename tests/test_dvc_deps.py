@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-PACKAGES = ("people_relation", "tasks", "flows")
+PACKAGES = ("people_relation", "steps", "flows")
 MODULE_NAME = re.compile(rf"^(?:{'|'.join(PACKAGES)})(?:\.\w+)+$")
 COMMAND = re.compile(r"^python -m ((?:\w+\.)*\w+)$")
 

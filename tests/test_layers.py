@@ -4,9 +4,9 @@
 - ``people_relation.infra`` imports the core and itself;
 - ``people_relation.training`` and ``people_relation.serving`` import the core, infra and
   themselves, never each other, except for the named edges in ``SIDEWAYS``;
-- the library never imports ``tasks``, ``flows`` or ``apps``;
-- ``tasks`` import the library, never ``flows`` or ``apps``;
-- a flow whose stage has a task module (``tasks/<stage>.py``) reaches training and serving
+- the library never imports ``steps``, ``flows`` or ``apps``;
+- ``steps`` import the library, never ``flows`` or ``apps``;
+- a flow whose stage has a step module (``steps/<stage>.py``) reaches training and serving
   through it; other flows, and ``apps``, may import the library directly; nothing imports
   ``apps``, and only ``flows`` import ``flows``.
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from people_relation.infra.io import PROJECT_ROOT
 
-PACKAGES = ("people_relation", "tasks", "flows", "apps")
+PACKAGES = ("people_relation", "steps", "flows", "apps")
 # Sideways edges with a reason: the registered MLflow model loads and generates with the
 # training code's loader, exactly as the model was validated.
 SIDEWAYS = {
@@ -45,7 +45,7 @@ ALLOWED = {
     "infra": {"core", "infra"},
     "training": {"core", "infra", "training"},
     "serving": {"core", "infra", "serving"},
-    "tasks": {"core", "infra", "training", "serving", "tasks"},
+    "steps": {"core", "infra", "training", "serving", "steps"},
     "apps": {"core", "infra", "training", "serving", "apps"},
 }
 
@@ -82,11 +82,11 @@ def wrong_arrows(root: Path) -> list[str]:
                     continue
                 if src == "flows":
                     stage = source.split(".")[1] if "." in source else ""
-                    through_task = (root / "tasks" / f"{stage}.py").is_file()
-                    ok = dst in {"core", "infra", "tasks", "flows"} or (
+                    through_task = (root / "steps" / f"{stage}.py").is_file()
+                    ok = dst in {"core", "infra", "steps", "flows"} or (
                         dst in {"training", "serving"} and not through_task
                     )
-                    why = f"tasks/{stage}.py exists: reach {dst} through it" if through_task else "not allowed"
+                    why = f"steps/{stage}.py exists: reach {dst} through it" if through_task else "not allowed"
                 else:
                     ok = dst in ALLOWED[src]
                     why = f"{src} may import {', '.join(sorted(ALLOWED[src]))}"
@@ -111,10 +111,10 @@ def test_a_wrong_arrow_is_found(tmp_path):
         "people_relation/training/models.py": "import people_relation.serving.server\n",
         "people_relation/serving/__init__.py": "",
         "people_relation/serving/server.py": "from people_relation.labels import LABELS\n",
-        "tasks/__init__.py": "",
-        "tasks/train.py": "from flows.train import train_flow\n",
+        "steps/__init__.py": "",
+        "steps/train.py": "from flows.train import train_flow\n",
         "flows/__init__.py": "",
-        "flows/train.py": "from people_relation.training.models import x\nfrom tasks.train import y\n",
+        "flows/train.py": "from people_relation.training.models import x\nfrom steps.train import y\n",
         "flows/rehearse.py": "from people_relation.training.models import x\n",
     }
     for name, text in files.items():
@@ -125,7 +125,7 @@ def test_a_wrong_arrow_is_found(tmp_path):
         "people_relation/infra/io.py:2: people_relation.infra.io -> people_relation.training.models",
         "people_relation/labels.py:1: people_relation.labels -> people_relation.infra.io",
         "people_relation/training/models.py:1: people_relation.training.models -> people_relation.serving.server",
-        "tasks/train.py:1: tasks.train -> flows.train",
+        "steps/train.py:1: steps.train -> flows.train",
         "flows/train.py:1: flows.train -> people_relation.training.models",
     ], problems
-    assert "tasks/train.py exists" in problems[-1]
+    assert "steps/train.py exists" in problems[-1]

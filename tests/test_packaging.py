@@ -18,7 +18,7 @@ from packaging.version import Version
 
 from people_relation.training.preflight import trl_vllm_range
 
-CODE_PACKAGES = {"people_relation", "tasks", "flows", "apps"}
+CODE_PACKAGES = {"people_relation", "steps", "flows", "apps"}
 
 
 def locked_versions(lock_text: str) -> dict[str, Version]:

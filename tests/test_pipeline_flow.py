@@ -47,7 +47,7 @@ def attempts(root: Path) -> int:
 
 
 def test_a_transient_failure_is_retried_then_the_stage_is_current(prefect_api, tmp_path):
-    from tasks.pipeline import repro_stage
+    from steps.pipeline import repro_stage
 
     root = dvc_project(tmp_path / "p", FLAKY.format(fail_times=1, code=75))
     task = repro_stage.with_options(retries=2, retry_delay_seconds=0)
@@ -58,7 +58,7 @@ def test_a_transient_failure_is_retried_then_the_stage_is_current(prefect_api, t
 
 
 def test_a_permanent_failure_is_not_retried(prefect_api, tmp_path):
-    from tasks.pipeline import StageFailed, repro_stage
+    from steps.pipeline import StageFailed, repro_stage
 
     root = dvc_project(tmp_path / "p", FLAKY.format(fail_times=5, code=1))
     with pytest.raises(StageFailed, match="exit status 1; retrying will not help") as err:

@@ -95,7 +95,7 @@ def test_deployments_share_one_entrypoint_and_their_params_resolve(project_root,
 
     from people_relation.infra.paths import resolve_arm
     from people_relation.settings import load_settings
-    from tasks.train import plan
+    from steps.train import plan
 
     config = yaml.safe_load((project_root / "prefect.yaml").read_text(encoding="utf-8"))
     deployments = {d["name"]: d for d in config["deployments"]}
@@ -147,7 +147,7 @@ def test_the_pipeline_command_keeps_the_exit_status_contract():
     from flows.pipeline import pipeline_exit_status
     from people_relation.params import ParamsError
     from people_relation.pipeline import RequestRefused
-    from tasks.pipeline import StageFailed
+    from steps.pipeline import StageFailed
 
     # a stage that still failed after its retries ends the pipeline with its own contract status
     assert pipeline_exit_status(StageFailed("evaluate", EXIT_TRANSIENT, "")) == 75

@@ -241,9 +241,9 @@ def test_generation_server_runs_on_the_vllm_gpus_and_always_stops(settings, publ
 
     import httpx
 
-    import tasks.train
+    import steps.train
     from people_relation.serving.server import ServerError
-    from tasks.train import generation_server
+    from steps.train import generation_server
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -252,7 +252,7 @@ def test_generation_server_runs_on_the_vllm_gpus_and_always_stops(settings, publ
     script = tmp_path / "stand_in.py"
     script.write_text(STAND_IN_SERVER)
     monkeypatch.setattr(
-        tasks.train, "vllm_server_command", lambda prof, model, python: [python, str(script), str(port), model, outcome]
+        steps.train, "vllm_server_command", lambda prof, model, python: [python, str(script), str(port), model, outcome]
     )
     log = tmp_path / "generation_server.log"
     if outcome == "fail":
@@ -268,7 +268,7 @@ def test_generation_server_runs_on_the_vllm_gpus_and_always_stops(settings, publ
 
 
 def test_generation_server_is_not_started_without_vllm_server_mode(settings, tmp_path):
-    from tasks.train import generation_server
+    from steps.train import generation_server
 
     log = tmp_path / "generation_server.log"
     with generation_server(settings, settings.profile("cpu"), "models/cpu/warmup", log):
@@ -282,7 +282,7 @@ def test_generation_server_refuses_a_taken_port_naming_the_setting(settings, pub
     import socket
 
     from people_relation.serving.server import ServerError
-    from tasks.train import generation_server
+    from steps.train import generation_server
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

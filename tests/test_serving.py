@@ -246,7 +246,7 @@ class StandInServer:
 def test_a_requested_stop_completes_the_serve_run_and_a_dead_server_fails_it(prefect_api, outcome):
     from prefect import flow
 
-    from tasks.serve import serve_until_stopped
+    from steps.serve import serve_until_stopped
 
     @flow
     def hold() -> None:

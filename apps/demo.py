@@ -1,13 +1,14 @@
-"""demo: a web page that asks the served model about one sentence and shows its answer.
+"""demo: a web page that asks the served model about one query and shows its answer.
 
     python -m apps.demo [--url http://HOST:PORT/v1] [--params-file FILE] [--port PORT]
 
-Type or paste a Chinese sentence and the two people (both must occur in it), or click one
-of the examples from the validation split; the page shows the relation the model answers,
-its reasoning, the raw completion when there is no valid answer, and the two names
-highlighted in the sentence. A query that ``predict`` would refuse (a name not in the
-sentence, an over-long sentence, chat-template control tokens) is refused on the page,
-with the reason, and nothing is sent.
+The form holds the task's input fields (for the relation task: a Chinese sentence and the two
+people, both of whom must occur in it); or click one of the examples from the validation
+split. The page shows the label the model answers, its reasoning, the raw completion when
+there is no valid answer, and the names (the task's mention fields) highlighted in the
+sentence. A query that ``predict`` would refuse (a name not in the sentence, an over-long
+sentence, chat-template control tokens) is refused on the page, with the reason, and
+nothing is sent.
 
 With ``--url`` the page asks a server that is already running (``make serve``; the API key
 from the ``serve.api_key_env`` variable when the server needs one); without, it starts a
@@ -42,18 +43,16 @@ from people_relation.highlight import highlighted_html, name_spans
 from people_relation.infra.data import read_examples
 from people_relation.infra.io import read_settings
 from people_relation.infra.paths import resolve_arm, split_file
-from people_relation.labels import LABELS
-from people_relation.parsing import parse_completion
 from people_relation.prompt import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN
 from people_relation.query import QueryError, make_query
 from people_relation.serving.client import ask, make_client
 from people_relation.settings import Settings
+from people_relation.task import Task
 
-TITLE = "People relation"
 NO_ANSWER = "(no valid answer)"
 FORMAT = f"{THINK_OPEN}…{THINK_CLOSE}\\n{ANSWER_OPEN}label{ANSWER_CLOSE}"
-# what the page keeps between interactions (Streamlit's session state)
-FIELDS = ("text", "people1", "people2")
+# what the page keeps between interactions (Streamlit's session state): the task's input
+# fields under their own names, and these
 RESULT, EXAMPLE = "result", "example"
 # ASCII punctuation Markdown (and Streamlit's LaTeX) may read; a backslash makes each literal
 MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$&:])")
@@ -106,8 +105,8 @@ class Problem:
     sent: bool
 
 
-def answer_of(query: Example, completion: str, latency_s: float) -> Answer:
-    parsed = parse_completion(completion)
+def answer_of(task: Task, query: Example, completion: str, latency_s: float) -> Answer:
+    parsed = task.parse(completion)
     return Answer(
         query=query,
         label=parsed.label,
@@ -119,10 +118,10 @@ def answer_of(query: Example, completion: str, latency_s: float) -> Answer:
     )
 
 
-def why_no_label(answer: Answer) -> str:
+def why_no_label(task: Task, answer: Answer) -> str:
     """Why ``answer`` has no valid label, in words a user can act on."""
     if answer.format_ok:
-        return f"the model answered {answer.answer!r}, which is not one of the {len(LABELS)} labels"
+        return f"the model answered {answer.answer!r}, which is not one of the {len(task.labels)} labels"
     if answer.answer is not None:
         return f"the model answered {answer.answer!r}, but the completion does not follow the format {FORMAT}"
     return f"the completion does not follow the format {FORMAT}: no answer could be read from it"
@@ -130,7 +129,7 @@ def why_no_label(answer: Answer) -> str:
 
 def pick_examples(rows: Sequence[Example], n: int) -> list[Example]:
     """``n`` rows: the first row of each label (in file order), then the next rows in file
-    order, so a few examples already show different relations."""
+    order, so a few examples already show different labels."""
     first: list[Example] = []
     rest: list[Example] = []
     seen: set[str] = set()
@@ -140,10 +139,13 @@ def pick_examples(rows: Sequence[Example], n: int) -> list[Example]:
     return (first + rest)[:n]
 
 
-def example_caption(example: Example, preview_chars: int) -> str:
-    """A button's text: the two people, the start of the sentence and the gold label."""
-    text = example.text if len(example.text) <= preview_chars else example.text[:preview_chars] + "…"
-    return f"{example.people1} / {example.people2}: {text} ({example.label})"
+def example_caption(task: Task, example: Example, preview_chars: int) -> str:
+    """A button's text: the names (the mention fields), the start of the text (the first
+    input field) and the gold label."""
+    first = example.key[0]
+    text = first if len(first) <= preview_chars else first[:preview_chars] + "…"
+    names = " / ".join(example[f] for f in task.mentions)
+    return f"{names + ': ' if names else ''}{text} ({example.label})"
 
 
 def markdown_text(text: str) -> str:
@@ -155,7 +157,7 @@ def markdown_text(text: str) -> str:
 
 def same_query(example: Example | None, query: Example) -> bool:
     """``query`` asks exactly what ``example`` holds (so its gold label applies)."""
-    return example is not None and all(getattr(example, f) == getattr(query, f) for f in FIELDS)
+    return example is not None and example.inputs == query.inputs
 
 
 def streamlit_options(host: str, port: int) -> dict[str, Any]:
@@ -209,15 +211,15 @@ async def _ask(ctx: PageContext, query: Example) -> tuple[str, float]:
     sampling = resolve_arm(settings).profile.serve.sampling()
     client = make_client(ctx.url, ctx.api_key, settings.evaluate.client())
     try:
-        return await ask(client, query, ctx.model, sampling)
+        return await ask(client, settings.task, query, ctx.model, sampling)
     finally:
         await client.close()
 
 
-def outcome(ctx: PageContext, text: str, people1: str, people2: str) -> Answer | Problem:
-    """The model's answer to the sentence and the two names, or why there is none."""
+def outcome(ctx: PageContext, inputs: dict[str, str]) -> Answer | Problem:
+    """The model's answer to the query (a value for each input field), or why there is none."""
     try:
-        query = make_query(text, people1, people2, ctx.settings.query.max_chars)
+        query = make_query(ctx.settings.task, inputs, ctx.settings.query.max_chars)
     except QueryError as err:
         return Problem(f"Not sent to the model: {err}.", sent=False)
     try:
@@ -228,7 +230,7 @@ def outcome(ctx: PageContext, text: str, people1: str, people2: str) -> Answer |
             "running (`make serve`), or start the demo without --url to start one.",
             sent=True,
         )
-    return answer_of(query, completion, latency)
+    return answer_of(ctx.settings.task, query, completion, latency)
 
 
 # -- the page (Streamlit's script) ------------------------------------------------------------
@@ -246,30 +248,34 @@ def _fill(example: Example) -> None:
     """An example was clicked: it fills the form (before the form is drawn again)."""
     import streamlit as st
 
-    st.session_state.update({field: getattr(example, field) for field in FIELDS})
+    st.session_state.update(example.inputs)
     st.session_state[EXAMPLE] = example
     st.session_state.pop(RESULT, None)
 
 
-def _show(st: Any, result: Answer | Problem, example: Example | None, split: str) -> None:
+def _show(st: Any, task: Task, result: Answer | Problem, example: Example | None, split: str) -> None:
     """The answer (or the problem) under the form; ``example`` is the last one clicked, from ``split``."""
     if isinstance(result, Problem):
         st.error(markdown_text(result.message))
         return
     q = result.query
-    sentence = highlighted_html(q.text, name_spans(q.text, q.people1, q.people2))
-    legend = (
-        f'<mark class="person1">{html.escape(q.people1)}</mark> person 1 · '
-        f'<mark class="person2">{html.escape(q.people2)}</mark> person 2'
+    mentions = list(task.mentions)
+    text = task.mentions[mentions[0]] if mentions else task.fields[0]
+    named = [f for f in mentions if task.mentions[f] == text]
+    sentence = highlighted_html(q[text], name_spans(q[text], [q[f] for f in named]))
+    legend = " · ".join(
+        f'<mark class="person{i}">{html.escape(q[f])}</mark> {html.escape(task.field_title(f).lower())}'
+        for i, f in enumerate(named, start=1)
     )
     st.markdown(f'<div class="sentence">{sentence}</div><div>{legend}</div>', unsafe_allow_html=True)
     shown = html.escape(result.label or NO_ANSWER)
     kind = "relation" if result.label else "relation no-answer"
     st.markdown(
-        f'<div class="{kind}">Relation: <span class="relation-label">{shown}</span></div>', unsafe_allow_html=True
+        f'<div class="{kind}">{html.escape(task.name.capitalize())}: <span class="relation-label">{shown}</span></div>',
+        unsafe_allow_html=True,
     )
     if result.label is None:
-        st.warning(markdown_text(f"No valid answer: {why_no_label(result)}. The raw completion is below."))
+        st.warning(markdown_text(f"No valid answer: {why_no_label(task, result)}. The raw completion is below."))
     if same_query(example, q):
         verdict = "right" if result.label == example.label else "wrong"
         st.caption(f"Gold label {example.label} ({split} split, row {example.id}): the model is {verdict}.")
@@ -287,26 +293,27 @@ def page(argv: list[str]) -> None:
 
     args = _page_arguments().parse_args(argv)
     ctx = st.cache_resource(show_spinner=False)(page_context)(args.params_file, args.url, args.model)
-    st.set_page_config(page_title=TITLE, layout="centered")
+    task = ctx.settings.task
+    st.set_page_config(page_title=task.display_title, layout="centered")
     st.markdown(STYLE, unsafe_allow_html=True)
-    st.title(TITLE)
-    st.caption(f"The relation between two people in a Chinese sentence, answered by {ctx.model!r} at {ctx.url}.")
+    st.title(task.display_title)
+    st.caption(f"{task.description} Model {ctx.model!r} at {ctx.url}.".strip())
     if ctx.examples:
         st.markdown(f"**Examples** from the {ctx.demo.examples_split} split (gold label in brackets)")
         for i, example in enumerate(ctx.examples):
-            caption = markdown_text(example_caption(example, ctx.demo.preview_chars))
+            caption = markdown_text(example_caption(task, example, ctx.demo.preview_chars))
             st.button(caption, key=f"example-{i}", on_click=_fill, args=(example,), width="stretch")
     with st.form("query"):
-        st.text_area("Sentence", key="text", placeholder="一句中文，提到两个人")
-        left, right = st.columns(2)
-        left.text_input("Person 1", key="people1")
-        right.text_input("Person 2", key="people2")
-        asked = st.form_submit_button("Predict the relation", type="primary")
+        first, *rest = task.fields
+        st.text_area(task.field_title(first), key=first)
+        for column, field in zip(st.columns(len(rest)) if rest else [], rest, strict=True):
+            column.text_input(task.field_title(field), key=field)
+        asked = st.form_submit_button(f"Predict the {task.name}", type="primary")
     if asked:
         with st.spinner("Asking the model…"):
-            st.session_state[RESULT] = outcome(ctx, *(st.session_state.get(f, "") for f in FIELDS))
+            st.session_state[RESULT] = outcome(ctx, {f: st.session_state.get(f, "") for f in task.fields})
     if RESULT in st.session_state:
-        _show(st, st.session_state[RESULT], st.session_state.get(EXAMPLE), ctx.demo.examples_split)
+        _show(st, task, st.session_state[RESULT], st.session_state.get(EXAMPLE), ctx.demo.examples_split)
 
 
 # -- the command ----------------------------------------------------------------------------

@@ -1,10 +1,11 @@
-"""predict: the relation between two people in a sentence, with the model's reasoning.
+"""predict: the task's answer for one query, with the model's reasoning.
 
     python -m apps.predict --text "…" --people1 A --people2 B [--url http://HOST:PORT/v1]
     python -m apps.predict --input FILE --output FILE [--url …]
 
-One sentence, or a whole file: CSV or JSONL in the data's layout (``text,people1,people2``,
-and ``label`` to score the answers). A file's rows go through the server concurrently, as
+The options of one query are the task's input fields (``--text``, ``--people1``, ``--people2``
+for the relation task; ``--help`` lists them). Or a whole file: CSV or JSONL in the data's
+layout (the input fields, and ``label`` to score the answers). A file's rows go through the server concurrently, as
 in the evaluation, with a progress bar; each answer is journalled the moment it arrives, so
 an interrupted batch re-run asks only the rows still missing. A bad row gets its error in the
 output and never stops the batch; the summary (printed as JSON) counts every outcome.
@@ -36,41 +37,39 @@ from apps.endpoint import endpoint, failed
 from people_relation.errors import EXIT_NO_LABEL, EXIT_OK, EXIT_TRANSIENT
 from people_relation.infra.io import read_settings
 from people_relation.infra.paths import resolve_arm
-from people_relation.parsing import parse_completion
 from people_relation.query import make_query
 from people_relation.serving.batch import answer_file
 from people_relation.serving.client import ask, make_client
+from people_relation.task import Task
 
 
 def predict(
-    text: str,
-    people1: str,
-    people2: str,
+    inputs: dict[str, str],
     params_file: str = "params.yaml",
     url: str | None = None,
     profile_name: str | None = None,
     model: str | None = None,
 ) -> dict[str, Any]:
-    """The model's answer to one sentence and two names: label, reasoning, raw completion."""
+    """The model's answer to one query (a value for each of the task's input fields): its
+    inputs, label, reasoning and raw completion."""
     settings = read_settings(params_file)
-    query = make_query(text, people1, people2, settings.query.max_chars)
+    task = settings.task
+    query = make_query(task, inputs, settings.query.max_chars)
     prof = resolve_arm(settings, profile_name).profile
 
     async def go(base_url: str, api_key: str | None, served: str) -> str:
         session = make_client(base_url, api_key, settings.evaluate.client())
         try:
-            completion, _ = await ask(session, query, served, prof.serve.sampling())
+            completion, _ = await ask(session, task, query, served, prof.serve.sampling())
         finally:
             await session.close()
         return completion
 
     with endpoint(settings, url, profile_name, model) as at:
         completion = asyncio.run(go(at.base_url, at.api_key, at.model))
-    parsed = parse_completion(completion)
+    parsed = task.parse(completion)
     return {
-        "text": query.text,
-        "people1": query.people1,
-        "people2": query.people2,
+        **query.inputs,
         "label": parsed.label,
         "reasoning": parsed.think,
         "format_ok": parsed.format_ok,
@@ -90,6 +89,7 @@ def predict_file(
     settings = read_settings(params_file)
     prof = resolve_arm(settings, profile_name).profile
     return answer_file(
+        settings.task,
         Path(input_file),
         Path(output_file),
         settings.query.max_chars,
@@ -99,12 +99,25 @@ def predict_file(
     )
 
 
+def task_of(argv: list[str] | None) -> Task:
+    """The task of the params file the command line names (``--params-file``)."""
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--params-file", default="params.yaml")
+    known, _ = first.parse_known_args(argv)
+    return read_settings(known.params_file).task
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        task = task_of(argv)
+    except Exception as err:
+        return failed(err)
+    fields = list(task.fields)
     parser = argparse.ArgumentParser(prog="python -m apps.predict", description=__doc__.split("\n")[0])
-    parser.add_argument("--text", help="the sentence")
-    parser.add_argument("--people1")
-    parser.add_argument("--people2")
-    parser.add_argument("--input", dest="input_file", help="a CSV or JSONL file of rows text,people1,people2[,label]")
+    for field in fields:
+        parser.add_argument(f"--{field}", dest=f"field_{field}", help=f"input field {field!r} of task {task.name}")
+    columns = ",".join(fields)
+    parser.add_argument("--input", dest="input_file", help=f"a CSV or JSONL file of rows {columns}[,label]")
     parser.add_argument("--output", dest="output_file", help="where the answers go (.csv or .jsonl)")
     parser.add_argument("--url", default=None, help="a running server's base URL, e.g. http://127.0.0.1:8000/v1")
     parser.add_argument("--profile", dest="profile_name", default=None)
@@ -113,21 +126,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the whole result as JSON (one sentence)")
     args = vars(parser.parse_args(argv))
     as_json = args.pop("json")
+    inputs = {f: args.pop(f"field_{f}") for f in fields}
+    options = ", ".join(f"--{f}" for f in fields)
     batch = args["input_file"] is not None or args["output_file"] is not None
-    single = any(args[k] is not None for k in ("text", "people1", "people2"))
+    single = any(v is not None for v in inputs.values())
     if batch == single or (batch and not (args["input_file"] and args["output_file"])):
-        parser.error("give either --text, --people1 and --people2, or --input and --output")
-    if not batch and not (args["text"] is not None and args["people1"] is not None and args["people2"] is not None):
-        parser.error("one sentence needs --text, --people1 and --people2")
+        parser.error(f"give either {options}, or --input and --output")
+    if not batch and any(v is None for v in inputs.values()):
+        parser.error(f"one query needs {options}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         if batch:
-            del args["text"], args["people1"], args["people2"]
             outcome = predict_file(**args)
             print(json.dumps(outcome, ensure_ascii=False, indent=2))
             return EXIT_OK if outcome["not_answered"] == 0 else EXIT_TRANSIENT  # run it again for the rest
         del args["input_file"], args["output_file"]
-        result = predict(**args)
+        result = predict(inputs, **args)  # type: ignore[arg-type]
     except openai.APIError as err:
         print(f"error: no answer from {args['url'] or 'the server'}: {err}", file=sys.stderr)
         return EXIT_TRANSIENT

@@ -27,7 +27,7 @@ def corpus_flow(params_file: str = "params.yaml") -> dict:
     settings = read_settings(params_file)
     corpus = settings.corpus
     with mlflow_run(settings.tracking, settings.train.profile, "corpus", {"corpus": corpus}):
-        result, report = clean_corpus(corpus, settings.split, read_sources(corpus))
+        result, report = clean_corpus(settings.task, corpus, settings.split, read_sources(corpus))
         with staged_dir(project_path(corpus.out_dir)) as out:
             for name, lines in (("train", result.train), ("heldout", result.heldout)):
                 (out / f"{name}.txt").write_text("".join(line + "\n" for line in lines), encoding="utf-8")

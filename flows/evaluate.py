@@ -87,10 +87,11 @@ def evaluate_flow(params_file: str = "params.yaml", profile_name: str | None = N
             for phase in prof.evaluate_models:
                 model = arm.model(phase)
                 state = state_root / phase
-                key = fingerprint(model, serve_key, [(e.id, e.text, e.people1, e.people2) for e in rows])
+                key = fingerprint(model, serve_key, [(e.id, *e.key) for e in rows], settings.task.to_dict())
                 claim_checkpoint_dir(state, key)
                 # the log stays beside the answers, so a failed start-up can be read after the run
                 answer.with_options(retries=ev.answer_retries)(
+                    settings.task,
                     settings.serve,
                     prof,
                     name,
@@ -102,7 +103,7 @@ def evaluate_flow(params_file: str = "params.yaml", profile_name: str | None = N
                     state,
                     state / "server.log",
                 )
-                results[phase] = score(phase, rows, state, out / phase, settings.reports.chart_dpi)
+                results[phase] = score(settings.task, phase, rows, state, out / phase, settings.reports.chart_dpi)
                 logger.info("%s: %s", phase, {k: round(v, 4) for k, v in results[phase].items()})
                 mlflow.log_metrics({f"{phase}/test_{k}": v for k, v in results[phase].items()})
                 mlflow.log_metric(f"{phase}/latency_p50_s", latency_p50(rows, state))

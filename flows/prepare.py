@@ -21,9 +21,9 @@ from steps.prepare import load_dataset, write_prepared
 def prepare_flow(params_file: str = "params.yaml") -> dict[str, str]:
     settings = read_settings(params_file)
     with mlflow_run(settings.tracking, settings.train.profile, "prepare", {"data": settings.data}):
-        loaded = load_dataset(settings.data)
-        report = data_report(loaded.splits)
-        outputs = write_prepared(settings.data, settings.reports, loaded, report)
+        loaded = load_dataset(settings.task, settings.data)
+        report = data_report(loaded.splits, settings.task)
+        outputs = write_prepared(settings.task, settings.data, settings.reports, loaded, report)
         mlflow.log_metrics(
             {f"rows.{k}": v for k, v in report["rows"].items()}
             | {

@@ -33,7 +33,9 @@ def pretrain_flow(params_file: str = "params.yaml") -> dict:
     settings = read_settings(params_file)
     pretrain = settings.pretrain
     with mlflow_run(settings.tracking, settings.train.profile, "pretrain", {"pretrain": pretrain}) as active:
-        model, tokenizer, metrics, curve = pretrain_model(settings.corpus, settings.split, pretrain, active.info.run_id)
+        model, tokenizer, metrics, curve = pretrain_model(
+            settings.task, settings.corpus, settings.split, pretrain, active.info.run_id
+        )
         save_pretrained(model, tokenizer, project_path(pretrain.out_dir))
         reports = project_path(pretrain.reports_dir)
         reports.mkdir(parents=True, exist_ok=True)

@@ -6,8 +6,8 @@ from ``make arm``). For each, the test scores of its models, their validation sc
 (``reports/train/<profile>/metrics.json``) and their answers
 (``reports/evaluate/<profile>/<model>/predictions.jsonl``; on validation
 ``reports/train/<profile>/validation_answers.jsonl``), from which every weighted F1 gets its
-bootstrap interval; the two baselines of the baseline stage (TF-IDF + SVM, keyword rules)
-likewise. Writes ``reports/comparison/``:
+bootstrap interval; the two baselines of the baseline stage (TF-IDF + SVM, the task's prior)
+likewise, and the task's published results. Writes ``reports/comparison/``:
 comparison.md/.csv/.png (the F1 table and chart), curves.png (the arms' reward and
 validation curves over GRPO steps) and errors.md (per-label F1, sample answers with their
 reasoning, rows every model gets wrong the same way), all logged to MLflow.
@@ -23,6 +23,7 @@ from typing import Any
 import mlflow
 from prefect import flow, get_run_logger
 
+from flows.baseline import PRIOR_METRICS_FILE, PRIOR_PREDICTIONS_FILE
 from flows.cli import run
 from people_relation.comparison import (
     ArmModel,
@@ -33,6 +34,7 @@ from people_relation.comparison import (
     error_report,
     markdown_table,
     method_name,
+    published_rows,
 )
 from people_relation.infra.io import project_path, read_json, read_jsonl, read_numeric_csv, read_settings, staged_dir
 from people_relation.infra.paths import Arm, metrics_path, resolve_arm
@@ -41,7 +43,9 @@ from people_relation.infra.tracking import mlflow_run, parent_run_id
 from people_relation.metrics import bootstrap_difference, bootstrap_interval
 from people_relation.params import ParamsError
 from people_relation.predictions import PREDICTIONS, scored_answer
+from people_relation.rewards import log_key, recorded_reward
 from people_relation.settings import PRETRAINED, SCRATCH, Evaluate, Intervals, Profile, Settings
+from people_relation.task import Task
 
 SUMMARY_METRICS = ("weighted_f1", "macro_f1", "accuracy", "invalid_rate")
 
@@ -77,8 +81,8 @@ def arms(settings: Settings) -> list[str]:
     return found
 
 
-def interval(intervals: Intervals, gold: list[str], answers: list[str | None]) -> tuple[float, float]:
-    return bootstrap_interval(gold, answers, intervals.resamples, intervals.level, intervals.seed)
+def interval(task: Task, intervals: Intervals, gold: list[str], answers: list[str | None]) -> tuple[float, float]:
+    return bootstrap_interval(task.labels, gold, answers, intervals.resamples, intervals.level, intervals.seed)
 
 
 def arm_models(arm: Arm) -> list[ArmModel]:
@@ -90,6 +94,7 @@ def arm_models(arm: Arm) -> list[ArmModel]:
     val_rows = read_jsonl(paths.validation_answers) if paths.validation_answers.is_file() else []
     labels = (prof.warmup.labels or "gold") if prof.warmup.enabled else None
     intervals = settings.report.intervals
+    task = settings.task
     models = []
     for phase, scores in tested.items():
         if not (isinstance(scores, dict) and "weighted_f1" in scores):
@@ -99,12 +104,12 @@ def arm_models(arm: Arm) -> list[ArmModel]:
             ArmModel(
                 arm=name,
                 phase=phase,
-                method=method_name(phase, labels),
+                method=method_name(phase, labels, task.prior_title),
                 model=model_label(prof, name),
                 test=scores,
                 validation_f1=(validated.get(phase) or {}).get("weighted_f1"),
-                test_ci=interval(intervals, [r["label"] for r in test], [scored_answer(r) for r in test]),
-                validation_ci=interval(intervals, [r["label"] for r in val_rows], [r[phase] for r in val_rows])
+                test_ci=interval(task, intervals, [r["label"] for r in test], [scored_answer(r) for r in test]),
+                validation_ci=interval(task, intervals, [r["label"] for r in val_rows], [r[phase] for r in val_rows])
                 if val_rows and phase in val_rows[0]
                 else None,
             )
@@ -143,7 +148,11 @@ def arm_answers(arm: Arm) -> ArmAnswers:
 
 
 def paired(
-    intervals: Intervals, gold: dict[str, str], first: dict[str, str | None], second: dict[str, str | None]
+    task: Task,
+    intervals: Intervals,
+    gold: dict[str, str],
+    first: dict[str, str | None],
+    second: dict[str, str | None],
 ) -> tuple[float, float, float] | None:
     """Weighted F1 of ``first`` minus ``second`` on the rows both answered, with the paired
     bootstrap interval; None when they share no row."""
@@ -152,15 +161,21 @@ def paired(
         return None
     i = intervals
     return bootstrap_difference(
-        [gold[k] for k in ids], [first[k] for k in ids], [second[k] for k in ids], i.resamples, i.level, i.seed
+        task.labels,
+        [gold[k] for k in ids],
+        [first[k] for k in ids],
+        [second[k] for k in ids],
+        i.resamples,
+        i.level,
+        i.seed,
     )
 
 
 def paired_differences(arm: Arm) -> list[Difference]:
     """What GRPO changed in ``arm``, each difference on the same rows with its paired
     interval: GRPO against the arm's start (its other evaluated model), and against the
-    keyword rules, on validation and test. Empty for an arm without a GRPO model."""
-    settings, name = arm.settings, arm.name
+    task's prior, on validation and test. Empty for an arm without a GRPO model."""
+    settings, name, task = arm.settings, arm.name, arm.settings.task
     a = arm_answers(arm)
     if "grpo" not in a.phases:
         return []
@@ -171,21 +186,21 @@ def paired_differences(arm: Arm) -> list[Difference]:
             Difference(
                 name,
                 f"GRPO − {PHASE_NAMES.get(start, start)}",
-                paired(i, a.val_gold, a.val["grpo"], a.val.get(start, {})),
-                paired(i, a.test_gold, a.test["grpo"], a.test[start]),
+                paired(task, i, a.val_gold, a.val["grpo"], a.val.get(start, {})),
+                paired(task, i, a.test_gold, a.test["grpo"], a.test[start]),
             )
         )
-    rules = project_path(settings.baseline.reports_dir) / "keyword_predictions.jsonl"
-    if rules.is_file():
+    rules = project_path(settings.baseline.reports_dir) / PRIOR_PREDICTIONS_FILE
+    if task.prior is not None and rules.is_file():
         said = {s: {} for s in ("validation", "test")}
         for r in read_jsonl(rules):
             said[r["split"]][r["id"]] = r["predicted"]
         out.append(
             Difference(
                 name,
-                "GRPO − keyword rules",
-                paired(i, a.val_gold, a.val["grpo"], said["validation"]),
-                paired(i, a.test_gold, a.test["grpo"], said["test"]),
+                f"GRPO − {task.prior_title}",
+                paired(task, i, a.val_gold, a.val["grpo"], said["validation"]),
+                paired(task, i, a.test_gold, a.test["grpo"], said["test"]),
             )
         )
     return out
@@ -195,13 +210,13 @@ def arm_differences(arm: Arm, against: Arm) -> list[Difference]:
     """``arm`` against another arm, phase by phase (each model it shares with ``against``):
     what a different start (a pretrained model, another warm-up) changed, paired on the rows."""
     a, b = arm_answers(arm), arm_answers(against)
-    i = arm.settings.report.intervals
+    i, task = arm.settings.report.intervals, arm.settings.task
     return [
         Difference(
             arm.name,
             f"{PHASE_NAMES.get(p, p)} − {against.name}'s {PHASE_NAMES.get(p, p)}",
-            paired(i, a.val_gold, a.val.get(p, {}), b.val.get(p, {})),
-            paired(i, a.test_gold, a.test[p], b.test[p]),
+            paired(task, i, a.val_gold, a.val.get(p, {}), b.val.get(p, {})),
+            paired(task, i, a.test_gold, a.test[p], b.test[p]),
         )
         for p in a.phases
         if p in b.phases
@@ -218,25 +233,27 @@ def predictions(evaluate: Evaluate, model: ArmModel) -> dict[str, dict[str, Any]
 
 
 def baseline_rows(settings: Settings) -> list[Row]:
-    """The baseline stage's two rows, when it ran: TF-IDF + SVM and the keyword rules, each
-    on validation and test with intervals."""
+    """The baseline stage's rows, when it ran: TF-IDF + SVM and the task's prior (when it has
+    one), each on validation and test with intervals."""
     folder = project_path(settings.baseline.reports_dir)
     intervals = settings.report.intervals
     rows = []
     for metrics_file, answers_files, model in (
         ("metrics.json", {s: f"{s}_predictions.jsonl" for s in ("validation", "test")}, "scikit-learn"),
-        ("keyword_metrics.json", {s: "keyword_predictions.jsonl" for s in ("validation", "test")}, "rules"),
+        (PRIOR_METRICS_FILE, {s: PRIOR_PREDICTIONS_FILE for s in ("validation", "test")}, "rules"),
     ):
         if not (folder / metrics_file).is_file():
             continue
         metrics = read_json(folder / metrics_file)
+        if not metrics.get("method"):  # a task without a prior
+            continue
         ci = {}
         for split, file in answers_files.items():
-            # the keyword file holds both splits, each row marked; a baseline file, one split
+            # the prior's file holds both splits, each row marked; a baseline file, one split
             path = folder / file
             answers = [r for r in read_jsonl(path) if r.get("split", split) == split] if path.is_file() else []
             gold, said = [r["label"] for r in answers], [r["predicted"] for r in answers]
-            ci[split] = interval(intervals, gold, said) if answers else None
+            ci[split] = interval(settings.task, intervals, gold, said) if answers else None
         rows.append(
             Row(
                 metrics["method"],
@@ -262,7 +279,7 @@ def report_flow(params_file: str = "params.yaml") -> list[dict]:
     models = [m for arm in resolved for m in arm_models(arm)]
     baseline_dir = project_path(settings.baseline.reports_dir)
     baseline = read_json(baseline_dir / "metrics.json") if (baseline_dir / "metrics.json").is_file() else None
-    rows = comparison_rows(models, baseline_rows(settings))
+    rows = comparison_rows(models, baseline_rows(settings), published_rows(settings.task))
     level = settings.report.intervals.level
     table = markdown_table(rows, level)
     differences = [d for arm in resolved for d in paired_differences(arm)]
@@ -297,7 +314,7 @@ def report_flow(params_file: str = "params.yaml") -> list[dict]:
     if (baseline_dir / "test_predictions.jsonl").is_file():
         baseline_answers = {r["id"]: r["predicted"] for r in read_jsonl(baseline_dir / "test_predictions.jsonl")}
     errors = error_report(
-        gold, answers, baseline_answers, samples=settings.report.error_samples, seed=settings.report.seed
+        settings.task, gold, answers, baseline_answers, samples=settings.report.error_samples, seed=settings.report.seed
     )
     dpi = settings.reports.chart_dpi
     window = settings.train.reward_window
@@ -313,12 +330,13 @@ def report_flow(params_file: str = "params.yaml") -> list[dict]:
         comparison_bars(
             [(f"{r.method} ({r.model})", r.weighted_f1, r.source) for r in rows],
             title=f"Weighted F1 on the {tested['rows']}-row {tested['split']} split",
+            xlabel=f"weighted F1 (%) on the {tested['rows']}-row {tested['split']} set",
             path=out / "comparison.png",
             dpi=dpi,
         )
         arm_curves(
             curves(resolved),
-            reward_key="rewards/label_reward/mean",
+            reward_key=log_key(recorded_reward(settings.task)),
             validation_key="eval_greedy_weighted_f1",
             smooth=window,
             title="GRPO in each arm",

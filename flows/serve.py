@@ -49,6 +49,7 @@ def serve_flow(
             model_dir = arm.model(phase)
             with served_model(settings.serve, prof, model_dir, state / LOG_FILE, name) as server:
                 smoke = smoke_check(
+                    settings.task,
                     settings.split,
                     settings.serve.smoke_rows,
                     server,

@@ -22,10 +22,10 @@ def split_flow(params_file: str = "params.yaml") -> dict[str, str]:
     settings = read_settings(params_file)
     with mlflow_run(settings.tracking, settings.train.profile, "split", {"split": settings.split}):
         splits = split_rows(settings.data, settings.split)
-        report = data_report(splits)
+        report = data_report(splits, settings.task)
         for name, rows in splits.items():
             logger.info("%s: %d rows", name, len(rows))
-        outputs = write_splits(settings.split, settings.reports, splits, report)
+        outputs = write_splits(settings.task, settings.split, settings.reports, splits, report)
         mlflow.log_metrics({f"rows.{k}": v for k, v in report["rows"].items()})
         mlflow.log_artifact(outputs["report"], "split")
         mlflow.log_artifact(outputs["chart"], "split")

@@ -39,6 +39,7 @@ from people_relation.infra.io import (
 from people_relation.infra.paths import resolve_arm, split_file
 from people_relation.infra.tracking import flatten, mlflow_run, tracking_uri
 from people_relation.monitor import reward_summary, validation_summary
+from people_relation.rewards import reward_order
 from people_relation.settings import PRETRAINED, SCRATCH, profile_yaml
 from steps.train import (
     build_scratch_model,
@@ -76,13 +77,13 @@ def train_flow(params_file: str = "params.yaml", profile_name: str | None = None
 
         # 1. the start model: built here (CPU profile) and warmed up, or the hub model as it is
         if prof.model.source == SCRATCH:
-            results["model"] = build_scratch_model(settings.split, prof.model, paths.base)
+            results["model"] = build_scratch_model(settings.task, settings.split, prof.model, paths.base)
         elif prof.model.source == PRETRAINED:
             results["model"] = take_pretrained_model(settings.pretrain, paths.base)
         if "model" in results:
             mlflow.log_params({f"model.{k}": v for k, v in results["model"].items()})
         if prof.warmup.enabled:
-            warm_up(settings.split, prof.warmup, paths, active.info.run_id)
+            warm_up(settings.task, settings.split, prof.warmup, paths, active.info.run_id)
             results["warmup"], completions, answers["warmup"] = validate(arm, "warmup")
             log_validation("warmup", results["warmup"], completions)
 
@@ -102,7 +103,7 @@ def train_flow(params_file: str = "params.yaml", profile_name: str | None = None
         # 4. what happened during GRPO: reward and validation curves, the published step
         history = read_numeric_csv(paths.history)
         curve = read_numeric_csv(paths.validation_history)
-        results["reward"] = reward_summary(history, settings.train.reward_window)
+        results["reward"] = reward_summary(history, settings.train.reward_window, reward_order(settings.task))
         results["validation_curve"] = validation_summary(curve)
         results["published"] = read_json(paths.selection)
         if guard := results["published"].get("collapse_guard"):
@@ -115,6 +116,7 @@ def train_flow(params_file: str = "params.yaml", profile_name: str | None = None
         write_json(paths.metrics, results)
         write_validation_answers(paths.validation_answers, answers)
         charts = draw_charts(
+            settings.task,
             history,
             curve,
             name,

@@ -1,49 +1,56 @@
-"""Name-swap augmentation: the same sentence with other people in it.
+"""Name-swap augmentation: the same sentence with other names in it.
 
-Replacing both names (every occurrence) with names drawn from the rest of the data makes
-a small model learn the context of a relation rather than memorise who is related to whom.
+A task's mention fields (``occurs_in`` in its task file: the two people of the relation task)
+name something inside another field. Replacing every mention (each occurrence) with names
+drawn from the rest of the data makes a small model learn the context of a relation rather
+than memorise who is related to whom. A task without mention fields is never swapped.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from people_relation.dataset import Example
 
 
-def swappable(example: Example) -> bool:
-    """A row can be swapped when its two names are distinct and neither contains the other."""
-    p1, p2 = example.people1, example.people2
-    return p1 != p2 and p1 not in p2 and p2 not in p1
+def _apart(names: Sequence[str]) -> bool:
+    """Distinct, and none inside another."""
+    return all(a != b and a not in b for i, a in enumerate(names) for j, b in enumerate(names) if i != j)
 
 
-def swap_names(example: Example, names: Sequence[str], rng: random.Random) -> Example:
-    """``example`` with both people renamed to two other distinct names from ``names``."""
-    if not swappable(example):
+def mention_names(examples: Sequence[Example], mentions: Mapping[str, str]) -> list[str]:
+    """Every name the mention fields hold in ``examples``, sorted."""
+    return sorted({e[field] for e in examples for field in mentions})
+
+
+def swappable(example: Example, mentions: Mapping[str, str]) -> bool:
+    """A row can be swapped when it has mentions, all distinct and none containing another."""
+    return bool(mentions) and _apart([example[f] for f in mentions])
+
+
+def swap_names(example: Example, mentions: Mapping[str, str], names: Sequence[str], rng: random.Random) -> Example:
+    """``example`` with every mention renamed to other distinct names from ``names``
+    (``mentions``: mention field -> the field it occurs in)."""
+    if not swappable(example, mentions):
         return example
+    fields = list(mentions)
+    old = [example[f] for f in fields]
     for _ in range(20):
-        new1, new2 = rng.sample(list(names), 2) if len(names) > 1 else (example.people1, example.people2)
-        if (
-            new1 != new2
-            and new1 not in new2
-            and new2 not in new1
-            and {new1, new2}.isdisjoint({example.people1, example.people2})
-        ):
+        new = rng.sample(list(names), len(fields)) if len(names) > len(fields) - 1 else old
+        if _apart(new) and set(new).isdisjoint(old):
             break
     else:
         return example
-    placeholder1, placeholder2 = "\x00", "\x01"
-    text = example.text.replace(example.people1, placeholder1).replace(example.people2, placeholder2)
-    if new1 in text or new2 in text:
-        return example
-    text = text.replace(placeholder1, new1).replace(placeholder2, new2)
-    return Example(
-        id=example.id,
-        split=example.split,
-        line=example.line,
-        text=text,
-        people1=new1,
-        people2=new2,
-        label=example.label,
-    )
+    changes = {f: n for f, n in zip(fields, new, strict=True)}
+    for holder in dict.fromkeys(mentions.values()):
+        text = example[holder]
+        mine = [i for i, f in enumerate(fields) if mentions[f] == holder]
+        for i in mine:
+            text = text.replace(old[i], chr(i))
+        if any(new[i] in text for i in mine):
+            return example
+        for i in mine:
+            text = text.replace(chr(i), new[i])
+        changes[holder] = text
+    return example.with_inputs(**changes)

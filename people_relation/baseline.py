@@ -1,7 +1,8 @@
 """The classical baseline: character n-gram TF-IDF and a linear SVM, names masked.
 
-Masking the two people (``P1``/``P2`` placeholders, one character each) makes the model
-learn the words around them, as the neural models must, instead of memorising names.
+The features are the text (the first input field) with the task's mention fields masked
+(``①``, ``②``... one character each): the model learns the words around the names, as the
+neural models must, instead of memorising names. Unmasked, every input field is read.
 """
 
 from __future__ import annotations
@@ -14,21 +15,21 @@ from sklearn.svm import LinearSVC
 
 from people_relation.dataset import Example
 
-PERSON1, PERSON2 = "\u2460", "\u2461"  # ① ②: characters that never occur in the data
+MARKS = "\u2460\u2461\u2462\u2463\u2464\u2465\u2466\u2467\u2468\u2469"  # ① ② ...: never in the data
 
 
-def masked_text(example: Example) -> str:
-    """The text with people1 and people2 replaced (longer name first, so a name inside
-    the other is not cut in two)."""
-    pairs = sorted(((example.people1, PERSON1), (example.people2, PERSON2)), key=lambda p: -len(p[0]))
-    text = example.text
+def masked_text(example: Example, mentions: Sequence[str]) -> str:
+    """The text with each mention replaced by its mark (longer name first, so a name inside
+    another is not cut in two)."""
+    pairs = sorted(((example[f], MARKS[i]) for i, f in enumerate(mentions)), key=lambda p: -len(p[0]))
+    text = example.key[0]
     for name, mark in pairs:
         text = text.replace(name, mark)
     return text
 
 
-def features_text(example: Example, mask_names: bool) -> str:
-    return masked_text(example) if mask_names else f"{example.text}|{example.people1}|{example.people2}"
+def features_text(example: Example, mask_names: bool, mentions: Sequence[str]) -> str:
+    return masked_text(example, mentions) if mask_names else "|".join(example.key)
 
 
 def build_pipeline(ngram_min: int, ngram_max: int, c: float, seed: int) -> Pipeline:
@@ -41,6 +42,7 @@ def build_pipeline(ngram_min: int, ngram_max: int, c: float, seed: int) -> Pipel
 
 
 def fit_predict(
+    mentions: Sequence[str],
     train: Sequence[Example],
     evaluate: Sequence[Sequence[Example]],
     ngram_min: int,
@@ -49,7 +51,8 @@ def fit_predict(
     mask_names: bool,
     seed: int,
 ) -> list[list[str]]:
-    """Fit on ``train``; the predicted labels of each sequence in ``evaluate``."""
+    """Fit on ``train``; the predicted labels of each sequence in ``evaluate`` (``mentions``:
+    the task's mention fields, masked when ``mask_names``)."""
     model = build_pipeline(ngram_min, ngram_max, c, seed)
-    model.fit([features_text(e, mask_names) for e in train], [e.label for e in train])
-    return [list(model.predict([features_text(e, mask_names) for e in rows])) for rows in evaluate]
+    model.fit([features_text(e, mask_names, mentions) for e in train], [e.label for e in train])
+    return [list(model.predict([features_text(e, mask_names, mentions) for e in rows])) for rows in evaluate]

@@ -1,12 +1,12 @@
 """Batch predictions: a file of sentences in the data's layout in, one answer per row out.
 
-The input is CSV (header ``text,people1,people2``, optionally ``label``) or JSONL (one
-object a line with those keys). Every row is checked as a single query is (empty fields,
-names not in the sentence, over-long text, chat-template control tokens): a bad row gets
-its error in the output and the others go on. With a ``label`` column, the answers are
+The input is CSV (a header naming the task's input fields, optionally ``label``) or JSONL
+(one object a line with those keys). Every row is checked as a single query is (empty
+fields, names not in the sentence, over-long text, chat-template control tokens): a bad row
+gets its error in the output and the others go on. With a ``label`` column, the answers are
 scored against it.
 
-Resuming: a row's answer is keyed by what the model sees (the text and the ordered pair),
+Resuming: a row's answer is keyed by what the model sees (its input values, in order),
 so a re-run over the same or an edited file asks only the rows without an answer yet,
 whichever of the output file or its ``.partial`` journal holds it.
 """
@@ -24,31 +24,22 @@ from typing import Any
 
 from people_relation.dataset import Example
 from people_relation.errors import RefusedInput
-from people_relation.labels import LABELS, is_label
 from people_relation.metrics import scores
-from people_relation.parsing import parse_completion
 from people_relation.query import QueryError, make_query
+from people_relation.task import Task
 
-INPUT_COLUMNS: tuple[str, ...] = ("text", "people1", "people2")
 GOLD = "label"
 FORMATS = {".csv": "csv", ".jsonl": "jsonl"}
 # status of an output row: answered; invalid (the row was refused before any request);
 # rejected (the server refused the request, e.g. a prompt over the model's length)
 ANSWERED, INVALID, REJECTED = "answered", "invalid", "rejected"
 FINAL = (ANSWERED, REJECTED)  # kept on a re-run; invalid rows are checked again
-OUTPUT_FIELDS: tuple[str, ...] = (
-    "row",
-    "text",
-    "people1",
-    "people2",
-    "gold",
-    "label",
-    "format_ok",
-    "reasoning",
-    "completion",
-    "status",
-    "error",
-)
+ANSWER_FIELDS: tuple[str, ...] = ("gold", "label", "format_ok", "reasoning", "completion", "status", "error")
+
+
+def output_fields(task: Task) -> tuple[str, ...]:
+    """The columns of an output file: the row number, the task's input fields, the answer."""
+    return ("row", *task.fields, *ANSWER_FIELDS)
 
 
 class BatchError(RefusedInput):
@@ -57,24 +48,23 @@ class BatchError(RefusedInput):
 
 @dataclass(frozen=True)
 class BatchRow:
-    """One input row: its number (1 = the first data row), the query, its gold label."""
+    """One input row: its number (1 = the first data row), its inputs as given (stripped),
+    the query, its gold label."""
 
     row: int
-    text: str
-    people1: str
-    people2: str
+    inputs: dict[str, str]
     gold: str | None
     query: Example | None  # None when the row is invalid
     error: str | None
 
     @property
     def key(self) -> str:
-        return row_key(self.text, self.people1, self.people2)
+        return row_key(list(self.inputs.values()))
 
 
-def row_key(text: str, people1: str, people2: str) -> str:
-    """What identifies an answer: the text and the ordered pair, as the model sees them."""
-    return hashlib.sha256(json.dumps([text, people1, people2], ensure_ascii=False).encode()).hexdigest()[:20]
+def row_key(values: Sequence[str]) -> str:
+    """What identifies an answer: the input values, in order, as the model sees them."""
+    return hashlib.sha256(json.dumps(list(values), ensure_ascii=False).encode()).hexdigest()[:20]
 
 
 def file_format(path: Path, role: str) -> str:
@@ -86,7 +76,7 @@ def file_format(path: Path, role: str) -> str:
         ) from None
 
 
-def read_table(path: Path) -> tuple[list[dict[str, Any] | str], bool]:
+def read_table(path: Path, task: Task) -> tuple[list[dict[str, Any] | str], bool]:
     """The rows of a CSV or JSONL file as dicts (a row that cannot be read is its error
     message instead), and whether the file has a ``label`` column."""
     kind = file_format(path, "input")
@@ -99,17 +89,17 @@ def read_table(path: Path) -> tuple[list[dict[str, Any] | str], bool]:
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
         raise BatchError(f"{path}: line {line}: not valid UTF-8; re-save the file as UTF-8") from None
-    return _read_csv(content, path) if kind == "csv" else _read_jsonl(content)
+    return _read_csv(content, path, task) if kind == "csv" else _read_jsonl(content)
 
 
-def _read_csv(content: str, path: Path) -> tuple[list[dict[str, Any] | str], bool]:
+def _read_csv(content: str, path: Path, task: Task) -> tuple[list[dict[str, Any] | str], bool]:
     reader = csv.reader(io.StringIO(content, newline=""))
     header = [h.strip() for h in next(reader, [])]
-    missing = [c for c in INPUT_COLUMNS if c not in header]
+    missing = [c for c in task.fields if c not in header]
     if missing:
         raise BatchError(
             f"{path}: line 1: the header {','.join(header)!r} lacks {', '.join(missing)}; "
-            f"expected {','.join(INPUT_COLUMNS)} (and optionally {GOLD})"
+            f"expected {','.join(task.fields)} (and optionally {GOLD})"
         )
     rows: list[dict[str, Any] | str] = []
     try:
@@ -139,33 +129,30 @@ def _read_jsonl(content: str) -> tuple[list[dict[str, Any] | str], bool]:
     return rows, any(isinstance(r, dict) and GOLD in r for r in rows)
 
 
-def batch_rows(table: Iterable[dict[str, Any] | str], has_gold: bool, max_chars: int) -> list[BatchRow]:
+def batch_rows(task: Task, table: Iterable[dict[str, Any] | str], has_gold: bool, max_chars: int) -> list[BatchRow]:
     """Every input row checked as a query; a bad one carries its error."""
     out = []
     for number, row in enumerate(table, start=1):
         if isinstance(row, str):
-            out.append(BatchRow(number, "", "", "", None, None, row))
+            out.append(BatchRow(number, dict.fromkeys(task.fields, ""), None, None, row))
             continue
-        values = {c: row.get(c) for c in (*INPUT_COLUMNS, GOLD)}
-        wrong_type = [c for c in INPUT_COLUMNS if not isinstance(values[c], str)]
-        text, p1, p2 = (v.strip() if isinstance(v, str) else "" for v in (values[c] for c in INPUT_COLUMNS))
-        gold = values[GOLD].strip() if has_gold and isinstance(values[GOLD], str) else None
-        problems = [f"{c} must be a string" for c in wrong_type if values[c] is not None]
+        inputs = {c: v.strip() if isinstance(v := row.get(c), str) else "" for c in task.fields}
+        gold = row[GOLD].strip() if has_gold and isinstance(row.get(GOLD), str) else None
+        problems = []
         query = None
-        if not problems:
-            try:
-                query = make_query(text, p1, p2, max_chars)
-            except QueryError as err:
-                problems.append(str(err))
-        if has_gold and not (gold and is_label(gold)):
-            problems.append(f"label {values[GOLD]!r} is not one of the 14 labels ({', '.join(LABELS)})")
+        try:
+            query = make_query(task, {c: row.get(c) for c in task.fields}, max_chars)
+        except QueryError as err:
+            problems.append(str(err))
+        if has_gold and (problem := task.label_problem(gold or row.get(GOLD))):
+            problems.append(problem)
         error = "; ".join(problems) or None
-        out.append(BatchRow(number, text, p1, p2, gold, None if error else query, error))
+        out.append(BatchRow(number, inputs, gold, None if error else query, error))
     return out
 
 
-def answered_record(row: BatchRow, completion: str) -> dict[str, Any]:
-    parsed = parse_completion(completion)
+def answered_record(task: Task, row: BatchRow, completion: str) -> dict[str, Any]:
+    parsed = task.parse(completion)
     return _record(
         row,
         label=parsed.label,
@@ -181,12 +168,11 @@ def error_record(row: BatchRow, status: str, error: str) -> dict[str, Any]:
 
 
 def _record(row: BatchRow, **values: Any) -> dict[str, Any]:
-    base = dict.fromkeys(OUTPUT_FIELDS) | {"row": row.row, "gold": row.gold}
-    base |= {"text": row.text, "people1": row.people1, "people2": row.people2}
+    base = {"row": row.row, **row.inputs} | dict.fromkeys(ANSWER_FIELDS) | {"gold": row.gold}
     return base | values
 
 
-def read_answers(paths: Sequence[Path]) -> dict[str, dict[str, Any]]:
+def read_answers(task: Task, paths: Sequence[Path]) -> dict[str, dict[str, Any]]:
     """Final answers (answered or rejected rows) already in ``paths``, by row key; a torn or
     foreign line is skipped (its row is asked again)."""
     done: dict[str, dict[str, Any]] = {}
@@ -195,19 +181,19 @@ def read_answers(paths: Sequence[Path]) -> dict[str, dict[str, Any]]:
             continue
         try:
             table, _ = (
-                read_table(path) if path.suffix != ".partial" else _read_jsonl(path.read_text("utf-8", "replace"))
+                read_table(path, task) if path.suffix != ".partial" else _read_jsonl(path.read_text("utf-8", "replace"))
             )
         except BatchError:
             continue
         for r in table:
-            if isinstance(r, dict) and r.get("status") in FINAL and set(INPUT_COLUMNS) <= r.keys():
-                done[row_key(r["text"], r["people1"], r["people2"])] = _typed(r)
+            if isinstance(r, dict) and r.get("status") in FINAL and set(task.fields) <= r.keys():
+                done[row_key([r[f] for f in task.fields])] = _typed(r, output_fields(task))
     return done
 
 
-def _typed(record: dict[str, Any]) -> dict[str, Any]:
+def _typed(record: dict[str, Any], fields: Sequence[str]) -> dict[str, Any]:
     """A record read back from CSV has strings only: empty is None, the flag a bool."""
-    out = {k: (None if v == "" else v) for k, v in record.items() if k in OUTPUT_FIELDS}
+    out = {k: (None if v == "" else v) for k, v in record.items() if k in fields}
     if isinstance(out.get("format_ok"), str):
         out["format_ok"] = out["format_ok"] == "True"
     return out
@@ -227,9 +213,9 @@ def results(rows: Sequence[BatchRow], done: dict[str, dict[str, Any]]) -> list[d
     return out
 
 
-def write_table(path: Path, records: Sequence[dict[str, Any]], with_gold: bool) -> None:
+def write_table(path: Path, records: Sequence[dict[str, Any]], with_gold: bool, task: Task) -> None:
     """``records`` as CSV or JSONL (by the suffix), written whole and then moved into place."""
-    fields = [f for f in OUTPUT_FIELDS if with_gold or f != "gold"]
+    fields = [f for f in output_fields(task) if with_gold or f != "gold"]
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", encoding="utf-8", newline="") as fh:
         if file_format(path, "output") == "csv":
@@ -242,7 +228,9 @@ def write_table(path: Path, records: Sequence[dict[str, Any]], with_gold: bool) 
     tmp.replace(path)
 
 
-def summary(rows: Sequence[BatchRow], records: Sequence[dict[str, Any] | None], has_gold: bool) -> dict[str, Any]:
+def summary(
+    task: Task, rows: Sequence[BatchRow], records: Sequence[dict[str, Any] | None], has_gold: bool
+) -> dict[str, Any]:
     """Counts of the batch and, with gold labels, the scores of the answered rows (a
     rejected row counts as a wrong answer; rows not answered yet are not scored)."""
     final = [r for r in records if r is not None]
@@ -259,5 +247,5 @@ def summary(rows: Sequence[BatchRow], records: Sequence[dict[str, Any] | None], 
         scored = [r for r in final if r["status"] in FINAL]
         out["scored_rows"] = len(scored)
         if scored:
-            out |= scores([r["gold"] for r in scored], [r["label"] for r in scored])
+            out |= scores(task.labels, [r["gold"] for r in scored], [r["label"] for r in scored])
     return out

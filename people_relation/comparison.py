@@ -1,6 +1,6 @@
 """The F1 comparison: every arm this project ran (each a training profile: its models on
 the test split), a classical baseline measured here, and the published results on the
-same 776-row test set (quoted from the data README, not re-run); and the error analysis
+same test set (the task file's ``published``, quoted, not re-run); and the error analysis
 of those models, as the published write-up did for its own."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from people_relation.labels import LABELS
 from people_relation.metrics import normalise_prediction, per_label_f1, scores
 from people_relation.predictions import scored_answer
+from people_relation.task import Task
 
 Interval = tuple[float, float]
 
@@ -27,35 +27,29 @@ class Row:
     validation_ci: Interval | None = None  # the same for validation_f1
 
 
-# Weighted F1 on the published 776-row test set, as the data README lists them.
-PUBLISHED: tuple[Row, ...] = (
-    Row("BERT features + BiGRU + attention", "BiGRU+Attention", 0.7897, "published"),
-    Row("BERT [CLS] fine-tuning", "BERT", 0.8269, "published"),
-    Row("R-BERT", "chinese-roberta-wwm-ext", 0.8535, "published"),
-    Row("R-BERT", "chinese-roberta-wwm-ext-large", 0.8722, "published"),
-    Row("QLoRA SFT (max_seq_length 256, 5 epochs)", "Baichuan-7B", 0.8825, "published"),
-    Row("QLoRA SFT (max_seq_length 256, 10 epochs)", "Baichuan-7B", 0.8915, "published"),
-    Row("GRPO, pure RL, 500 steps, 4xA800, DeepSpeed ZeRO-3", "Qwen2.5-7B-Instruct", 0.8884, "published"),
-)
+def published_rows(task: Task) -> list[Row]:
+    """The task's published results on the same test set (its task file's ``published``)."""
+    return [Row(r.method, r.model, r.weighted_f1, "published") for r in task.published]
 
 
-def method_name(phase: str, warmup_labels: str | None) -> str:
+def method_name(phase: str, warmup_labels: str | None, prior: str = "prior") -> str:
     """What a model of an arm is, in the table's words: ``phase`` is base, warmup or grpo;
-    ``warmup_labels`` the arm's warm-up targets (gold, random, or None without a warm-up)."""
+    ``warmup_labels`` the arm's warm-up targets (gold, random, prior, or None without a
+    warm-up); ``prior`` what the task's prior is called (``keyword rules``)."""
     if phase == "base":
         return "no training"
     if phase == "warmup":
         return {
             "gold": "supervised warm-up",
             "random": "format warm-up (random labels)",
-            "keywords": "warm-up on the keyword rules' answers (no gold label)",
+            "prior": f"warm-up on the {prior}' answers (no gold label)",
         }.get(warmup_labels or "", "warm-up")
     if warmup_labels == "gold":
         return "supervised warm-up + GRPO"
     if warmup_labels == "random":
         return "pure RL: GRPO after a random-label warm-up"
-    if warmup_labels == "keywords":
-        return "GRPO after the keyword-rules warm-up (gold labels only in the rewards)"
+    if warmup_labels == "prior":
+        return f"GRPO after the {prior.replace(' ', '-')} warm-up (gold labels only in the rewards)"
     return "pure RL: GRPO"
 
 
@@ -80,7 +74,7 @@ class ArmModel:
 def comparison_rows(
     models: Sequence[ArmModel],
     baselines: Sequence[Row] = (),
-    published: Sequence[Row] = PUBLISHED,
+    published: Sequence[Row] = (),
 ) -> list[Row]:
     """All rows, best test weighted F1 first: this project's models, the ``baselines``
     measured here, and the published results."""
@@ -154,6 +148,7 @@ def _cell(text: str) -> str:
 
 
 def error_report(
+    task: Task,
     gold: Mapping[str, Mapping[str, str]],
     answers: Mapping[str, Mapping[str, Mapping[str, object]]],
     baseline: Mapping[str, str] | None,
@@ -165,39 +160,47 @@ def error_report(
     beats the majority answer (and the baseline) gives the same wrong label (candidates
     for label noise; a model answering one label for every row would agree with nothing).
 
-    ``gold`` maps a row id to its row (text, people1, people2, label); ``answers`` a model
+    ``gold`` maps a row id to its row (the task's input fields and label); ``answers`` a model
     name to its prediction records by row id (``answer``, ``valid``, ``think``);
-    ``baseline`` a row id to the baseline's label.
+    ``baseline`` a row id to the baseline's label. A row shows its first input field (the
+    text) and the others, comma-separated.
     """
     ids = list(gold)
     labels = [gold[i]["label"] for i in ids]
-    predicted = {name: [normalise_prediction(scored_answer(r[i])) for i in ids] for name, r in answers.items()}
+    known = task.labels
+    predicted = {name: [normalise_prediction(known, scored_answer(r[i])) for i in ids] for name, r in answers.items()}
     if baseline is not None:
         predicted["baseline"] = [baseline[i] for i in ids]
     names = list(predicted)
-    f1 = {name: per_label_f1(labels, predicted[name]) for name in names}
-    support = {label: labels.count(label) for label in LABELS}
+    f1 = {name: per_label_f1(known, labels, predicted[name]) for name in names}
+    support = {label: labels.count(label) for label in known}
+    text, *others = task.fields
+    other = ", ".join(others)
+
+    def shown(row: Mapping[str, str]) -> str:
+        return f"{_cell(row[text])} | {', '.join(_cell(row[f]) for f in others)}"
+
     out = [f"# Error analysis on {len(ids)} test rows", "", "## F1 per label", ""]
     out += ["| label | rows | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
     out += [
-        f"| {label} | {support[label]} | " + " | ".join(f"{f1[n][label]:.3f}" for n in names) + " |" for label in LABELS
+        f"| {label} | {support[label]} | " + " | ".join(f"{f1[n][label]:.3f}" for n in names) + " |" for label in known
     ]
     rng = random.Random(seed)
     for name, records in answers.items():
         right = [i for i, p in zip(ids, predicted[name], strict=True) if p == gold[i]["label"]]
         wrong = [i for i, p in zip(ids, predicted[name], strict=True) if p != gold[i]["label"]]
         out += ["", f"## {name}: {len(right)} right, {len(wrong)} wrong", ""]
-        out += ["| | sentence | people | gold | answer | reasoning |", "|---|---|---|---|---|---|"]
+        out += [f"| | {text} | {other} | gold | answer | reasoning |", "|---|---|---|---|---|---|"]
         for verdict, pool in (("right", right), ("wrong", wrong)):
             for i in sorted(rng.sample(pool, min(samples, len(pool)))):
                 row, record = gold[i], records[i]
                 out.append(
-                    f"| {verdict} | {_cell(row['text'])} | {row['people1']}, {row['people2']} | {row['label']} "
+                    f"| {verdict} | {shown(row)} | {row['label']} "
                     f"| {_cell(str(record.get('answer') or '(invalid)'))} | {_cell(str(record.get('think') or ''))} |"
                 )
     majority = max(set(labels), key=labels.count)
-    floor = scores(labels, [majority] * len(labels))["weighted_f1"]
-    judges = [n for n in names if scores(labels, predicted[n])["weighted_f1"] > floor]
+    floor = scores(known, labels, [majority] * len(labels))["weighted_f1"]
+    judges = [n for n in names if scores(known, labels, predicted[n])["weighted_f1"] > floor]
     agreed = [
         i
         for k, i in enumerate(ids)
@@ -213,9 +216,9 @@ def error_report(
         "",
     ]
     if agreed:
-        out += ["| row | sentence | people | gold | all answer |", "|---|---|---|---|---|"]
+        out += [f"| row | {text} | {other} | gold | all answer |", "|---|---|---|---|---|"]
         out += [
-            f"| {i} | {_cell(gold[i]['text'])} | {gold[i]['people1']}, {gold[i]['people2']} | {gold[i]['label']} "
+            f"| {i} | {shown(gold[i])} | {gold[i]['label']} "
             f"| {predicted[judges[0]][ids.index(i)]} |"
             for i in agreed
         ]

@@ -1,6 +1,8 @@
-"""Read and validate the dataset: CSV files in the hub's layout, or rows from any source.
+"""Read and validate a task's data: CSV files (a header naming the task's input fields and
+``label``), or rows from any source.
 
-Every row is checked (header, non-empty fields, both names in the text, a known label).
+Every row is checked against the task (header, non-empty fields, a name in its text where
+the task says so, a known label, no chat-template control token).
 Problems are collected across the whole file and raised together as :class:`DataError`,
 each naming the file, the line and what is wrong, so one run shows everything to fix.
 """
@@ -11,14 +13,14 @@ import csv
 import hashlib
 import io
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from people_relation.errors import PermanentError
-from people_relation.labels import LABELS, is_label
-from people_relation.prompt import control_token_problem
+from people_relation.task import LABEL, Task
 
-COLUMNS: tuple[str, ...] = ("text", "people1", "people2", "label")
+META: tuple[str, ...] = ("id", "split", "line")  # what a written row carries besides its inputs and label
 SPLITS: tuple[str, ...] = ("train", "test")
 MAX_PROBLEMS_SHOWN = 20
 
@@ -29,21 +31,39 @@ class DataError(PermanentError):
 
 @dataclass(frozen=True)
 class Example:
+    """One row: where it comes from, its input fields (in the task's order) and its gold label
+    (empty for a query)."""
+
     id: str
     split: str
     line: int
-    text: str
-    people1: str
-    people2: str
+    inputs: Mapping[str, str]
     label: str
 
+    __hash__ = None  # type: ignore[assignment]  # the inputs are a dict
+
+    def __getitem__(self, field: str) -> str:
+        return self.inputs[field]
+
     @property
-    def key(self) -> tuple[str, str, str]:
-        """What the model sees: the text and the ordered pair of people."""
-        return (self.text, self.people1, self.people2)
+    def key(self) -> tuple[str, ...]:
+        """What the model sees: the input values, in order."""
+        return tuple(self.inputs.values())
+
+    def with_inputs(self, **changes: str) -> Example:
+        return replace(self, inputs={**self.inputs, **changes})
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        """The row as written: id, split, line, the input fields, then the label."""
+        return {"id": self.id, "split": self.split, "line": self.line, **self.inputs, LABEL: self.label}
+
+    @classmethod
+    def from_dict(cls, row: Mapping[str, Any]) -> Example:
+        """A row as :meth:`to_dict` writes it: every key but id, split, line and label is an input."""
+        inputs = {k: str(v) for k, v in row.items() if k not in META and k != LABEL}
+        return cls(
+            id=str(row["id"]), split=str(row["split"]), line=int(row["line"]), inputs=inputs, label=str(row[LABEL])
+        )
 
 
 def _format_problems(where: str, problems: list[str]) -> str:
@@ -55,22 +75,21 @@ def _format_problems(where: str, problems: list[str]) -> str:
     return "\n".join(lines)
 
 
-def row_problems(row: Mapping[str, object]) -> list[str]:
+def columns(task: Task) -> tuple[str, ...]:
+    """The columns of a data file of ``task``: its input fields, then ``label``."""
+    return (*task.fields, LABEL)
+
+
+def row_problems(row: Mapping[str, object], task: Task) -> list[str]:
     """What is wrong with one row (empty list when it is valid)."""
-    problems = []
-    for column in COLUMNS:
-        value = row.get(column)
-        if value is None or not isinstance(value, str) or not value.strip():
-            problems.append(f"column {column!r} is empty")
+    problems = [
+        f"column {c!r} is empty" for c in columns(task) if not isinstance(row.get(c), str) or not str(row[c]).strip()
+    ]
     if problems:
         return problems
-    text, p1, p2, label = (str(row[c]) for c in COLUMNS)
-    for column, name in (("people1", p1), ("people2", p2)):
-        if name not in text:
-            problems.append(f"{column} {name!r} does not occur in the text")
-    if not is_label(label):
-        problems.append(f"label {label!r} is not one of the 14 labels ({', '.join(LABELS)})")
-    problems += [m for c, v in (("text", text), ("people1", p1), ("people2", p2)) if (m := control_token_problem(c, v))]
+    problems = task.input_problems(row)
+    if problem := task.label_problem(row[LABEL]):
+        problems.append(problem)
     return problems
 
 
@@ -78,6 +97,7 @@ def validate_rows(
     rows: Iterable[tuple[int, Mapping[str, object]]],
     split: str,
     where: str,
+    task: Task,
     problems: list[str] | None = None,
 ) -> list[Example]:
     """Turn ``(line, row)`` pairs into examples, or raise one DataError listing every bad row.
@@ -88,7 +108,7 @@ def validate_rows(
     examples: list[Example] = []
     problems = list(problems or [])
     for line, row in rows:
-        bad = row_problems(row)
+        bad = row_problems(row, task)
         if bad:
             problems.extend(f"line {line}: {p}" for p in bad)
             continue
@@ -97,10 +117,8 @@ def validate_rows(
                 id=f"{split}-{len(examples) + 1:05d}",
                 split=split,
                 line=line,
-                text=str(row["text"]),
-                people1=str(row["people1"]),
-                people2=str(row["people2"]),
-                label=str(row["label"]),
+                inputs={f: str(row[f]) for f in task.fields},
+                label=str(row[LABEL]),
             )
         )
     if problems:
@@ -115,10 +133,10 @@ def _line_of(problem: str) -> int:
     return int(head[5:]) if head.startswith("line ") and head[5:].isdigit() else 0
 
 
-def decode_csv_bytes(raw: bytes, where: str) -> str:
+def decode_csv_bytes(raw: bytes, where: str, task: Task) -> str:
     """UTF-8 text of a CSV file (a byte-order mark is allowed), or a DataError naming the line."""
     if not raw.strip():
-        raise DataError(f"{where}: the file is empty; expected a header {','.join(COLUMNS)} and data rows")
+        raise DataError(f"{where}: the file is empty; expected a header {','.join(columns(task))} and data rows")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -129,21 +147,23 @@ def decode_csv_bytes(raw: bytes, where: str) -> str:
         ) from None
 
 
-def parse_csv_text(content: str, split: str, where: str) -> list[Example]:
-    """Validate CSV text with the header ``text,people1,people2,label``."""
+def parse_csv_text(content: str, split: str, where: str, task: Task) -> list[Example]:
+    """Validate CSV text whose header names the task's input fields and ``label`` (other
+    columns are ignored)."""
+    expected = columns(task)
     reader = csv.reader(io.StringIO(content, newline=""))
     try:
         header = next(reader)
     except StopIteration:
-        raise DataError(f"{where}: the file is empty; expected a header {','.join(COLUMNS)}") from None
+        raise DataError(f"{where}: the file is empty; expected a header {','.join(expected)}") from None
     header = [h.strip() for h in header]
-    missing = [c for c in COLUMNS if c not in header]
+    missing = [c for c in expected if c not in header]
     if missing:
         raise DataError(
             f"{where}: line 1: header {','.join(header)!r} lacks column(s) {', '.join(missing)}; "
-            f"expected {','.join(COLUMNS)}"
+            f"expected {','.join(expected)} (the task's input fields and label)"
         )
-    index = {c: header.index(c) for c in COLUMNS}
+    index = {c: header.index(c) for c in expected}
     rows: list[tuple[int, Mapping[str, object]]] = []
     problems: list[str] = []
     line = reader.line_num + 1
@@ -157,7 +177,7 @@ def parse_csv_text(content: str, split: str, where: str) -> list[Example]:
             else:
                 rows.append((line, {c: record[i] for c, i in index.items()}))
         line = reader.line_num + 1
-    return validate_rows(rows, split, where, problems)
+    return validate_rows(rows, split, where, task, problems)
 
 
 def _records(reader: csv._reader, where: str) -> Iterable[list[str]]:
@@ -167,30 +187,30 @@ def _records(reader: csv._reader, where: str) -> Iterable[list[str]]:
         raise DataError(f"{where}: line {reader.line_num}: malformed CSV ({err})") from None
 
 
-def read_csv_file(path: Path, split: str) -> tuple[list[Example], str]:
+def read_csv_file(path: Path, split: str, task: Task) -> tuple[list[Example], str]:
     """Validated examples of one CSV file and the SHA-256 of its bytes."""
     where = str(path)
     try:
         raw = path.read_bytes()
     except OSError as err:
         raise DataError(f"{where}: cannot read the file ({err.strerror})") from None
-    examples = parse_csv_text(decode_csv_bytes(raw, where), split, where)
+    examples = parse_csv_text(decode_csv_bytes(raw, where, task), split, where, task)
     return examples, hashlib.sha256(raw).hexdigest()
 
 
-def label_balanced(examples: list[Example], seed: int) -> list[Example]:
+def label_balanced(examples: list[Example], seed: int, labels: list[str]) -> list[Example]:
     """As many rows as ``examples``, drawn with replacement so that every label present
     is equally frequent (a label first, uniformly, then one of its rows), in a seeded order.
 
     Training prompts in their natural proportions pull a policy towards the majority label
     (the context-free way to earn the label reward); balanced, no label is worth more than
-    another unless the sentence says so. The rewards are unchanged.
+    another unless the sentence says so. The rewards are unchanged. ``labels``: the task's, in order.
     """
     import random
 
     by_label: dict[str, list[Example]] = {}
     for e in examples:
         by_label.setdefault(e.label, []).append(e)
-    labels = sorted(by_label, key=LABELS.index)
+    labels = [lab for lab in labels if lab in by_label]
     rng = random.Random(seed)
     return [rng.choice(by_label[rng.choice(labels)]) for _ in examples]

@@ -1,4 +1,4 @@
-"""Where the two people of a query occur in its sentence, to show them highlighted.
+"""Where the names of a query (its task's mention fields) occur in its sentence, to show them highlighted.
 
 Pure functions, so the demo page (``apps/demo.py``) only renders and the rules (overlaps,
 one name inside the other, HTML escaping) are tested without a browser.
@@ -7,33 +7,33 @@ one name inside the other, HTML escaping) are tested without a browser.
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from dataclasses import dataclass
-
-PEOPLE = (1, 2)
 
 
 @dataclass(frozen=True)
 class Span:
-    """``text[start:end]`` is a mention of person 1 or person 2."""
+    """``text[start:end]`` is a mention of name ``person`` (1, 2, ...)."""
 
     start: int
     end: int
     person: int
 
 
-def name_spans(text: str, people1: str, people2: str) -> list[Span]:
-    """Every mention of ``people1`` and ``people2`` in ``text``, left to right, never overlapping.
+def name_spans(text: str, names: Sequence[str]) -> list[Span]:
+    """Every mention of each of ``names`` in ``text`` (name 1, 2, ...), left to right, never
+    overlapping.
 
-    Where both names match at one place (one holds the other, 张三 and 张三丰) the longer
-    one wins, so a name is never marked half; when both names are the same, the mentions are
-    person 1's. An empty name matches nothing.
+    Where two names match at one place (one holds the other, 张三 and 张三丰) the longer
+    one wins, so a name is never marked half; when two names are the same, the mentions are
+    the first's. An empty name matches nothing.
     """
-    given = [(name, person) for person, name in zip(PEOPLE, (people1, people2), strict=True) if name]
-    names = sorted(given, key=lambda pair: -len(pair[0]))  # stable: person 1 first on equal length
+    given = [(name, person) for person, name in enumerate(names, start=1) if name]
+    ordered = sorted(given, key=lambda pair: -len(pair[0]))  # stable: name 1 first on equal length
     spans: list[Span] = []
     pos = 0
     while pos < len(text):
-        match = next(((name, person) for name, person in names if text.startswith(name, pos)), None)
+        match = next(((name, person) for name, person in ordered if text.startswith(name, pos)), None)
         if match is None:
             pos += 1
             continue

@@ -15,34 +15,34 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from people_relation.labels import LABELS
+from people_relation.rewards import log_key
 
 
-def answer_shares(answers: Sequence[str | None]) -> dict[str, float]:
+def answer_shares(labels: Sequence[str], answers: Sequence[str | None]) -> dict[str, float]:
     """Share of all answers (invalid ones included in the total) per label, for the
     labels answered at least once."""
-    counts = Counter(a for a in answers if a in LABELS)
+    counts = Counter(a for a in answers if a in labels)
     return {label: n / len(answers) for label, n in counts.items()} if answers else {}
 
 
-def answer_entropy(answers: Sequence[str | None]) -> float:
-    """Entropy of the distribution of valid answers over the 14 labels, divided by its
+def answer_entropy(labels: Sequence[str], answers: Sequence[str | None]) -> float:
+    """Entropy of the distribution of valid answers over the labels, divided by its
     maximum: 1 when every label is answered equally often, 0 when one label takes all
     (or nothing valid was answered)."""
-    counts = Counter(a for a in answers if a in LABELS)
+    counts = Counter(a for a in answers if a in labels)
     total = sum(counts.values())
-    if total == 0:
+    if total == 0 or len(labels) < 2:
         return 0.0
     h = -sum(n / total * math.log(n / total) for n in counts.values())
-    return h / math.log(len(LABELS))
+    return h / math.log(len(labels))
 
 
-def answer_summary(answers: Sequence[str | None]) -> dict[str, float]:
+def answer_summary(labels: Sequence[str], answers: Sequence[str | None]) -> dict[str, float]:
     """Top label's share, entropy and how many distinct labels were answered."""
-    shares = answer_shares(answers)
+    shares = answer_shares(labels, answers)
     return {
         "top_share": max(shares.values(), default=0.0),
-        "entropy": answer_entropy(answers),
+        "entropy": answer_entropy(labels, answers),
         "labels_answered": float(len(shares)),
     }
 
@@ -85,8 +85,9 @@ def collapsed_label(over: Sequence[str | None], rule: CollapseRule) -> str | Non
     return recent[0]
 
 
-def reward_summary(history: list[dict[str, float]], window: int) -> dict[str, float | None]:
-    """First and last logged rewards, and their means over ``window`` steps (single steps are noisy)."""
+def reward_summary(history: list[dict[str, float]], window: int, rewards: Sequence[str]) -> dict[str, float | None]:
+    """First and last logged total rewards, and the means of the total and of each of
+    ``rewards`` (by name) over the first and the last ``window`` steps (single steps are noisy)."""
 
     def mean(rows: list[dict[str, float]], key: str) -> float | None:
         values = [r[key] for r in rows if key in r]
@@ -96,11 +97,7 @@ def reward_summary(history: list[dict[str, float]], window: int) -> dict[str, fl
         "first": history[0].get("reward") if history else None,
         "last": history[-1].get("reward") if history else None,
     }
-    for key, short in (
-        ("reward", "reward"),
-        ("rewards/label_reward/mean", "label"),
-        ("rewards/format_reward/mean", "format"),
-    ):
+    for key, short in (("reward", "reward"), *((log_key(name), name) for name in rewards)):
         summary[f"{short}_first_{window}_mean"] = mean(history[:window], key)
         summary[f"{short}_last_{window}_mean"] = mean(history[-window:], key)
     return summary

@@ -14,9 +14,9 @@ bare regular expression in the ways an RL policy would exploit:
 from __future__ import annotations
 
 import re
+from collections.abc import Container
 from dataclasses import dataclass
 
-from people_relation.labels import is_label
 from people_relation.prompt import ANSWER_CLOSE, ANSWER_OPEN, TAGS, THINK_CLOSE, THINK_OPEN
 
 _FORMAT = re.compile(
@@ -38,20 +38,18 @@ class ParsedCompletion:
     think: str | None
     answer: str | None
     format_ok: bool
-
-    @property
-    def label(self) -> str | None:
-        """The relation the model answered: the answer when the format held and it is one of
-        the 14 labels, else None. The one rule every scorer, reward and display uses."""
-        return self.answer if self.format_ok and self.answer is not None and is_label(self.answer) else None
+    label: str | None = None
+    """The label the model answered: the answer when the format held and it is one of the
+    task's labels, else None. The one rule every scorer, reward and display uses."""
 
 
 def _has_tag(part: str) -> bool:
     return any(tag in part for tag in TAGS)
 
 
-def parse_completion(completion: str, prefix: str = THINK_OPEN) -> ParsedCompletion:
-    """Parse ``prefix + completion``; ``prefix`` is what the prompt prefilled.
+def parse_completion(completion: str, labels: Container[str], prefix: str = THINK_OPEN) -> ParsedCompletion:
+    """Parse ``prefix + completion``; ``prefix`` is what the prompt prefilled, ``labels`` the
+    answers that count.
 
     When the format does not hold, the answer is still extracted if exactly one
     ``<answer>…</answer>`` pair is present, so evaluation can report what the model meant;
@@ -60,7 +58,10 @@ def parse_completion(completion: str, prefix: str = THINK_OPEN) -> ParsedComplet
     full = prefix + completion
     match = _FORMAT.fullmatch(full)
     if match and not _has_tag(match["think"]) and not _has_tag(match["answer"]):
-        return ParsedCompletion(think=match["think"].strip(), answer=match["answer"].strip(), format_ok=True)
+        answer = match["answer"].strip()
+        return ParsedCompletion(
+            think=match["think"].strip(), answer=answer, format_ok=True, label=answer if answer in labels else None
+        )
     answers = _ANSWER.findall(full)
     answer = answers[0].strip() if len(answers) == 1 and not _has_tag(answers[0]) else None
     return ParsedCompletion(think=None, answer=answer, format_ok=False)

@@ -14,13 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from people_relation.dataset import Example
-from people_relation.parsing import parse_completion
+from people_relation.task import Task
 
+# what every record holds, besides the row's input fields (after ``id``)
 FIELDS: tuple[str, ...] = (
     "id",
-    "text",
-    "people1",
-    "people2",
     "label",
     "completion",
     "think",
@@ -34,14 +32,12 @@ FIELDS: tuple[str, ...] = (
 PREDICTIONS = "predictions.jsonl"  # the answers of one model, in its evaluation folder
 
 
-def record(example: Example, completion: str, latency_s: float) -> dict[str, Any]:
+def record(task: Task, example: Example, completion: str, latency_s: float) -> dict[str, Any]:
     """The prediction record of ``example`` answered by ``completion``."""
-    parsed = parse_completion(completion)
+    parsed = task.parse(completion)
     return {
         "id": example.id,
-        "text": example.text,
-        "people1": example.people1,
-        "people2": example.people2,
+        **example.inputs,
         "label": example.label,
         "completion": completion,
         "think": parsed.think,

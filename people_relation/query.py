@@ -1,32 +1,35 @@
-"""Checks on a sentence and two names given by a user, before any model sees them."""
+"""Checks on a query given by a user (a value for each of the task's input fields), before
+any model sees it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from people_relation.dataset import Example
 from people_relation.errors import RefusedInput
-from people_relation.prompt import control_token_problem
+from people_relation.task import Task
 
 
 class QueryError(RefusedInput):
-    """The sentence or the names cannot be classified; the message says what to change."""
+    """The query cannot be classified; the message says what to change."""
 
 
-def make_query(text: str, people1: str, people2: str, max_chars: int) -> Example:
-    """A validated query as an :class:`Example` (label unknown, so empty)."""
-    text, people1, people2 = text.strip(), people1.strip(), people2.strip()
-    problems = []
-    if not text:
-        problems.append("the sentence is empty")
-    elif len(text) > max_chars:
-        problems.append(f"the sentence has {len(text)} characters; at most {max_chars} are allowed (query.max_chars)")
-    for field, name in (("people1", people1), ("people2", people2)):
-        if not name:
-            problems.append(f"{field} is empty")
-        elif text and name not in text:
-            problems.append(f"{field} {name!r} does not occur in the sentence")
-    for field, value in (("the sentence", text), ("people1", people1), ("people2", people2)):
-        if problem := control_token_problem(field, value):
-            problems.append(problem)
+def make_query(task: Task, values: Mapping[str, object], max_chars: int) -> Example:
+    """A validated query as an :class:`Example` (label unknown, so empty): every input field a
+    non-empty string of at most ``max_chars`` characters (surrounding spaces dropped), a name
+    inside the field it must occur in, no chat-template control token."""
+    problems = [
+        f"{f} must be a string" for f in task.fields if values.get(f) is not None and not isinstance(values[f], str)
+    ]
     if problems:
         raise QueryError("; ".join(problems))
-    return Example(id="query", split="query", line=0, text=text, people1=people1, people2=people2, label="")
+    inputs = {f: str(values.get(f) or "").strip() for f in task.fields}
+    problems = [
+        f"{f} has {len(v)} characters; at most {max_chars} are allowed (query.max_chars)"
+        for f, v in inputs.items()
+        if len(v) > max_chars
+    ]
+    problems += task.input_problems(inputs)
+    if problems:
+        raise QueryError("; ".join(problems))
+    return Example(id="query", split="query", line=0, inputs=inputs, label="")

@@ -15,15 +15,17 @@ import copy
 import dataclasses
 import difflib
 import json
+import os
 import textwrap
 import types
 import typing
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from people_relation.params import ParamsError, load_params, resolve_profiles
+from people_relation.task import Task, load_task
 
 PositiveInt = typing.Annotated[int, Field(ge=1)]
 Count = typing.Annotated[int, Field(ge=0)]
@@ -46,8 +48,7 @@ ModelPhase = Literal["base", "warmup", "grpo"]
 DataSource = Literal["auto", "local", "hub"]
 SplitStrategy = Literal["published", "stratified"]
 ValidationEngine = Literal["transformers", "vllm"]
-WarmupLabels = Literal["gold", "random", "keywords"]
-LabelReward = Literal["published", "balanced"]
+WarmupLabels = Literal["gold", "random", "prior"]
 PromptSampling = Literal["natural", "balanced"]
 VllmMode = Literal["off", "server", "colocate"]
 GuardAction = Literal["stop", "warn", "off"]
@@ -550,10 +551,10 @@ class Warmup(Section):
     """Steps between logged losses (the log and MLflow); the last step of each epoch is logged too."""
     labels: WarmupLabels | None = None
     """Labels in the targets: ``gold`` (the rows' own), ``random`` (a uniform draw per row and epoch:
-    no knowledge of relations) or ``keywords`` (the keyword rules' answer: no gold label)."""
+    no knowledge of the task) or ``prior`` (the task's rule-based prior's answer: no gold label)."""
     unknown_keep: typing.Annotated[float, Field(gt=0, le=1)] = 1.0
-    """Share of the rows whose target is 不知道 kept in each epoch (a fresh draw every epoch), so a
-    small model does not learn to answer it everywhere first; 1: all."""
+    """Share of the rows whose target is the task's ``none_label`` kept in each epoch (a fresh draw
+    every epoch), so a small model does not learn to answer it everywhere first; 1: all."""
 
     @property
     def random_labels(self) -> bool:
@@ -649,13 +650,7 @@ class Grpo(Section):
     """Correct the loss for the gap between vLLM's sampling log-probabilities and the trainer's
     (TRL ``vllm_importance_sampling_correction``); used only with vLLM."""
 
-    # -- rewards
-    reward_weights: list[float] = Field(min_length=2, max_length=2)
-    """Weights of the format and the label reward, in that order (TRL ``reward_weights``); the
-    ``balanced`` bonus gets the label reward's weight."""
-    label_reward: LabelReward
-    """``published``: the format and label rewards; ``balanced``: plus a bonus that makes a right
-    answer pay more for a rare gold label (a deviation; needs ``scale_rewards`` ``batch`` or ``none``)."""
+    # -- rewards (which, and their weights, are the task's: ``rewards`` in its task file)
     scale_rewards: Literal["group", "batch", "none"]
     """How advantages are scaled (TRL ``scale_rewards``): divided by the reward spread of each prompt's
     group, of the whole batch, or not at all."""
@@ -860,11 +855,6 @@ class Profile(Section):
                 f"grpo.save_steps ({g.save_steps}) must be a multiple of grpo.eval_steps ({g.eval_steps}): "
                 "a checkpoint is kept at evaluations, so the best one can be published"
             )
-        if g.label_reward == "balanced" and g.scale_rewards == "group":
-            problems.append(
-                "grpo.label_reward 'balanced' needs grpo.scale_rewards 'batch' or 'none': 'group' divides "
-                "each prompt's rewards by their spread, which cancels a per-label weight"
-            )
         if launch.num_processes > 1 and self.model.lora is not None:
             problems.append("a LoRA profile (model.lora) trains in one process (launch.num_processes: 1)")
         if launch.num_processes > 1 and not launch.accelerate_config:
@@ -917,8 +907,11 @@ class Profile(Section):
 
 
 class Settings(Section):
-    """The whole of ``params.yaml``: the pipeline's sections and the named profiles."""
+    """The whole of ``params.yaml``: the task, the pipeline's sections and the named profiles."""
 
+    task: Task
+    """What the model is taught: ``task`` in params.yaml names a task file (``tasks/relation.yaml``;
+    a relative path from the project root), read and checked here, once."""
     data: Data
     """Where the dataset comes from (``prepare``)."""
     split: Split
@@ -951,6 +944,15 @@ class Settings(Section):
     """A GPU profile rehearsed on this CPU (``make rehearse``); checked by ``training/rehearsal.py``."""
     profiles: dict[str, Profile] = Field(min_length=1)
     """Each named recipe (``cpu``, ``qwen2.5-7b``...); ``train.profile`` picks the pipeline's."""
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _load_task(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str):
+            return value
+        root = (info.context or {}).get("root") or find_project_root()
+        path = Path(value).expanduser()
+        return load_task(path if path.is_absolute() else Path(root) / path, value)
 
     @model_validator(mode="after")
     def _profiles_named(self) -> Settings:
@@ -1025,11 +1027,28 @@ def _describe(error: dict[str, Any], root: type[BaseModel], prefix: tuple[str, .
     return f"{where}{error['msg']}, got {error.get('input')!r}"
 
 
-def parse_settings(raw: dict[str, Any], source: str = "params.yaml") -> Settings:
-    """Typed settings from the params tree (profiles resolved against their ``base``), or a
-    ParamsError naming each bad key in ``source``."""
+ROOT_ENV = "PEOPLE_RELATION_ROOT"
+PARAMS_FILE = "params.yaml"
+
+
+def find_project_root() -> Path:
+    """The project folder (the one with ``params.yaml`` and ``dvc.yaml``): ``PEOPLE_RELATION_ROOT``
+    when set; else the checkout this package was imported from (a clone, or an editable
+    install); else, for an installed wheel, the working directory."""
+    if os.environ.get(ROOT_ENV):
+        return Path(os.environ[ROOT_ENV]).expanduser().resolve()
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / PARAMS_FILE).is_file():
+        return checkout
+    return Path.cwd().resolve()
+
+
+def parse_settings(raw: dict[str, Any], source: str = "params.yaml", root: Path | None = None) -> Settings:
+    """Typed settings from the params tree (profiles resolved against their ``base``; the task
+    file read from ``root``, default the project's), or a ParamsError naming each bad key in
+    ``source`` (a TaskError naming the task file's)."""
     try:
-        return Settings.model_validate(resolve_profiles(raw, source))
+        return Settings.model_validate(resolve_profiles(raw, source), context={"root": root})
     except ValidationError as err:
         problems = [_describe(e, Settings) for e in err.errors(include_url=False)]
         raise ParamsError(f"{source}: " + "; ".join(problems)) from None

@@ -28,7 +28,6 @@ configure()  # before MLflow and vLLM's client are imported
 from people_relation.infra.data import read_examples  # noqa: E402
 from people_relation.infra.io import PROJECT_ROOT, project_path, read_settings, write_json  # noqa: E402
 from people_relation.infra.paths import split_file, train_paths  # noqa: E402
-from people_relation.parsing import parse_completion  # noqa: E402
 from people_relation.predictions import read_records  # noqa: E402
 from people_relation.serving.client import answer_rows  # noqa: E402
 from people_relation.serving.server import served_model  # noqa: E402
@@ -81,9 +80,9 @@ def main() -> None:
         times = []
         for _ in range(args.repeats):
             start = time.monotonic()
-            completions = generate_completions(model, tokenizer, rows, max_tokens, batch)
+            completions = generate_completions(settings.task, model, tokenizer, rows, max_tokens, batch)
             times.append(time.monotonic() - start)
-        hf_answers = [parse_completion(c).answer for c in completions]
+        hf_answers = [settings.task.parse(c).answer for c in completions]
         results["transformers"][f"batch_{batch}"] = {"seconds": times, "median_s": statistics.median(times)}
         print(f"transformers generate, batch {batch:3d}: median {statistics.median(times):6.2f}s  {times}")
     del model
@@ -102,6 +101,7 @@ def main() -> None:
                 out = Path(tmp) / f"answers-{concurrency}-{i}.jsonl"
                 start = time.monotonic()
                 answer_rows(
+                    settings.task,
                     rows,
                     srv.base_url,
                     srv.api_key,

@@ -74,7 +74,9 @@ def percentile(values: list[float], q: int) -> float | None:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
-async def level(base_url, api_key, model, rows, sampling, requests, concurrency, timeout_s, time_limit_s) -> dict:
+async def level(  # noqa: PLR0913
+    task, base_url, api_key, model, rows, sampling, requests, concurrency, timeout_s, time_limit_s
+) -> dict:
     """One concurrency level: ``requests`` requests, at most ``concurrency`` in flight."""
     client = make_client(base_url, api_key, ClientSettings(concurrency=concurrency, timeout_s=timeout_s, max_retries=0))
     gate = asyncio.Semaphore(concurrency)
@@ -90,7 +92,7 @@ async def level(base_url, api_key, model, rows, sampling, requests, concurrency,
                 not_sent += 1
                 return
             try:
-                _, latency = await ask(client, example, model, sampling)
+                _, latency = await ask(client, task, example, model, sampling)
             except openai.APIError as err:
                 kind = f"{type(err).__name__} {getattr(err, 'status_code', '') or ''}".strip()
                 errors[kind] = errors.get(kind, 0) + 1
@@ -158,6 +160,7 @@ def main() -> int:
             before = tree_rss_mib(pid)
             result = asyncio.run(
                 level(
+                    settings.task,
                     base_url,
                     api_key,
                     model,

@@ -14,8 +14,8 @@ from people_relation.corpus import DROP_REASONS, CleanCorpus, OverlapIndex, clea
 from people_relation.errors import PermanentError
 from people_relation.infra.data import read_examples
 from people_relation.infra.paths import split_file
-from people_relation.labels import LABELS
 from people_relation.settings import Corpus, Split
+from people_relation.task import Task
 
 
 class CorpusSourceError(PermanentError):
@@ -54,9 +54,12 @@ def read_sources(corpus: Corpus) -> list[tuple[str, str]]:
 
 
 @task(name="clean-corpus")
-def clean_corpus(corpus: Corpus, split: Split, texts: list[tuple[str, str]]) -> tuple[CleanCorpus, dict[str, Any]]:
-    """The kept lines, split into training and held-out, and the corpus report."""
-    evaluation = [e.text for name in ("validation", "test") for e in read_examples(split_file(split, name))]
+def clean_corpus(
+    task: Task, corpus: Corpus, split: Split, texts: list[tuple[str, str]]
+) -> tuple[CleanCorpus, dict[str, Any]]:
+    """The kept lines, split into training and held-out, and the corpus report. The overlap
+    filter indexes the text (the first input field) of every validation and test row."""
+    evaluation = [e.key[0] for name in ("validation", "test") for e in read_examples(split_file(split, name))]
     index = OverlapIndex(evaluation, corpus.overlap_chars)
     formats = {name: source.format for name, source in corpus.sources.items()}
     sources = []
@@ -87,9 +90,9 @@ def clean_corpus(corpus: Corpus, split: Split, texts: list[tuple[str, str]]) -> 
         "heldout": {"lines": len(result.heldout), "chars": sum(map(len, result.heldout))},
         "distinct_chars": len(chars),
         "evaluation_sentences_indexed": len(evaluation),
-        "coverage_of_training_split": coverage(chars, [e.text for e in train_rows]),
-        # how often the text names each relation: what a pretrained model can know of it
-        "label_words": {label: sum(line.count(label) for line in result.train) for label in LABELS},
+        "coverage_of_training_split": coverage(chars, [e.key[0] for e in train_rows]),
+        # how often the text names each label: what a pretrained model can know of it
+        "label_words": {label: sum(line.count(label) for line in result.train) for label in task.labels},
     }
     log = get_run_logger()
     for name, s in report["sources"].items():

@@ -14,10 +14,12 @@ from people_relation.predictions import PREDICTIONS, missing, ordered, read_reco
 from people_relation.serving.client import answer_rows
 from people_relation.serving.server import served_model
 from people_relation.settings import ClientSettings, Profile, Sampling, Serve
+from people_relation.task import Task
 
 
 @task(name="answer-rows", retry_delay_seconds=10)
 def answer(
+    task: Task,
     serve: Serve,
     prof: Profile,
     profile_name: str,
@@ -46,22 +48,30 @@ def answer(
     logger.info("%s: %d of %d rows to ask (%d already answered)", phase, len(todo), len(rows), len(rows) - len(todo))
     with served_model(serve, prof, model, log_path, profile_name) as server:
         return answer_rows(
-            todo, server.base_url, server.api_key, server.model, sampling, client, state / PREDICTIONS, server.alive
+            task,
+            todo,
+            server.base_url,
+            server.api_key,
+            server.model,
+            sampling,
+            client,
+            state / PREDICTIONS,
+            server.alive,
         )
 
 
 @task(name="score")
-def score(phase: str, rows: list, state: Path, out: Path, dpi: int) -> dict[str, Any]:
+def score(task: Task, phase: str, rows: list, state: Path, out: Path, dpi: int) -> dict[str, Any]:
     records = ordered(rows, read_records(state / PREDICTIONS)[0])
     gold = [r["label"] for r in records]
     predicted = [scored_answer(r) for r in records]
-    result = scores(gold, predicted)
+    result = scores(task.labels, gold, predicted)
     result |= {"rows": len(records), "format_ok_rate": sum(r["format_ok"] for r in records) / len(records)}
     out.mkdir(parents=True, exist_ok=True)
     # answers without their wall-clock latency: the outputs depend on the model and the rows only
     rewrite_clean(out / PREDICTIONS, [{k: v for k, v in r.items() if k != "latency_s"} for r in records])
-    (out / "classification_report.txt").write_text(report_text(gold, predicted), encoding="utf-8")
-    columns, matrix = confusion(gold, predicted)
+    (out / "classification_report.txt").write_text(report_text(task.labels, gold, predicted), encoding="utf-8")
+    columns, matrix = confusion(task.labels, gold, predicted)
     confusion_heatmap(
         rows=columns[:-1],
         columns=columns,

@@ -8,21 +8,22 @@ from people_relation.infra.data import LoadedData, find_dataset, write_examples,
 from people_relation.infra.io import project_path, staged_dir, write_json
 from people_relation.infra.plots import grouped_barh
 from people_relation.settings import Data, Reports
+from people_relation.task import Task
 
 REPORT_FILE = "data_report.json"
 CHART_FILE = "label_distribution.png"
 
 
 @task(name="load-dataset", retries=0)
-def load_dataset(data: Data) -> LoadedData:
-    loaded = find_dataset(data)
+def load_dataset(task: Task, data: Data) -> LoadedData:
+    loaded = find_dataset(task, data)
     for split, rows in loaded.splits.items():
         get_run_logger().info("%s: %d valid rows", split, len(rows))
     return loaded
 
 
 @task(name="write-prepared")
-def write_prepared(data: Data, reports: Reports, loaded: LoadedData, report: dict) -> dict[str, str]:
+def write_prepared(task: Task, data: Data, reports: Reports, loaded: LoadedData, report: dict) -> dict[str, str]:
     """The validated rows and the data report, each folder replaced whole or not at all."""
     data_dir = project_path(data.prepared_dir)
     report_dir = project_path(reports.data_dir)
@@ -34,7 +35,7 @@ def write_prepared(data: Data, reports: Reports, loaded: LoadedData, report: dic
         write_json(report_out / REPORT_FILE, report | {"source": loaded.provenance})
         grouped_barh(
             {split: report["label_counts"][split] for split in loaded.splits},
-            title="Relation labels per split",
+            title=f"{task.name.capitalize()} labels per split",
             xlabel="rows",
             path=report_out / CHART_FILE,
             dpi=reports.chart_dpi,

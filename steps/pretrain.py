@@ -14,6 +14,7 @@ from people_relation.infra.data import read_examples
 from people_relation.infra.io import claim_checkpoint_dir, fingerprint, project_path, staged_dir
 from people_relation.infra.paths import split_file
 from people_relation.settings import Corpus, Pretrain, Split
+from people_relation.task import Task
 
 CURVE_FILE = "perplexity.csv"
 CHART_FILE = "perplexity.png"
@@ -42,7 +43,7 @@ def budgeted(lines: list[str], max_chars: int | None, seed: int) -> list[str]:
 
 @task(name="pretrain")
 def pretrain_model(
-    corpus: Corpus, split: Split, pretrain: Pretrain, run_id: str | None
+    task: Task, corpus: Corpus, split: Split, pretrain: Pretrain, run_id: str | None
 ) -> tuple[Any, Any, dict[str, Any], list[dict[str, float]]]:
     """Build the tokenizer and the model, pretrain it (resuming an unfinished run) and return
     the model, its tokenizer, the stage's metrics and the held-out curve."""
@@ -60,7 +61,7 @@ def pretrain_model(
     counts = Counter(ch for line in train_lines for ch in line)
     frequent = "".join(ch for ch, n in counts.items() if n >= pretrain.min_char_count)
     rows = read_examples(split_file(split, "train"))
-    tokenizer = build_tokenizer([frequent, *(t for e in rows for t in (e.text, e.people1, e.people2))])
+    tokenizer = build_tokenizer(task, [frequent, *(v for e in rows for v in e.key)])
     model = build_scratch_qwen2(tokenizer, pretrain.arch, pretrain.seed)
     train_blocks = token_blocks(tokenizer, train_lines, pretrain.block_size)
     heldout_blocks = token_blocks(tokenizer, heldout_lines, pretrain.block_size)

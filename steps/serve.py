@@ -17,27 +17,32 @@ from people_relation.predictions import read_records
 from people_relation.serving.client import answer_rows
 from people_relation.serving.server import Server, served_model
 from people_relation.settings import ClientSettings, Sampling, Split
+from people_relation.task import Task
 
 __all__ = ["served_model", "serve_until_stopped", "smoke_check"]
 
 
 @task(name="smoke-check", cache_policy=NO_CACHE)  # a live server is not an input to cache on
 def smoke_check(
-    split: Split, rows_asked: int, server: Server, sampling: Sampling, client: ClientSettings, out_file: Path
+    task: Task,
+    split: Split,
+    rows_asked: int,
+    server: Server,
+    sampling: Sampling,
+    client: ClientSettings,
+    out_file: Path,
 ) -> dict[str, Any]:
     """Ask the first ``rows_asked`` validation rows; every answer must come back and parse."""
     rows = read_examples(split_file(split, "validation"))[:rows_asked]
     answered = answer_rows(
-        rows, server.base_url, server.api_key, server.model, sampling, client, out_file, server.alive
+        task, rows, server.base_url, server.api_key, server.model, sampling, client, out_file, server.alive
     )
     done = read_records(out_file)[0]
     records = [done[r.id] for r in rows if r.id in done]  # in the rows' order, not the answers' arrival
     return {
         "rows": answered,
         "format_ok_rate": sum(r["format_ok"] for r in records) / max(1, len(records)),
-        "answers": [
-            {k: r[k] for k in ("text", "people1", "people2", "label", "completion", "answer")} for r in records
-        ],
+        "answers": [{k: r[k] for k in (*task.fields, "label", "completion", "answer")} for r in records],
     }
 
 

@@ -9,6 +9,7 @@ from people_relation.infra.io import project_path, staged_dir, write_json
 from people_relation.infra.plots import grouped_barh
 from people_relation.settings import Data, Reports, Split
 from people_relation.split import make_splits
+from people_relation.task import Task
 
 REPORT_FILE = "split_report.json"
 CHART_FILE = "label_distribution.png"
@@ -28,7 +29,7 @@ def split_rows(data: Data, split: Split) -> dict[str, list]:
 
 
 @task(name="write-splits")
-def write_splits(split: Split, reports: Reports, splits: dict[str, list], report: dict) -> dict[str, str]:
+def write_splits(task: Task, split: Split, reports: Reports, splits: dict[str, list], report: dict) -> dict[str, str]:
     out_dir = project_path(split.out_dir)
     report_dir = project_path(reports.split_dir)
     with staged_dir(report_dir) as report_out, staged_dir(out_dir) as out:
@@ -37,7 +38,7 @@ def write_splits(split: Split, reports: Reports, splits: dict[str, list], report
         write_json(report_out / REPORT_FILE, report)
         grouped_barh(
             {name: report["label_counts"][name] for name in splits},
-            title=f"Relation labels per split ({split.strategy})",
+            title=f"{task.name.capitalize()} labels per split ({split.strategy})",
             xlabel="rows",
             path=report_out / CHART_FILE,
             dpi=reports.chart_dpi,

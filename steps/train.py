@@ -19,8 +19,10 @@ from people_relation.infra.data import read_examples
 from people_relation.infra.io import PROJECT_ROOT, fingerprint, project_path, staged_dir
 from people_relation.infra.paths import Arm, TrainPaths, split_file
 from people_relation.infra.processes import stream
+from people_relation.rewards import log_key, reward_order
 from people_relation.serving.commands import serving_plan
 from people_relation.settings import Model, Pretrain, Profile, Settings, Split, Warmup
+from people_relation.task import Task
 from people_relation.training.recipe import (
     batch_arithmetic,
     grpo_config_kwargs,
@@ -38,15 +40,26 @@ HEALTH_CURVES = {
     "answers/top_share": "most frequent sampled answer's share",
     "completion_length_100": "completion length / 100 tokens",
 }
-# validation_history.csv column -> legend
-VALIDATION_CURVES = {
+# validation_history.csv column -> legend; then the sampled rewards (validation_curves)
+GREEDY_CURVES = {
     "eval_greedy_weighted_f1": "greedy weighted F1",
     "eval_greedy_accuracy": "greedy accuracy",
     "eval_greedy_top_share": "top answer's share",
     "eval_greedy_entropy": "answer entropy (normalised)",
-    "eval_rewards/label_reward/mean": "sampled label reward",
-    "eval_rewards/format_reward/mean": "sampled format reward",
 }
+
+
+def validation_curves(task: Task) -> dict[str, str]:
+    """The validation chart's columns: the greedy scores, then each reward's sampled mean (the
+    recorded one first)."""
+    return GREEDY_CURVES | {log_key(n, "eval_"): f"sampled {n} reward" for n in reward_order(task)}
+
+
+def reward_curves(task: Task) -> dict[str, str]:
+    """The reward chart's columns: the total, then each of the task's rewards."""
+    return {"reward": "total"} | {log_key(n): n for n in task.rewards}
+
+
 # lines of the GRPO process that go to the run log (the rest is printed: progress bars, warnings)
 GRPO_LOG_MARKERS = (" people_relation.training.grpo: ", " grpo: ", "Error")
 
@@ -62,7 +75,7 @@ def plan(arm: Arm, params_file: str) -> dict[str, Any]:
         "warmup": prof.warmup.enabled,
         "batch": batch_arithmetic(prof),
         "max_prompt_length": prof.grpo.max_prompt_length,  # checked, never cut (training.grpo)
-        "grpo_config": grpo_config_kwargs(prof, str(paths.checkpoints)),
+        "grpo_config": grpo_config_kwargs(prof, arm.settings.task, str(paths.checkpoints)),
         "vllm_server_command": [f"CUDA_VISIBLE_DEVICES={gpus}", *server] if server else None,
         "train_command": [f"{k}={v}" for k, v in launch_env(prof).items()] + launch_command(prof, name, params_file),
         # over several machines: what `python -m flows.train --machine-rank K` starts on machine K
@@ -91,7 +104,7 @@ def preflight_report(arm: Arm, gpu_gib: float | None = None) -> tuple[str, bool]
 
 
 @task(name="build-scratch-model")
-def build_scratch_model(split: Split, model_settings: Model, out: Path) -> dict[str, Any]:
+def build_scratch_model(task: Task, split: Split, model_settings: Model, out: Path) -> dict[str, Any]:
     """A character tokenizer of the training split and a randomly initialised small Qwen2."""
     from people_relation.training.models import build_scratch_qwen2, parameter_count, save_model
     from people_relation.training.tokenizer import build_tokenizer
@@ -99,7 +112,7 @@ def build_scratch_model(split: Split, model_settings: Model, out: Path) -> dict[
     arch, seed = model_settings.arch, model_settings.seed
     assert arch is not None and seed is not None  # the settings check for source: scratch
     train = read_examples(split_file(split, "train"))
-    tokenizer = build_tokenizer([t for e in train for t in (e.text, e.people1, e.people2)])
+    tokenizer = build_tokenizer(task, [v for e in train for v in e.key])
     model = build_scratch_qwen2(tokenizer, arch, seed)
     with staged_dir(out) as staging:
         save_model(model, tokenizer, staging)
@@ -133,7 +146,7 @@ def take_pretrained_model(pretrain: Pretrain, out: Path) -> dict[str, Any]:
 
 
 @task(name="warm-up")
-def warm_up(split: Split, warmup: Warmup, paths: TrainPaths, run_id: str) -> None:
+def warm_up(task: Task, split: Split, warmup: Warmup, paths: TrainPaths, run_id: str) -> None:
     """Supervised warm-up of the base model (resumable from ``paths.warmup_state``)."""
     import mlflow
     import torch
@@ -149,6 +162,7 @@ def warm_up(split: Split, warmup: Warmup, paths: TrainPaths, run_id: str) -> Non
     claim_checkpoint_dir(paths.warmup_state, fingerprint(warmup.model_dump(), paths.base, [e.id for e in train]))
     torch.manual_seed(warmup.seed)
     train_warmup(
+        task,
         model,
         tokenizer,
         train,
@@ -255,9 +269,8 @@ def validate(arm: Arm, phase: str) -> tuple[dict[str, float], list[str], list[di
     whose reasoning runs up to ``max_new_tokens`` = 1024 tokens). Returns the scores, the
     completions and each row's answer (id, gold label, answer or None when invalid)."""
     from people_relation.metrics import scores
-    from people_relation.parsing import parse_completion
 
-    prof = arm.profile
+    prof, task = arm.profile, arm.settings.task
     val = prof.validation
     rows = read_examples(split_file(arm.settings.split, "validation"))
     if val.max_rows is not None:
@@ -269,6 +282,7 @@ def validate(arm: Arm, phase: str) -> tuple[dict[str, float], list[str], list[di
         from people_relation.training.models import load_causal_lm, load_model_tokenizer
 
         completions = generate_completions(
+            task,
             load_causal_lm(model),
             load_model_tokenizer(model, prof.model.tokenizer),
             rows,
@@ -277,9 +291,9 @@ def validate(arm: Arm, phase: str) -> tuple[dict[str, float], list[str], list[di
         )
     else:
         completions = served_completions(arm, phase, model, rows)
-    parsed = [parse_completion(c) for c in completions]
+    parsed = [task.parse(c) for c in completions]
     answers = [p.label for p in parsed]
-    result = scores([e.label for e in rows], answers)
+    result = scores(task.labels, [e.label for e in rows], answers)
     result |= {"format_ok_rate": sum(p.format_ok for p in parsed) / len(parsed), "rows": len(rows)}
     get_run_logger().info(
         "Validation of %s (%s, %.0f s): %s", phase, val.engine, time.monotonic() - start, json.dumps(result)
@@ -306,7 +320,9 @@ def served_completions(arm: Arm, phase: str, model: Path, rows: list) -> list[st
     client = settings.evaluate.client(concurrency=prof.validation.batch_size)
     sampling = prof.serve.sampling(max_tokens=prof.validation.max_new_tokens)
     with served_model(settings.serve, prof, model, state / f"{phase}_server.log", arm.name) as server:
-        answer_rows(rows, server.base_url, server.api_key, server.model, sampling, client, answers, server.alive)
+        answer_rows(
+            settings.task, rows, server.base_url, server.api_key, server.model, sampling, client, answers, server.alive
+        )
     return [r["completion"] for r in ordered(rows, read_records(answers)[0])]
 
 
@@ -320,6 +336,7 @@ def register(arm: Arm, model: Path, val: dict[str, float]) -> dict:
     settings, prof, name = arm.settings, arm.profile, arm.name
     registered = registered_name(settings.tracking, name)
     info = log_and_register(
+        settings.task,
         model,
         registered,
         prof.model.tokenizer,
@@ -342,18 +359,24 @@ def register(arm: Arm, model: Path, val: dict[str, float]) -> dict:
 
 @task(name="charts")
 def draw_charts(
-    history: list[dict], curve: list[dict], name: str, out: Path, dpi: int, window: int, passes_per_step: float
+    task: Task,
+    history: list[dict],
+    curve: list[dict],
+    name: str,
+    out: Path,
+    dpi: int,
+    window: int,
+    passes_per_step: float,
 ) -> list[Path]:
     """The reward curve (raw steps faint, a ``window``-step mean), the health of the groups
     (no-signal share, answer concentration, completion length) and the validation curve,
     each against steps and passes over the training rows."""
     from people_relation.infra.plots import line_chart
 
-    rewards = {"reward": "total", "rewards/format_reward/mean": "format", "rewards/label_reward/mean": "label"}
     line_chart(
         history,
         x="step",
-        ys=rewards,
+        ys=reward_curves(task),
         title=f"GRPO rewards ({name})",
         path=out / REWARD_CURVE_FILE,
         dpi=dpi,
@@ -378,7 +401,7 @@ def draw_charts(
     line_chart(
         curve,
         x="step",
-        ys=VALIDATION_CURVES,
+        ys=validation_curves(task),
         title=title,
         path=out / VALIDATION_CURVE_FILE,
         dpi=dpi,

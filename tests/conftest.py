@@ -81,6 +81,12 @@ def settings():
 
 
 @pytest.fixture(scope="session")
+def task(settings):
+    """The relation task, as params.yaml names it (tasks/relation.yaml)."""
+    return settings.task
+
+
+@pytest.fixture(scope="session")
 def data_dir(settings) -> Path:
     folder = project_path(settings.data.local_dir)
     if not (folder / "train.csv").is_file():
@@ -89,8 +95,8 @@ def data_dir(settings) -> Path:
 
 
 @pytest.fixture(scope="session")
-def real_data(data_dir):
-    return {split: read_csv_file(data_dir / f"{split}.csv", split)[0] for split in ("train", "test")}
+def real_data(data_dir, task):
+    return {split: read_csv_file(data_dir / f"{split}.csv", split, task)[0] for split in ("train", "test")}
 
 
 def require(missing: list[str], what: str) -> None:

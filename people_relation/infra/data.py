@@ -10,6 +10,7 @@ from typing import Any
 from people_relation.dataset import SPLITS, DataError, Example, read_csv_file, validate_rows
 from people_relation.infra.io import project_path, read_jsonl, write_json, write_jsonl
 from people_relation.settings import Data
+from people_relation.task import Task
 
 log = logging.getLogger(__name__)
 
@@ -29,15 +30,15 @@ def local_files(data: Data) -> dict[str, Path]:
     return {split: folder / getattr(data.files, split) for split in SPLITS}
 
 
-def load_local(files: dict[str, Path], configured: dict[str, str]) -> LoadedData:
+def load_local(task: Task, files: dict[str, Path], configured: dict[str, str]) -> LoadedData:
     """Rows of the local files; provenance names them as configured, so it is the same on every clone."""
     splits, hashes = {}, {}
     for split, path in files.items():
-        splits[split], hashes[split] = read_csv_file(path, split)
+        splits[split], hashes[split] = read_csv_file(path, split, task)
     return LoadedData(splits=splits, provenance={"kind": "local", "files": configured, "sha256": hashes})
 
 
-def load_hub(hub_id: str, revision: str) -> LoadedData:
+def load_hub(task: Task, hub_id: str, revision: str) -> LoadedData:
     """The dataset through ``datasets``; rows validated exactly like the local files."""
     import datasets  # slow to import, only needed for the hub
 
@@ -53,7 +54,7 @@ def load_hub(hub_id: str, revision: str) -> LoadedData:
             raise DataError(f"hub dataset {hub_id}@{revision}: has no {split!r} split (found {', '.join(dataset)})")
         # line numbers as in the CSV file: the header is line 1
         rows = ((i + 2, row) for i, row in enumerate(dataset[split]))
-        splits[split] = validate_rows(rows, split, f"hub dataset {hub_id}@{revision} [{split}]")
+        splits[split] = validate_rows(rows, split, f"hub dataset {hub_id}@{revision} [{split}]", task)
     return LoadedData(
         splits=splits,
         provenance={
@@ -65,7 +66,7 @@ def load_hub(hub_id: str, revision: str) -> LoadedData:
     )
 
 
-def find_dataset(data: Data) -> LoadedData:
+def find_dataset(task: Task, data: Data) -> LoadedData:
     """Load from the configured source; ``auto`` tries the local folder, then the hub.
 
     Bad rows in a source that exists always stop the run: falling back to another copy
@@ -79,25 +80,25 @@ def find_dataset(data: Data) -> LoadedData:
         if not missing:
             log.info("Loading the local dataset from %s", files["train"].parent)
             configured = {split: f"{data.local_dir}/{getattr(data.files, split)}" for split in SPLITS}
-            return load_local(files, configured)
+            return load_local(task, files, configured)
         looked.append(f"local folder {files['train'].parent}: missing {', '.join(missing)}")
     if data.source in ("auto", "hub"):
         log.info("Loading the hub dataset %s@%s", hub_id, revision)
         try:
-            return load_hub(hub_id, revision)
+            return load_hub(task, hub_id, revision)
         except SourceUnavailable as err:
             looked.append(str(err))
     raise DataError(
         "no dataset found. Looked in:\n"
         + "\n".join(f"  - {place}" for place in looked)
         + "\nPoint the pipeline at the data: set data.local_dir in params.yaml to a folder with "
-        "train.csv and test.csv (columns text,people1,people2,label), or run "
+        f"train.csv and test.csv (columns {','.join((*task.fields, 'label'))}), or run "
         "`dvc exp run -S data.local_dir=/path/to/folder`; or give the hub access and data.source: hub."
     )
 
 
 def example_from_dict(row: dict[str, Any]) -> Example:
-    return Example(**{k: row[k] for k in Example.__dataclass_fields__})
+    return Example.from_dict(row)
 
 
 def write_examples(path: Path, examples: list[Example]) -> int:

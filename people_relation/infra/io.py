@@ -14,25 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from people_relation.params import load_params
-from people_relation.settings import Settings, parse_settings
+from people_relation.settings import PARAMS_FILE, Settings, find_project_root, parse_settings
 
 log = logging.getLogger(__name__)
-
-PARAMS_FILE = "params.yaml"
-ROOT_ENV = "PEOPLE_RELATION_ROOT"
-
-
-def find_project_root() -> Path:
-    """The project folder (the one with ``params.yaml`` and ``dvc.yaml``): ``PEOPLE_RELATION_ROOT``
-    when set; else the checkout this package was imported from (a clone, or an editable
-    install); else, for an installed wheel, the working directory."""
-    if os.environ.get(ROOT_ENV):
-        return Path(os.environ[ROOT_ENV]).expanduser().resolve()
-    checkout = Path(__file__).resolve().parents[2]
-    if (checkout / PARAMS_FILE).is_file():
-        return checkout
-    return Path.cwd().resolve()
-
 
 PROJECT_ROOT = find_project_root()
 

@@ -159,7 +159,7 @@ def confusion_heatmap(
 SOURCE_COLORS = {"this project": "#d62728", "measured here": "#ff7f0e", "published": "#1f77b4"}
 
 
-def comparison_bars(rows: list[tuple[str, float, str]], title: str, path: Path, dpi: int) -> None:
+def comparison_bars(rows: list[tuple[str, float, str]], title: str, xlabel: str, path: Path, dpi: int) -> None:
     """One bar per (label, weighted F1, source), best first, coloured by source."""
     use_cjk_font()
     fig, ax = plt.subplots(figsize=(9, 0.42 * len(rows) + 1.6))
@@ -170,7 +170,7 @@ def comparison_bars(rows: list[tuple[str, float, str]], title: str, path: Path, 
     ax.set_yticks(range(len(rows)), labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
-    ax.set_xlabel("weighted F1 (%) on the 776-row test set")
+    ax.set_xlabel(xlabel)
     ax.set_title(title)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in SOURCE_COLORS.values()]
     ax.legend(handles, list(SOURCE_COLORS), loc="lower right", fontsize=8)

@@ -41,6 +41,7 @@ from people_relation.batch import (
 from people_relation.dataset import Example
 from people_relation.serving.client import Endpoint, answer_each
 from people_relation.settings import ClientSettings, Sampling
+from people_relation.task import Task
 
 log = logging.getLogger("people_relation.predict")
 # a request the server refused for what it holds: that row's error, the batch goes on.
@@ -50,6 +51,7 @@ ROW_REJECTIONS = (400, 413, 422)
 
 
 def answer_file(
+    task: Task,
     input_file: Path,
     output_file: Path,
     max_chars: int,
@@ -65,10 +67,10 @@ def answer_file(
     if output_file.resolve() == input_file.resolve():
         raise BatchError(f"{output_file}: the output would overwrite the input; give another --output file")
     output_file.parent.mkdir(parents=True, exist_ok=True)
-    table, has_gold = read_table(input_file)
-    rows = batch_rows(table, has_gold, max_chars)
+    table, has_gold = read_table(input_file, task)
+    rows = batch_rows(task, table, has_gold, max_chars)
     journal = output_file.with_name(output_file.name + ".partial")
-    done = read_answers([output_file, journal])
+    done = read_answers(task, [output_file, journal])
     todo = unasked(rows, done)
     log.info(
         "%d rows in %s: %d invalid, %d answered before, %d to ask",
@@ -81,10 +83,10 @@ def answer_file(
     failures: list[str] = []
     if todo:
         with connect() as at, journal.open("a", encoding="utf-8") as fh:
-            failures = ask_all(todo, at, sampling, client, fh, done)
+            failures = ask_all(task, todo, at, sampling, client, fh, done)
     records = results(rows, done)
-    write_table(output_file, [r for r in records if r is not None], has_gold)
-    result = summary(rows, records, has_gold)
+    write_table(output_file, [r for r in records if r is not None], has_gold, task)
+    result = summary(task, rows, records, has_gold)
     if failures:
         result["first_failure"] = failures[0]
     if result["not_answered"] == 0:
@@ -102,6 +104,7 @@ def unasked(rows: list[BatchRow], done: dict[str, dict[str, Any]]) -> dict[str, 
 
 
 def ask_all(
+    task: Task,
     todo: dict[str, BatchRow],
     at: Endpoint,
     sampling: Sampling,
@@ -122,7 +125,7 @@ def ask_all(
         bar.update()
 
     def on_answer(example: Example, completion: str, latency: float) -> None:  # noqa: ARG001
-        keep(example.id, answered_record(todo[example.id], completion))
+        keep(example.id, answered_record(task, todo[example.id], completion))
 
     def on_failure(example: Example, err: openai.APIError) -> None:
         status = getattr(err, "status_code", None)
@@ -134,7 +137,9 @@ def ask_all(
 
     examples = [dataclasses.replace(row.query, id=key) for key, row in todo.items() if row.query is not None]
     try:
-        asyncio.run(answer_each(examples, at.base_url, at.api_key, at.model, sampling, client, on_answer, on_failure))
+        asyncio.run(
+            answer_each(task, examples, at.base_url, at.api_key, at.model, sampling, client, on_answer, on_failure)
+        )
     finally:
         bar.close()
     return failures

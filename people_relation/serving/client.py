@@ -1,6 +1,6 @@
 """Ask the served model about many rows at once, saving each answer as it arrives.
 
-Requests go to vLLM's OpenAI-compatible chat endpoint with the published prompt: the
+Requests go to vLLM's OpenAI-compatible chat endpoint with the task's prompt: the
 system and user messages plus the assistant prefill, continued (not closed) by the
 server's chat template, greedy. At most ``concurrency`` requests are in flight; the
 ``openai`` client retries connection errors, timeouts and 5xx answers with exponential
@@ -25,8 +25,8 @@ import openai
 from people_relation.dataset import Example
 from people_relation.errors import EvaluationInterrupted
 from people_relation.predictions import record
-from people_relation.prompt import build_messages
 from people_relation.settings import ClientSettings, Sampling
+from people_relation.task import Task
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +53,11 @@ class Endpoint:
     model: str
 
 
-def request_body(example: Example, model: str, sampling: Sampling) -> dict[str, Any]:
+def request_body(task: Task, example: Example, model: str, sampling: Sampling) -> dict[str, Any]:
     """The chat-completions request for one row (also what ``predict`` sends)."""
     return {
         "model": model,
-        "messages": build_messages(example.text, example.people1, example.people2),
+        "messages": task.build_messages(example.inputs),
         "max_tokens": sampling.max_tokens,
         "temperature": sampling.temperature,
         "seed": sampling.seed,
@@ -79,13 +79,16 @@ def make_client(base_url: str, api_key: str | None, settings: ClientSettings) ->
     )
 
 
-async def ask(client: openai.AsyncOpenAI, example: Example, model: str, sampling: Sampling) -> tuple[str, float]:
+async def ask(
+    client: openai.AsyncOpenAI, task: Task, example: Example, model: str, sampling: Sampling
+) -> tuple[str, float]:
     start = time.monotonic()
-    response = await client.chat.completions.create(**request_body(example, model, sampling))
+    response = await client.chat.completions.create(**request_body(task, example, model, sampling))
     return response.choices[0].message.content or "", time.monotonic() - start
 
 
 async def answer_each(
+    task: Task,
     examples: Sequence[Example],
     base_url: str,
     api_key: str | None,
@@ -110,7 +113,7 @@ async def answer_each(
             if failed and not server_alive():
                 return  # the server is gone: do not send more requests to it
             try:
-                completion, latency = await ask(client, example, model, sampling)
+                completion, latency = await ask(client, task, example, model, sampling)
             except (openai.APIConnectionError, openai.APITimeoutError, openai.APIStatusError) as err:
                 failed = True
                 on_failure(example, err)
@@ -124,6 +127,7 @@ async def answer_each(
 
 
 async def _answer_all(
+    task: Task,
     examples: Sequence[Example],
     base_url: str,
     api_key: str | None,
@@ -140,7 +144,7 @@ async def _answer_all(
 
         def save(example: Example, completion: str, latency: float) -> None:
             nonlocal done
-            fh.write(json.dumps(record(example, completion, latency), ensure_ascii=False) + "\n")
+            fh.write(json.dumps(record(task, example, completion, latency), ensure_ascii=False) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
             done += 1
@@ -151,11 +155,12 @@ async def _answer_all(
         def fail(example: Example, err: openai.APIError) -> None:
             failures.append(f"{example.id}: {type(err).__name__}: {err}")
 
-        await answer_each(examples, base_url, api_key, model, sampling, settings, save, fail, server_alive)
+        await answer_each(task, examples, base_url, api_key, model, sampling, settings, save, fail, server_alive)
     return done, failures
 
 
 def answer_rows(
+    task: Task,
     examples: Sequence[Example],
     base_url: str,
     api_key: str | None,
@@ -172,7 +177,9 @@ def answer_rows(
     """
     if not examples:
         return 0
-    done, failures = asyncio.run(_answer_all(examples, base_url, api_key, model, sampling, settings, out, server_alive))
+    done, failures = asyncio.run(
+        _answer_all(task, examples, base_url, api_key, model, sampling, settings, out, server_alive)
+    )
     if failures:
         raise EvaluationInterrupted(
             f"{len(examples) - done} of {len(examples)} rows got no answer from {base_url} "

@@ -1,12 +1,14 @@
-"""The trained model as an MLflow pyfunc that answers with our prompt, logged and registered.
+"""The trained model as an MLflow pyfunc that answers with its task's prompt, logged and registered.
 
-``mlflow.pyfunc.load_model("models:/people-relation-cpu@champion").predict(df)`` takes a
-DataFrame with ``text``, ``people1``, ``people2`` and returns, row for row, the completion, the
-reasoning, the answer and whether the format held, generated greedily with the published prompt
-(our tokenizer loader, not AutoTokenizer, which would garble the CPU model's vocabulary), and an
-``error``: a row that fails the checks of :func:`people_relation.query.make_query` (empty, too
-long, a name not in the sentence, chat-template control tokens, not a string) is not shown to the
-model and carries the reason instead. The same holds behind ``mlflow models serve``, where a
+The task (its file, checked) travels in the version's ``model_config``: the registered model
+needs nothing of this project's files. ``mlflow.pyfunc.load_model("models:/people-relation-cpu@champion")
+.predict(df)`` takes a DataFrame with the task's input fields (``text``, ``people1``, ``people2``
+for the relation task) and returns, row for row, the completion, the reasoning, the answer and
+whether the format held, generated greedily with the task's prompt (our tokenizer loader, not
+AutoTokenizer, which would garble the CPU model's vocabulary), and an ``error``: a row that
+fails the checks of :func:`people_relation.query.make_query` (empty, too long, a name not in the
+sentence, chat-template control tokens, not a string) is not shown to the model and carries the
+reason instead. The same holds behind ``mlflow models serve``, where a
 request missing a column is refused whole with HTTP 400.
 
 Registry names, tags and the ``champion`` alias: :mod:`people_relation.infra.registry`.
@@ -25,16 +27,16 @@ if TYPE_CHECKING:  # annotations only: predict() imports what it needs when it r
     import pandas as pd
 
     from people_relation.dataset import Example
+    from people_relation.task import Task
 
-INPUT_COLUMNS = ("text", "people1", "people2")
 OUTPUT_COLUMNS = ("completion", "think", "answer", "format_ok", "error")
 # The longest sentence predict() accepts when the version's model_config does not say
 # (versions registered before max_chars was recorded); params.yaml's query.max_chars.
 DEFAULT_MAX_CHARS = 256
 
 
-class RelationModel(mlflow.pyfunc.PythonModel):
-    """Answers a table of (sentence, two names) queries, one output row per input row.
+class TaskModel(mlflow.pyfunc.PythonModel):
+    """Answers a table of queries (the task's input fields), one output row per input row.
 
     Served by ``mlflow models serve``, so the input comes from any client: every row is
     checked with :func:`make_query` first, and a bad row is answered with its ``error``
@@ -42,10 +44,12 @@ class RelationModel(mlflow.pyfunc.PythonModel):
     """
 
     def load_context(self, context: Any) -> None:
+        from people_relation.task import Task
         from people_relation.training.models import load_causal_lm, load_model_tokenizer
 
         folder = Path(context.artifacts["model"])
         config = context.model_config or {}
+        self.task = Task.model_validate(config["task"])
         self.model = load_causal_lm(folder)
         self.tokenizer = load_model_tokenizer(folder, config.get("tokenizer", "project"))
         self.max_new_tokens = int(config.get("max_new_tokens", 48))
@@ -56,14 +60,14 @@ class RelationModel(mlflow.pyfunc.PythonModel):
         """Completions for the valid rows; ``error`` (and nothing else) for the refused ones."""
         from people_relation.training.generation import generate_completions
 
-        queries = checked_queries(input_frame(model_input), self.max_chars)
+        queries = checked_queries(self.task, input_frame(self.task, model_input), self.max_chars)
         valid = [q for q in queries if not isinstance(q, str)]
         completions = (
-            generate_completions(self.model, self.tokenizer, valid, self.max_new_tokens, self.batch_size)
+            generate_completions(self.task, self.model, self.tokenizer, valid, self.max_new_tokens, self.batch_size)
             if valid
             else []
         )
-        return output_frame(queries, completions)
+        return output_frame(self.task, queries, completions)
 
 
 def invalid_request(message: str) -> mlflow.exceptions.MlflowException:
@@ -73,22 +77,25 @@ def invalid_request(message: str) -> mlflow.exceptions.MlflowException:
     return mlflow.exceptions.MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
 
 
-def input_frame(model_input: Any) -> pd.DataFrame:
+def input_frame(task: Task, model_input: Any) -> pd.DataFrame:
     """``model_input`` as a DataFrame holding every input column, or a 400 saying what is missing."""
+    import json
+
     import pandas as pd
 
+    columns = list(task.fields)
     try:
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
     except (TypeError, ValueError) as err:
         raise invalid_request(
-            f"predict needs a table with the columns {list(INPUT_COLUMNS)}, one row per query; "
+            f"predict needs a table with the columns {columns}, one row per query; "
             f"got {type(model_input).__name__} ({err})"
         ) from None
-    missing = [c for c in INPUT_COLUMNS if c not in frame.columns]
+    missing = [c for c in columns if c not in frame.columns]
     if missing:
+        example = json.dumps(dict.fromkeys(columns, "..."), ensure_ascii=False)
         raise invalid_request(
-            f"predict needs the columns {list(INPUT_COLUMNS)}; missing {missing}: send every row with "
-            f'a sentence and two names, e.g. {{"text": "...", "people1": "...", "people2": "..."}}'
+            f"predict needs the columns {columns}; missing {missing}: send every row with each of them, e.g. {example}"
         )
     return frame
 
@@ -104,29 +111,28 @@ def cell_problem(column: str, value: Any) -> str | None:
     return f"{column} must be a string, not {type(value).__name__}"
 
 
-def checked_queries(frame: pd.DataFrame, max_chars: int) -> list[Example | str]:
+def checked_queries(task: Task, frame: pd.DataFrame, max_chars: int) -> list[Example | str]:
     """Per row, the validated query or the message saying why it was refused."""
     from people_relation.query import QueryError, make_query
 
+    columns = list(task.fields)
     out: list[Example | str] = []
-    for row in frame[list(INPUT_COLUMNS)].itertuples(index=False):
-        problems = [p for c, v in zip(INPUT_COLUMNS, row, strict=True) if (p := cell_problem(c, v))]
+    for row in frame[columns].itertuples(index=False):
+        problems = [p for c, v in zip(columns, row, strict=True) if (p := cell_problem(c, v))]
         if problems:
             out.append("; ".join(problems))
             continue
         try:
-            out.append(make_query(*row, max_chars))
+            out.append(make_query(task, dict(zip(columns, row, strict=True)), max_chars))
         except QueryError as err:
             out.append(str(err))
     return out
 
 
-def output_frame(queries: list[Example | str], completions: list[str]) -> pd.DataFrame:
+def output_frame(task: Task, queries: list[Example | str], completions: list[str]) -> pd.DataFrame:
     """One output row per query: the parsed completion (``completions`` are the valid queries',
     in order) or, for a refused query, its error and nothing else."""
     import pandas as pd
-
-    from people_relation.parsing import parse_completion
 
     answers = iter(completions)
     rows = []
@@ -135,7 +141,7 @@ def output_frame(queries: list[Example | str], completions: list[str]) -> pd.Dat
             rows.append((None, None, None, False, query))
             continue
         completion = next(answers)
-        parsed = parse_completion(completion)
+        parsed = task.parse(completion)
         rows.append((completion, parsed.think, parsed.answer, parsed.format_ok, None))
     # object columns keep None as None: pandas' string columns would turn it into NaN, which the
     # scoring server writes as a bare NaN, not JSON's null
@@ -143,6 +149,7 @@ def output_frame(queries: list[Example | str], completions: list[str]) -> pd.Dat
 
 
 def log_and_register(
+    task: Task,
     model_dir: Path,
     name: str,
     tokenizer: str,
@@ -154,13 +161,18 @@ def log_and_register(
     """Log ``model_dir`` as a pyfunc model of the active run and register a new version of ``name``.
 
     ``max_chars`` (query.max_chars) goes into the model config: the served model refuses longer
-    sentences as the project's own commands do."""
+    sentences as the project's own commands do; and so does the task, which it answers."""
     info = mlflow.pyfunc.log_model(
         name="model",
-        python_model=RelationModel(),
+        python_model=TaskModel(),
         artifacts={"model": str(model_dir)},
         code_paths=[str(Path(__file__).resolve().parents[1])],  # the people_relation package
-        model_config={"tokenizer": tokenizer, "max_new_tokens": max_new_tokens, "max_chars": max_chars},
+        model_config={
+            "tokenizer": tokenizer,
+            "max_new_tokens": max_new_tokens,
+            "max_chars": max_chars,
+            "task": task.to_dict(),
+        },
         pip_requirements=locked_requirements(),
         registered_model_name=name,
         tags=tags,

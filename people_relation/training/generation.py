@@ -16,7 +16,7 @@ import torch
 from transformers import GenerationConfig, PreTrainedTokenizerFast
 
 from people_relation.dataset import Example
-from people_relation.prompt import render_prompt
+from people_relation.task import Task
 
 
 def stop_token_ids(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast) -> list[int]:
@@ -43,6 +43,7 @@ def greedy_config(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, ma
 
 @torch.inference_mode()
 def generate_completions(
+    task: Task,
     model: torch.nn.Module,
     tokenizer: PreTrainedTokenizerFast,
     examples: Sequence[Example],
@@ -58,7 +59,7 @@ def generate_completions(
     try:
         for start in range(0, len(examples), batch_size):
             batch = examples[start : start + batch_size]
-            prompts = [render_prompt(tokenizer, e.text, e.people1, e.people2) for e in batch]
+            prompts = [task.render_prompt(tokenizer, e.inputs) for e in batch]
             enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 out = model.generate(**enc, generation_config=config)

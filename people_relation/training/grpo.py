@@ -1,4 +1,4 @@
-"""GRPO with TRL's ``GRPOTrainer`` and the project's two rule-based rewards.
+"""GRPO with TRL's ``GRPOTrainer`` and the task's rule-based rewards.
 
 Runs inside one training process (``python -m people_relation.training.grpo_process``, or under
 ``accelerate launch`` for several GPUs). Checkpoints every ``save_steps``; started again,
@@ -30,11 +30,10 @@ from people_relation.monitor import (
     over_limit,
     per_label_mean,
 )
-from people_relation.parsing import parse_completion
-from people_relation.prompt import render_prompt
-from people_relation.rewards import completion_text, label_reward
+from people_relation.rewards import completion_text, function_name, log_key, recorded_reward
 from people_relation.settings import CollapseGuard, Validation
 from people_relation.split import stratified_holdout
+from people_relation.task import Task
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +41,7 @@ CHECKPOINT_PREFIX = "checkpoint-"
 
 
 def prompt_dataset(
-    tokenizer: PreTrainedTokenizerFast, examples: Sequence[Example], max_prompt_length: int
+    task: Task, tokenizer: PreTrainedTokenizerFast, examples: Sequence[Example], max_prompt_length: int
 ) -> tuple[Dataset, int]:
     """String prompts (rendered with the prefill open), gold labels and row ids, and the
     longest prompt in tokens.
@@ -53,7 +52,7 @@ def prompt_dataset(
     """
     rows, longest = [], 0
     for e in examples:
-        prompt = render_prompt(tokenizer, e.text, e.people1, e.people2)
+        prompt = task.render_prompt(tokenizer, e.inputs)
         length = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
         if length > max_prompt_length:
             raise ValueError(
@@ -68,10 +67,12 @@ def prompt_dataset(
 class CompletionRecorder:
     """Keeps the latest batch the rewards saw, for the completions table, and collects what
     this process scored in training since the last optimizer step: completions, distinct
-    prompts, answers and the label reward of each gold label. Evaluation batches (the
-    policy in eval mode, see ``is_training``) are not counted."""
+    prompts, answers and the recorded reward (:func:`recorded_reward`) of each gold label.
+    Evaluation batches (the policy in eval mode, see ``is_training``) are not counted."""
 
-    def __init__(self) -> None:
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self.recorded = function_name(recorded_reward(task))
         self.latest: list[dict[str, Any]] = []
         self.is_training: Callable[[], bool] = lambda: True
         self._reset()
@@ -97,27 +98,22 @@ class CompletionRecorder:
     def wrap(self, fn: Callable[..., list[float]]) -> Callable[..., list[float]]:
         def reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
             values = fn(completions, **kwargs)
-            if fn is label_reward and self.is_training():
+            if fn.__name__ == self.recorded and self.is_training():
                 texts = [completion_text(c) for c in completions]
                 self.completions += len(completions)
                 self.prompt_ids.update(str(i) for i in kwargs.get("id") or ())
-                self.answers += [answer_of(t) for t in texts]
+                self.answers += [self.task.parse(t).label for t in texts]
                 self.golds += list(kwargs["label"])
                 self.label_rewards += [float(v) for v in values]
                 prompts = kwargs.get("prompts") or [""] * len(completions)
                 self.latest = [
-                    {"prompt_tail": str(p)[-80:], "completion": t, "label": gold, "label_reward": v}
+                    {"prompt_tail": str(p)[-80:], "completion": t, "label": gold, self.recorded: v}
                     for p, t, gold, v in zip(prompts, texts, kwargs["label"], values, strict=True)
                 ]
             return values
 
         reward.__name__ = fn.__name__  # TRL logs rewards under the function's name
         return reward
-
-
-def answer_of(completion: str) -> str | None:
-    """The label a completion answers (format held, one of the labels), else None."""
-    return parse_completion(completion).label
 
 
 ROLLOUT_PROMPTS = "rollout/prompts"
@@ -134,6 +130,7 @@ class ProgressCallback(TrainerCallback):
 
     def __init__(self, recorder: CompletionRecorder, completions_every: int, mlflow_run_id: str | None) -> None:
         self.recorder = recorder
+        self.task = recorder.task
         self.completions_every = completions_every
         self.mlflow_run_id = mlflow_run_id
         self.rollout: dict[str, float] = {}
@@ -149,10 +146,11 @@ class ProgressCallback(TrainerCallback):
             ROLLOUT_PROMPTS: float(len({i for s in steps for i in s["prompt_ids"]})),
         }
         if answers:
-            self.rollout |= {f"answers/{k}": v for k, v in answer_summary(answers).items()}
+            self.rollout |= {f"answers/{k}": v for k, v in answer_summary(self.task.labels, answers).items()}
             golds = [g for s in steps for g in s["golds"]]
             rewards = [r for s in steps for r in s["label_rewards"]]
-            self.rollout |= {f"label_reward/{k}": v for k, v in per_label_mean(golds, rewards).items()}
+            recorded = self.recorder.recorded
+            self.rollout |= {f"{recorded}/{k}": v for k, v in per_label_mean(golds, rewards).items()}
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
         if not state.is_world_process_zero or not logs or "reward" not in logs:
@@ -160,13 +158,13 @@ class ProgressCallback(TrainerCallback):
         if self.rollout and state.log_history and state.log_history[-1].get("step") == state.global_step:
             state.log_history[-1].update(self.rollout)  # saved with checkpoints, written to the history CSV
         row = numeric(logs) | self.rollout
+        parts = ", ".join(f"{name} {row.get(log_key(name), float('nan')):.3f}" for name in self.task.rewards)
         log.info(
-            "GRPO step %d/%d reward %.3f (format %.3f, label %.3f) kl %s",
+            "GRPO step %d/%d reward %.3f (%s) kl %s",
             state.global_step,
             state.max_steps,
             row.get("reward", float("nan")),
-            row.get("rewards/format_reward/mean", float("nan")),
-            row.get("rewards/label_reward/mean", float("nan")),
+            parts,
             f"{row['kl']:.4f}" if "kl" in row else "-",
         )
         if self.mlflow_run_id:
@@ -203,6 +201,7 @@ class GreedyValidation(TrainerCallback):
 
     def __init__(
         self,
+        task: Task,
         rows: Sequence[Example],
         tokenizer: PreTrainedTokenizerFast,
         settings: Validation,
@@ -210,6 +209,7 @@ class GreedyValidation(TrainerCallback):
         mlflow_run_id: str | None,
         selection_seed: int,
     ) -> None:
+        self.task = task
         self.rows = list(rows)
         self.halves = selection_halves(self.rows, selection_seed)
         self.tokenizer = tokenizer
@@ -217,7 +217,7 @@ class GreedyValidation(TrainerCallback):
         self.guard = guard
         self.mlflow_run_id = mlflow_run_id
         self.trainer: Any = None  # set once the trainer exists
-        self.gold_shares = answer_shares([e.label for e in self.rows])
+        self.gold_shares = answer_shares(task.labels, [e.label for e in self.rows])
 
     def answers(self, args: Any) -> list[str]:
         from accelerate.utils import gather_object
@@ -232,6 +232,7 @@ class GreedyValidation(TrainerCallback):
             self.trainer.model_wrapped, accelerator, gather_deepspeed3_params=args.ds3_gather_for_generation
         ) as model:
             completions = generate_completions(
+                self.task,
                 model,
                 self.tokenizer,
                 [self.rows[i] for i in mine],
@@ -245,15 +246,16 @@ class GreedyValidation(TrainerCallback):
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):  # noqa: ANN001
         completions = self.answers(args)
-        answers = [answer_of(c) for c in completions]
-        result = scores([e.label for e in self.rows], answers)
+        labels = self.task.labels
+        answers = [self.task.parse(c).label for c in completions]
+        result = scores(labels, [e.label for e in self.rows], answers)
         result |= {"format_ok_rate": sum(a is not None for a in answers) / len(answers)}
-        result |= answer_summary(answers)
+        result |= answer_summary(labels, answers)
         for half, index in self.halves.items():
-            part = scores([self.rows[i].label for i in index], [answers[i] for i in index])
+            part = scores(labels, [self.rows[i].label for i in index], [answers[i] for i in index])
             result |= {f"{half}_{k}": v for k, v in part.items() if k != "invalid_rate"}
         greedy = {GREEDY + k: v for k, v in result.items()}
-        over = over_limit(answer_shares(answers), self.gold_shares, self.guard.rule)
+        over = over_limit(answer_shares(labels, answers), self.gold_shares, self.guard.rule)
         entry = state.log_history[-1] if state.log_history else {}
         if entry.get("step") != state.global_step or not any(k.startswith("eval_") for k in entry):
             entry = {"step": state.global_step}
@@ -264,16 +266,18 @@ class GreedyValidation(TrainerCallback):
         if not state.is_world_process_zero:
             self.check_guard(state, control, write=False)
             return
+        sampled = log_key(recorded_reward(self.task), "eval_")
         log.info(
             "Validation at step %d: greedy weighted F1 %.3f, accuracy %.3f, format %.3f, %d labels answered, "
-            "top answer %.0f%% of rows; sampled label reward %s",
+            "top answer %.0f%% of rows; sampled %s %s",
             state.global_step,
             result["weighted_f1"],
             result["accuracy"],
             result["format_ok_rate"],
             result["labels_answered"],
             100 * result["top_share"],
-            f"{entry['eval_rewards/label_reward/mean']:.3f}" if "eval_rewards/label_reward/mean" in entry else "-",
+            recorded_reward(self.task) + " reward",
+            f"{entry[sampled]:.3f}" if sampled in entry else "-",
         )
         if self.mlflow_run_id:
             import mlflow
@@ -439,7 +443,7 @@ def run_grpo(
     from trl import GRPOConfig, GRPOTrainer
 
     score_completions_only_on_cpu()
-    recorder = CompletionRecorder()
+    recorder = CompletionRecorder(validation.task)
     trainer = GRPOTrainer(
         model=str(model_dir),
         reward_funcs=[recorder.wrap(fn) for fn in rewards],

@@ -37,7 +37,6 @@ from people_relation.infra.io import (  # noqa: E402
     write_json,
 )
 from people_relation.infra.paths import TrainPaths, resolve_arm, split_file  # noqa: E402
-from people_relation.rewards import balance_bonus, format_reward, label_reward, label_weights  # noqa: E402
 from people_relation.settings import Grpo, Model, Profile, Split  # noqa: E402
 from people_relation.training.grpo import (  # noqa: E402
     GREEDY,
@@ -81,17 +80,6 @@ def validation_rows(split: Split, grpo: Grpo) -> list:
     return [rows[i] for i in picked]
 
 
-def reward_functions(grpo: Grpo, train_labels: list[str]) -> list:
-    """The published format and label rewards, plus the rare-label bonus when
-    ``grpo.label_reward`` is ``balanced`` (weights from the gold labels' shares in training)."""
-    rewards = [format_reward, label_reward]
-    if grpo.label_reward == "balanced":
-        weights = label_weights(train_labels)
-        log.info("Balanced label reward: a right answer pays %s", {k: round(v, 2) for k, v in sorted(weights.items())})
-        rewards.append(balance_bonus(weights))
-    return rewards
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params-file", default="params.yaml")
@@ -113,15 +101,17 @@ def main(argv: list[str] | None = None) -> None:
     state = PartialState(cpu=g.use_cpu, timeout=timedelta(seconds=prof.launch.ddp_timeout_s))
     start_model = paths.start_model
     tokenizer = load_model_tokenizer(start_model, prof.model.tokenizer)
+    task = settings.task
     train_rows = read_examples(split_file(settings.split, "train"))
-    rewards = reward_functions(g, [e.label for e in train_rows])
+    rewards, _ = task.reward_functions([e.label for e in train_rows])
+    log.info("Rewards of task %s: %s", task.name, ", ".join(f"{n} x {w:g}" for n, w in task.rewards.items()))
     if g.prompt_sampling == "balanced":
-        train_rows = label_balanced(train_rows, g.seed)
-    dataset, longest = prompt_dataset(tokenizer, train_rows, g.max_prompt_length)
+        train_rows = label_balanced(train_rows, g.seed, task.labels)
+    dataset, longest = prompt_dataset(task, tokenizer, train_rows, g.max_prompt_length)
     log.info("GRPO on %d prompts from %s (the longest is %d tokens)", len(dataset), start_model, longest)
     val_rows = validation_rows(settings.split, g)
-    eval_dataset, _ = prompt_dataset(tokenizer, val_rows, g.max_prompt_length)
-    kwargs = grpo_config_kwargs(prof, str(paths.checkpoints))
+    eval_dataset, _ = prompt_dataset(task, tokenizer, val_rows, g.max_prompt_length)
+    kwargs = grpo_config_kwargs(prof, task, str(paths.checkpoints))
     run_key = fingerprint(kwargs, start_model, list(dataset["id"]), [e.id for e in val_rows])
     if state.is_main_process:  # one process decides what to keep; the others wait for it
         claim_checkpoint_dir(paths.checkpoints, run_key)
@@ -135,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     run_id = os.environ.get("MLFLOW_RUN_ID")
     validation = GreedyValidation(
-        val_rows, tokenizer, prof.validation, Guard.of(prof.collapse_guard), run_id, g.selection_seed
+        task, val_rows, tokenizer, prof.validation, Guard.of(prof.collapse_guard), run_id, g.selection_seed
     )
     log.info("Validating every %d steps on %d validation rows", kwargs["eval_steps"], len(val_rows))
     trainer = run_grpo(

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from people_relation.settings import Profile
+from people_relation.task import Task
 
 # the training process, started by `python -m` or `accelerate launch`
 GRPO_PROCESS = "people_relation.training.grpo_process"
@@ -37,9 +38,15 @@ def batch_arithmetic(prof: Profile) -> dict[str, int]:
     }
 
 
-def grpo_config_kwargs(prof: Profile, output_dir: str) -> dict[str, Any]:
-    """Every ``GRPOConfig`` field this project relies on, set explicitly (no TRL defaults)."""
+def grpo_config_kwargs(prof: Profile, task: Task, output_dir: str) -> dict[str, Any]:
+    """Every ``GRPOConfig`` field this project relies on, set explicitly (no TRL defaults);
+    the reward weights are the task's, in its order of rewards."""
     g = prof.grpo
+    if "balance" in task.rewards and g.scale_rewards == "group":
+        raise ValueError(
+            f"task {task.name}'s reward 'balance' needs grpo.scale_rewards 'batch' or 'none': 'group' divides "
+            "each prompt's rewards by their spread, which cancels a per-label weight"
+        )
     batch = batch_arithmetic(prof)
     kwargs: dict[str, Any] = {
         "output_dir": output_dir,
@@ -67,7 +74,7 @@ def grpo_config_kwargs(prof: Profile, output_dir: str) -> dict[str, Any]:
         "top_p": g.top_p,
         "top_k": g.top_k,
         "repetition_penalty": g.repetition_penalty,
-        "reward_weights": list(g.reward_weights),
+        "reward_weights": [float(w) for w in task.rewards.values()],  # type: ignore[arg-type]
         "bf16": g.bf16,
         "use_cpu": g.use_cpu,
         "gradient_checkpointing": g.gradient_checkpointing,
@@ -107,8 +114,6 @@ def grpo_config_kwargs(prof: Profile, output_dir: str) -> dict[str, Any]:
                 "vllm_max_model_length": vllm.max_model_len,
                 "vllm_enable_sleep_mode": bool(vllm.sleep_mode),
             }
-    if g.label_reward == "balanced":  # the settings check: not with scale_rewards 'group'
-        kwargs["reward_weights"] = [*kwargs["reward_weights"], kwargs["reward_weights"][1]]  # the bonus is label reward
     return kwargs
 
 

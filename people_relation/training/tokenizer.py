@@ -4,11 +4,12 @@ Chinese is close to one character a token, so the base vocabulary is the charact
 the training split. On top of it, as single tokens:
 
 * the ChatML markers, as *special* tokens (skipped when decoding);
-* the format tags ``<think> </think> <answer> </answer>`` and the 14 labels, as normal
+* the format tags ``<think> </think> <answer> </answer>`` and the task's labels, as normal
   tokens, so decoding with ``skip_special_tokens=True`` (what TRL does) keeps them;
-* the constant pieces of the published prompt (the system message, the role headers with
-  the prefill, ``人物1：``/``人物2：``), as normal tokens. The prompt text is unchanged and
-  round-trips exactly; it just costs ~70 tokens instead of ~300.
+* the constant pieces of the task's prompt (the system message, the role headers with
+  the prefill, the user template's literal parts: ``人物1：``/``人物2：`` for the relation
+  task), as normal tokens. The prompt text is unchanged and round-trips exactly; it just
+  costs ~70 tokens instead of ~300.
 
 Saved as a plain transformers ``PreTrainedTokenizerFast`` with a ChatML chat template.
 """
@@ -22,34 +23,23 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_token
 from transformers import PreTrainedTokenizerFast
 
 from people_relation.infra.paths import STANDALONE_SUBDIR
-from people_relation.labels import LABELS
-from people_relation.prompt import ASSISTANT_PREFILL, CHATML_TEMPLATE, SYSTEM_PROMPT, TAGS, THINK_OPEN
+from people_relation.prompt import CHATML_TEMPLATE
+from people_relation.task import Task
 
 PAD, UNK, IM_START, IM_END = "<|endoftext|>", "<|unk|>", "<|im_start|>", "<|im_end|>"
 SPECIAL_TOKENS = (PAD, UNK, IM_START, IM_END)
 
 
-def prompt_pieces() -> tuple[str, ...]:
-    """Constant substrings of every rendered prompt, each made a single token."""
-    prefill_head = ASSISTANT_PREFILL[: -len(THINK_OPEN)]
-    return (
-        "system\n" + SYSTEM_PROMPT,
-        "user\n文本：",
-        "\n人物1：",
-        "\n人物2：",
-        "assistant\n" + prefill_head,
-    )
-
-
-def build_tokenizer(texts: Iterable[str]) -> PreTrainedTokenizerFast:
-    """A tokenizer whose base vocabulary is every character of ``texts``."""
-    chars = sorted({ch for text in texts for ch in text} | set("\n0123456789") | set(SYSTEM_PROMPT))
+def build_tokenizer(task: Task, texts: Iterable[str]) -> PreTrainedTokenizerFast:
+    """A tokenizer whose base vocabulary is every character of ``texts`` (and of the task's
+    system prompt), with the task's pieces (:meth:`Task.vocabulary_pieces`) as single tokens."""
+    chars = sorted({ch for text in texts for ch in text} | set("\n0123456789") | set(task.system_prompt))
     vocab = {tok: i for i, tok in enumerate((*SPECIAL_TOKENS, *chars))}
     raw = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
     raw.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
     raw.decoder = decoders.Fuse()
     raw.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
-    pieces = (*TAGS, *LABELS, *prompt_pieces())
+    pieces = task.vocabulary_pieces()
     raw.add_tokens([AddedToken(p, special=False, normalized=False) for p in pieces])
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=raw,

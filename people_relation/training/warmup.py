@@ -30,26 +30,24 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedTokenizerFast
 
-from people_relation.augment import swap_names
+from people_relation.augment import mention_names, swap_names
 from people_relation.dataset import Example
-from people_relation.keywords import UNKNOWN, label_pair
-from people_relation.labels import LABELS
-from people_relation.prompt import render_prompt, target_completion
 from people_relation.settings import Warmup
+from people_relation.task import Task
 
 log = logging.getLogger(__name__)
 
 
 def encode(
-    tokenizer: PreTrainedTokenizerFast, example: Example, lm_weight: float, label_weight: float = 1.0
+    task: Task, tokenizer: PreTrainedTokenizerFast, example: Example, lm_weight: float, label_weight: float = 1.0
 ) -> tuple[list[int], list[float]]:
     """Token ids of prompt + target completion + end of turn, and each token's loss weight.
 
     The first label token of the completion (where the model decides; the answer tag
     repeats it) weighs ``label_weight``: it is one token among ~20 otherwise easy ones.
     """
-    prompt = render_prompt(tokenizer, example.text, example.people1, example.people2)
-    completion = target_completion(example.people1, example.people2, example.label)
+    prompt = task.render_prompt(tokenizer, example.inputs)
+    completion = task.target_completion(example.inputs, example.label)
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     weights = [1.0] * len(completion_ids)
@@ -82,26 +80,28 @@ def weighted_loss(logits: torch.Tensor, input_ids: torch.Tensor, weights: torch.
 def length_bucketed_batches(
     examples: Sequence[Example], batch_size: int, rng: random.Random, bucket_batches: int = 16
 ) -> list[list[Example]]:
-    """Shuffled batches of similar text length (less padding), in a shuffled order."""
+    """Shuffled batches of similar length of the first input field (less padding), in a shuffled order."""
     order = list(examples)
     rng.shuffle(order)
     span = batch_size * bucket_batches
     batches = []
     for start in range(0, len(order), span):
-        chunk = sorted(order[start : start + span], key=lambda e: len(e.text))
+        chunk = sorted(order[start : start + span], key=lambda e: len(e.key[0]))
         batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
     rng.shuffle(batches)
     return batches
 
 
-def epoch_rows(examples: Sequence[Example], unknown_keep: float, rng: random.Random) -> list[Example]:
-    """The rows of one epoch: every row whose target is a relation, and a ``unknown_keep``
-    share of those whose target is 不知道 (drawn with ``rng``)."""
-    if unknown_keep >= 1.0:
+def epoch_rows(
+    examples: Sequence[Example], none_label: str | None, unknown_keep: float, rng: random.Random
+) -> list[Example]:
+    """The rows of one epoch: every row whose target is not ``none_label``, and a ``unknown_keep``
+    share of those whose target is (drawn with ``rng``)."""
+    if unknown_keep >= 1.0 or none_label is None:
         return list(examples)
-    unknown = [e for e in examples if e.label == UNKNOWN]
+    unknown = [e for e in examples if e.label == none_label]
     kept = set(id(e) for e in rng.sample(unknown, round(len(unknown) * unknown_keep)))
-    return [e for e in examples if e.label != UNKNOWN or id(e) in kept]
+    return [e for e in examples if e.label != none_label or id(e) in kept]
 
 
 def cosine_with_warmup(step: int, total: int, warmup: int) -> float:
@@ -112,6 +112,7 @@ def cosine_with_warmup(step: int, total: int, warmup: int) -> float:
 
 
 def train_warmup(
+    task: Task,
     model: torch.nn.Module,
     tokenizer: PreTrainedTokenizerFast,
     examples: Sequence[Example],
@@ -119,12 +120,13 @@ def train_warmup(
     checkpoint_dir: Path,
     on_log: Callable[[dict[str, float], int], None] = lambda metrics, step: None,
 ) -> None:
-    names = sorted({e.people1 for e in examples} | {e.people2 for e in examples})
-    if settings.labels == "keywords":
+    mentions = task.mentions
+    names = mention_names(examples, mentions)
+    if settings.labels == "prior":
         # from the original sentence, before any name swap (the swap keeps the words around the names)
-        examples = [dataclasses.replace(e, label=label_pair(e.text, e.people1, e.people2)) for e in examples]
-    # the same number of rows every epoch (a fixed share of the 不知道 rows)
-    rows_per_epoch = len(epoch_rows(examples, settings.unknown_keep, random.Random(0)))
+        examples = [dataclasses.replace(e, label=task.prior_answer(e.inputs)) for e in examples]
+    # the same number of rows every epoch (a fixed share of the none_label rows)
+    rows_per_epoch = len(epoch_rows(examples, task.none_label, settings.unknown_keep, random.Random(0)))
     steps_per_epoch = math.ceil(rows_per_epoch / settings.batch_size)
     total = steps_per_epoch * settings.epochs
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
@@ -143,15 +145,17 @@ def train_warmup(
     step = first_epoch * steps_per_epoch
     for epoch in range(first_epoch, settings.epochs):
         rng = random.Random(settings.seed * 1000 + epoch)
-        batches = length_bucketed_batches(epoch_rows(examples, settings.unknown_keep, rng), settings.batch_size, rng)
+        rows_of_epoch = epoch_rows(examples, task.none_label, settings.unknown_keep, rng)
+        batches = length_bucketed_batches(rows_of_epoch, settings.batch_size, rng)
         model.train()
         start, running = time.monotonic(), 0.0
         for b, rows in enumerate(batches):
-            rows = [swap_names(e, names, rng) if rng.random() < settings.swap_prob else e for e in rows]
+            rows = [swap_names(e, mentions, names, rng) if rng.random() < settings.swap_prob else e for e in rows]
             if settings.random_labels:
-                rows = [dataclasses.replace(e, label=rng.choice(LABELS)) for e in rows]
+                rows = [dataclasses.replace(e, label=rng.choice(task.labels)) for e in rows]
             batch = collate(
-                [encode(tokenizer, e, settings.lm_weight, settings.label_weight) for e in rows], tokenizer.pad_token_id
+                [encode(task, tokenizer, e, settings.lm_weight, settings.label_weight) for e in rows],
+                tokenizer.pad_token_id,
             )
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=settings.bf16):
                 logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits

@@ -43,6 +43,7 @@ from people_relation.rewards import reward_order
 from people_relation.settings import PRETRAINED, SCRATCH, profile_yaml
 from steps.train import (
     build_scratch_model,
+    check_trl_config,
     draw_charts,
     grpo,
     plan,
@@ -69,6 +70,7 @@ def train_flow(params_file: str = "params.yaml", profile_name: str | None = None
     logger = get_run_logger()
     arm = resolve_arm(read_settings(params_file), profile_name)
     settings, name, prof, paths = arm.settings, arm.name, arm.profile, arm.paths
+    check_trl_config(arm)  # TRL's own checks of the GRPO settings, before any work
     with mlflow_run(settings.tracking, name, "train", {"profile": name}) as active:
         mlflow.log_params(flatten(prof, f"{name}."))
         mlflow.log_dict(plan(arm, params_file), "train/plan.json")

@@ -719,6 +719,6 @@ def explain_pair(text: str, people1: str, people2: str) -> Cue | None:
 
 
 def label_pair(text: str, people1: str, people2: str) -> str:
-    """One of the 14 labels for the pair, from the keyword rules alone."""
+    """One of the relation task's 14 labels for the pair, from the keyword rules alone."""
     cue = explain_pair(text, people1, people2)
     return UNKNOWN if cue is None else cue.label

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from people_relation.params import ParamsError, load_params, resolve_profiles
 from people_relation.task import Task, load_task
+from people_relation.trl_config import GRPO_FIELDS, KeyProblem, checked_trl_fields
 
 PositiveInt = typing.Annotated[int, Field(ge=1)]
 Count = typing.Annotated[int, Field(ge=0)]
@@ -569,113 +570,43 @@ class Warmup(Section):
 
 
 class Grpo(Section):
-    """GRPO with TRL's ``GRPOTrainer``, run by the GRPO training process: most values become
-    ``GRPOConfig`` arguments of the same name (``training/recipe.py``); where ours differs, the
-    docstring says what TRL gets. Grouped like ``GRPOConfig``."""
+    """GRPO with TRL's ``GRPOTrainer``, run by the GRPO training process.
 
-    # -- model, precision and devices
+    Any field of TRL's ``GRPOConfig`` may be set here by its own name (``learning_rate``,
+    ``beta``, ``loss_type``...; TRL's documentation says what each does): it is checked against
+    the locked TRL's fields and types (a misspelt one is named, with the closest field) and
+    passed to ``GRPOConfig`` as it is. Those in ``STATED_TRL`` are required: the project
+    reads them or TRL's default changed since the published run. The typed fields below are
+    the project's own; ``training/recipe.py`` turns them into the GRPOConfig fields they
+    decide (``DERIVED_TRL``)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, use_attribute_docstrings=True)
+
     model_dtype: Literal["float32", "bfloat16", "auto"]
     """Dtype the policy is loaded in (TRL ``model_init_kwargs={"dtype": ...}``); ``auto``: the
     model config's. TRL loads float32 unless told."""
-    bf16: bool
-    """Train with bfloat16 mixed precision (TRL ``bf16``)."""
-    use_cpu: bool
-    """Train on the CPU (TRL ``use_cpu``); the preflight then checks no GPU and expects the vLLM CPU build."""
-    gradient_checkpointing: bool
-    """Recompute activations in the backward pass to save memory (TRL ``gradient_checkpointing``)."""
-
-    # -- optimisation: steps, learning rate, KL, clipping and the loss
-    max_steps: PositiveInt
-    """Length of the run, in optimizer steps (TRL ``max_steps``)."""
-    learning_rate: Positive
-    """Peak learning rate (TRL ``learning_rate``)."""
-    lr_scheduler_type: str
-    """Learning-rate schedule by transformers' name, ``cosine``, ``linear``... (TRL ``lr_scheduler_type``)."""
     warmup_ratio: typing.Annotated[float, Field(ge=0, lt=1)]
     """Share of ``max_steps`` spent raising the learning rate linearly (passed as TRL ``warmup_steps``,
     which reads a value below 1 as a ratio)."""
-    weight_decay: NonNegative
-    """The optimizer's weight decay (TRL ``weight_decay``)."""
-    max_grad_norm: Positive
-    """Gradients are clipped to this norm (TRL ``max_grad_norm``)."""
-    beta: NonNegative
-    """Weight of the KL term to the start model (TRL ``beta``); 0 loads no reference model."""
-    use_bias_correction_kl: bool
-    """Weight the KL term by the importance ratio (TRL ``use_bias_correction_kl``, true by default
-    there); false as in TRL 0.14, which had no such weight."""
-    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"]
-    """How token losses are averaged (TRL ``loss_type``): ``grpo`` per sequence, then over sequences
-    (TRL 0.14's loss); ``dapo`` over the tokens of the accumulated batch; ``dr_grpo`` by a constant
-    (``max_completion_length``); ``bnpo`` over the tokens of the local batch."""
-    epsilon: Positive
-    """Clipping range of the policy ratio (TRL ``epsilon``); with ``num_iterations: 1`` the ratio is 1."""
-    num_iterations: PositiveInt
-    """Policy updates per generated batch (TRL ``num_iterations``); 1: on-policy."""
-    mask_truncated_completions: bool
-    """Leave completions cut at ``max_completion_length`` out of the loss (TRL ``mask_truncated_completions``)."""
-
-    # -- prompts, batch and generation
-    seed: int
-    """Seed of the run (TRL ``seed``: shuffling and sampling), and of the draws of
-    ``prompt_sampling: balanced`` and of ``eval_rows``."""
     prompt_sampling: PromptSampling
     """Training prompts: ``natural`` (the training rows as they are) or ``balanced`` (as many rows,
     drawn with replacement so every label is equally frequent)."""
-    num_generations: typing.Annotated[int, Field(ge=2)]
-    """Completions sampled per prompt: the group whose rewards are compared (TRL ``num_generations``)."""
     prompts_per_device: PositiveInt
     """Prompts per process and micro-step; TRL ``per_device_train_batch_size`` is this × ``num_generations``."""
-    gradient_accumulation_steps: PositiveInt
-    """Micro-steps per optimizer step (TRL ``gradient_accumulation_steps``): a step sees
-    ``launch.num_processes`` × this × ``prompts_per_device`` prompts."""
     max_prompt_length: PositiveInt
     """Longest prompt allowed, in tokens; not given to TRL: prompts are never cut, and a longer
     training or validation prompt stops the run before training."""
-    max_completion_length: PositiveInt
-    """Most tokens generated per completion (TRL ``max_completion_length``)."""
-    temperature: Positive
-    """Sampling temperature of the completions (TRL ``temperature``; TRL also divides the logits by it
-    when it computes the loss)."""
-    top_p: typing.Annotated[float, Field(gt=0, le=1)]
-    """Nucleus sampling: keep the smallest set of tokens holding this probability (TRL ``top_p``; 1: off)."""
-    top_k: Count
-    """Sample among the k most likely tokens only (TRL ``top_k``; 0: off)."""
-    repetition_penalty: Positive
-    """Penalty on tokens already in the prompt or the completion (TRL ``repetition_penalty``; 1: off)."""
     vllm_mode: VllmMode
     """Who generates the completions: ``off`` (transformers in the training processes), ``server``
     (TRL's vLLM server on GPUs of its own) or ``colocate`` (a vLLM engine in each training process,
     sharing its GPU); TRL ``use_vllm`` and ``vllm_mode``. A mode needs the ``vllm`` block."""
-    vllm_importance_sampling_correction: bool
-    """Correct the loss for the gap between vLLM's sampling log-probabilities and the trainer's
-    (TRL ``vllm_importance_sampling_correction``); used only with vLLM."""
-
-    # -- rewards (which, and their weights, are the task's: ``rewards`` in its task file)
-    scale_rewards: Literal["group", "batch", "none"]
-    """How advantages are scaled (TRL ``scale_rewards``): divided by the reward spread of each prompt's
-    group, of the whole batch, or not at all."""
-
-    # -- logging, saving and checkpoints
-    logging_steps: PositiveInt
-    """Steps between logged metrics (TRL ``logging_steps``): the log, MLflow and the reward history."""
     completions_every: PositiveInt
     """Steps between tables of sample completions in the MLflow run (on logged steps only)."""
-    save_steps: PositiveInt
-    """Steps between checkpoints (TRL ``save_steps``); a multiple of ``eval_steps``."""
-    save_total_limit: PositiveInt
-    """Checkpoints kept on disk (TRL ``save_total_limit``); the preflight wants room for one more."""
-
-    # -- in-training evaluation and publishing
-    eval_steps: PositiveInt
-    """Steps between evaluations on the validation rows, and one before the first step (TRL ``eval_steps``)."""
     eval_rows: PositiveInt | None
     """Validation rows scored at each evaluation: null, all; else a sample drawn with ``seed``."""
     eval_prompts_per_device: PositiveInt
     """Validation prompts per process in TRL's evaluation batch; TRL ``per_device_eval_batch_size`` is
     this × ``num_generations_eval``."""
-    num_generations_eval: PositiveInt
-    """Sampled completions per validation prompt that TRL's evaluation scores with the rewards (TRL
-    ``num_generations_eval``); the greedy answers are scored besides."""
     publish: Publish
     """The model published: ``best`` (the checkpoint with the best greedy ``best_metric``; TRL
     ``load_best_model_at_end``) or ``last`` (the last step)."""
@@ -685,6 +616,16 @@ class Grpo(Section):
     selection_seed: int
     """The validation rows scored during GRPO are halved, stratified by label, with this seed: the
     best checkpoint is chosen on the *select* half, and the *check* half says what the choice is worth."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _trl_fields(cls, data: Any) -> Any:
+        """Every key that is not the project's is a GRPOConfig field the project does not set itself."""
+        return checked_trl_fields(data, set(cls.model_fields)) if isinstance(data, dict) else data
+
+    def trl_settings(self) -> dict[str, Any]:
+        """The GRPOConfig fields given by name, as given (checked)."""
+        return dict(self.model_extra or {})
 
 
 class Vllm(Section):
@@ -1023,7 +964,10 @@ def _describe(error: dict[str, Any], root: type[BaseModel], prefix: tuple[str, .
         return f"{dotted}: missing"
     where = f"{dotted}: " if dotted else ""
     if error["type"] == "value_error":  # a rule across keys: its message names them
-        return where + str(error["ctx"]["error"])
+        problem = error["ctx"]["error"]
+        if isinstance(problem, KeyProblem):
+            return "; ".join(f"{dotted}.{key}: {message}" for key, message in problem.problems.items())
+        return where + str(problem)
     return f"{where}{error['msg']}, got {error.get('input')!r}"
 
 
@@ -1139,6 +1083,11 @@ def _yaml_lines(model: BaseModel, indent: int, described: bool) -> list[str]:
             lines += _yaml_lines(value, indent + 2, described)
         else:
             lines.append(f"{pad}{name}: {json.dumps(_plain(value), ensure_ascii=False)}")
+    for name, value in (model.model_extra or {}).items():  # a section's pass-through keys (TRL's, for grpo)
+        help_text = GRPO_FIELDS.get(name, {}).get("help", "") if isinstance(model, Grpo) else ""
+        if described and help_text:
+            lines += [f"{pad}# {text}" for text in textwrap.wrap(f"TRL: {help_text}", 100 - indent - 2)]
+        lines.append(f"{pad}{name}: {json.dumps(_plain(value), ensure_ascii=False)}")
     return lines
 
 

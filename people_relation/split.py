@@ -28,14 +28,14 @@ def stratified_holdout(examples: Sequence[Example], fraction: float, seed: int) 
     """
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"a split fraction must be in [0, 1), got {fraction}")
-    groups: dict[tuple[str, str, str], list[Example]] = defaultdict(list)
+    groups: dict[tuple[str, ...], list[Example]] = defaultdict(list)
     for e in examples:
         groups[e.key].append(e)
-    by_label: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
+    by_label: dict[str, list[tuple[str, ...]]] = defaultdict(list)
     for key, rows in groups.items():
         by_label[rows[0].label].append(key)
     rng = random.Random(seed)
-    held: set[tuple[str, str, str]] = set()
+    held: set[tuple[str, ...]] = set()
     for label in sorted(by_label):
         keys = sorted(by_label[label])
         rng.shuffle(keys)

@@ -90,6 +90,25 @@ def plan(arm: Arm, params_file: str) -> dict[str, Any]:
     }
 
 
+def check_trl_config(arm: Arm) -> None:
+    """TRL's own checks of the run's ``GRPOConfig`` (a value it does not know, such as a
+    ``loss_type`` it has no loss for), before any model is built or trained: a PermanentError
+    naming the profile otherwise."""
+    import tempfile
+
+    from trl import GRPOConfig
+
+    from people_relation.errors import PermanentError
+
+    with tempfile.TemporaryDirectory() as out:
+        try:
+            GRPOConfig(**grpo_config_kwargs(arm.profile, arm.settings.task, out))
+        except (TypeError, ValueError) as err:
+            raise PermanentError(
+                f"params.yaml: profiles.{arm.name}.grpo: TRL's GRPOConfig refuses the settings: {err}"
+            ) from None
+
+
 def preflight_report(arm: Arm, gpu_gib: float | None = None) -> tuple[str, bool]:
     """This machine checked for ``arm`` (GPUs, driver, model, ports, disk): the report, and
     whether every check passed. With ``gpu_gib``, only the GPU checks, on idle GPUs of that

@@ -238,7 +238,7 @@ def published_split(tmp_path_factory, real_data, settings) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory, published_split) -> Path:
+def tiny_model(tmp_path_factory, published_split, task) -> Path:
     """An untrained tiny Qwen2 (``TINY_ARCH``) with the project's tokenizer built from the
     published split's training rows, saved once: every test that needs *a* model and not what
     it learned (serving, the API, the demo, the registry, GRPO from scratch) copies this one."""
@@ -248,7 +248,7 @@ def tiny_model(tmp_path_factory, published_split) -> Path:
     from people_relation.training.tokenizer import build_tokenizer
 
     rows = read_examples(published_split / "train.jsonl")
-    tokenizer = build_tokenizer([t for e in rows for t in (e.text, e.people1, e.people2)])
+    tokenizer = build_tokenizer(task, [v for e in rows for v in e.key])
     folder = tmp_path_factory.mktemp("tiny") / "model"
     save_model(build_scratch_qwen2(tokenizer, Arch(**TINY_ARCH), seed=0), tokenizer, folder)
     return folder

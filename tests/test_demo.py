@@ -37,43 +37,46 @@ DEMO_START_TIMEOUT_S = 240
 
 
 def row(text: str, people1: str, people2: str, label: str, i: int = 0) -> Example:
-    return Example(id=f"r{i}", split="train", line=i, text=text, people1=people1, people2=people2, label=label)
+    inputs = {"text": text, "people1": people1, "people2": people2}
+    return Example(id=f"r{i}", split="train", line=i, inputs=inputs, label=label)
 
 
 # -- pure parts ------------------------------------------------------------------------------
 
 
 def test_both_names_are_found_every_time_they_occur():
-    assert name_spans("张三对李四说，张三是老师", "张三", "李四") == [Span(0, 2, 1), Span(3, 5, 2), Span(7, 9, 1)]
+    assert name_spans("张三对李四说，张三是老师", ["张三", "李四"]) == [Span(0, 2, 1), Span(3, 5, 2), Span(7, 9, 1)]
+    # as many names as the task has mention fields, numbered in order
+    assert name_spans("甲乙丙甲", ["甲", "乙", "丙"]) == [Span(0, 1, 1), Span(1, 2, 2), Span(2, 3, 3), Span(3, 4, 1)]
 
 
 def test_the_longer_name_wins_where_one_holds_the_other():
     # 张三丰 is a mention of person 2, not 张三 followed by 丰
-    assert name_spans("张三和张三丰", "张三", "张三丰") == [Span(0, 2, 1), Span(3, 6, 2)]
-    assert name_spans("张三和张三丰", "张三丰", "张三") == [Span(0, 2, 2), Span(3, 6, 1)]
+    assert name_spans("张三和张三丰", ["张三", "张三丰"]) == [Span(0, 2, 1), Span(3, 6, 2)]
+    assert name_spans("张三和张三丰", ["张三丰", "张三"]) == [Span(0, 2, 2), Span(3, 6, 1)]
 
 
 def test_equal_or_empty_names():
-    assert name_spans("王五见了王五", "王五", "王五") == [Span(0, 2, 1), Span(4, 6, 1)]
-    assert name_spans("王五", "", "") == []
-    assert name_spans("", "王五", "赵六") == []
+    assert name_spans("王五见了王五", ["王五", "王五"]) == [Span(0, 2, 1), Span(4, 6, 1)]
+    assert name_spans("王五", ["", ""]) == []
+    assert name_spans("", ["王五", "赵六"]) == []
 
 
 def test_highlighted_html_escapes_the_sentence_and_the_names():
     text = "<b>甲</b>&乙"
-    assert highlighted_html(text, name_spans(text, "甲", "乙")) == (
+    assert highlighted_html(text, name_spans(text, ["甲", "乙"])) == (
         '&lt;b&gt;<mark class="person1">甲</mark>&lt;/b&gt;&amp;<mark class="person2">乙</mark>'
     )
     with pytest.raises(ValueError, match="overlaps"):
         highlighted_html("甲乙", [Span(0, 2, 1), Span(1, 2, 2)])
 
 
-def test_examples_show_every_label_first_then_file_order():
+def test_examples_show_every_label_first_then_file_order(task):
     rows = [row("t", "a", "b", label, i) for i, label in enumerate(["夫妻", "夫妻", "师生", "夫妻", "好友"])]
     assert [r.id for r in pick_examples(rows, 4)] == ["r0", "r2", "r4", "r1"]
     assert pick_examples(rows, 0) == []
-    assert example_caption(row("一二三四五", "一", "五", "好友"), 3) == "一 / 五: 一二三… (好友)"
-    assert example_caption(row("一二三", "一", "三", "好友"), 3) == "一 / 三: 一二三 (好友)"
+    assert example_caption(task, row("一二三四五", "一", "五", "好友"), 3) == "一 / 五: 一二三… (好友)"
+    assert example_caption(task, row("一二三", "一", "三", "好友"), 3) == "一 / 三: 一二三 (好友)"
 
 
 def test_a_gold_label_applies_only_to_the_example_as_it_was():
@@ -92,11 +95,11 @@ def test_a_gold_label_applies_only_to_the_example_as_it_was():
         ("乱码", None, "no answer could be read"),
     ],
 )
-def test_what_the_page_says_about_an_answer(completion, label, reason):
-    answer = answer_of(row("甲和乙", "甲", "乙", ""), completion, 0.1)
+def test_what_the_page_says_about_an_answer(task, completion, label, reason):
+    answer = answer_of(task, row("甲和乙", "甲", "乙", ""), completion, 0.1)
     assert answer.label == label and answer.completion == completion
     if reason:
-        assert reason in why_no_label(answer)
+        assert reason in why_no_label(task, answer)
 
 
 def test_streamlit_is_told_its_address_and_sends_no_usage_statistics():
@@ -235,16 +238,17 @@ def _served_answer(settings, server, example: Example) -> Answer:
     from people_relation.query import make_query
     from people_relation.serving.client import ask, make_client
 
-    query = make_query(example.text, example.people1, example.people2, settings.query.max_chars)
+    task = settings.task
+    query = make_query(task, example.inputs, settings.query.max_chars)
 
     async def go():
         client = make_client(server.base_url, server.api_key, settings.evaluate.client())
         try:
-            return await ask(client, query, server.model, settings.profile("cpu").serve.sampling())
+            return await ask(client, task, query, server.model, settings.profile("cpu").serve.sampling())
         finally:
             await client.close()
 
-    return answer_of(query, *asyncio.run(go()))
+    return answer_of(task, query, *asyncio.run(go()))
 
 
 @pytest.mark.integration
@@ -258,14 +262,16 @@ def test_a_clicked_example_is_answered_with_the_names_highlighted(browser, tiny_
     settings, _, server = tiny_server
     example = load_examples(settings, demo_settings(settings))[0]
     _wait(browser, ec.element_to_be_clickable((By.CSS_SELECTOR, ".st-key-example-0 button")), "examples").click()
-    _wait(browser, lambda d: d.find_element(By.TAG_NAME, "textarea").get_attribute("value") == example.text, "example")
+    _wait(
+        browser, lambda d: d.find_element(By.TAG_NAME, "textarea").get_attribute("value") == example["text"], "example"
+    )
     _submit(browser)
     shown = _wait(browser, ec.visibility_of_element_located((By.CSS_SELECTOR, ".relation-label")), "relation")
 
     expected = _served_answer(settings, server, example)
     assert shown.text == (expected.label or NO_ANSWER)
     marks = {m.get_attribute("class"): m.text for m in browser.find_elements(By.CSS_SELECTOR, ".sentence mark")}
-    assert marks == {"person1": example.people1, "person2": example.people2}
+    assert marks == {"person1": example["people1"], "person2": example["people2"]}
     page = browser.find_element(By.TAG_NAME, "body").text
     assert f"Gold label {example.label}" in page
     if expected.label is None:  # the untrained model: the page says why and shows what it wrote

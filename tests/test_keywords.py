@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from people_relation.keywords import CUES, MUTUAL, SHARED_HEAD, explain_pair, label_pair
-from people_relation.labels import LABELS
+from people_relation.keywords import CUES, MUTUAL, SHARED_HEAD, UNKNOWN, explain_pair, label_pair
+from people_relation.priors import PRIORS
 
 
 @pytest.mark.parametrize(
@@ -34,8 +34,10 @@ from people_relation.labels import LABELS
         ("杨丙和秦丁一起去了上海。", "杨丙", "秦丁", "不知道"),
     ],
 )
-def test_each_relation_from_its_words(text: str, people1: str, people2: str, label: str) -> None:
+def test_each_relation_from_its_words(task, text: str, people1: str, people2: str, label: str) -> None:
     assert label_pair(text, people1, people2) == label
+    # the task's prior (what a `labels: prior` warm-up teaches) is these rules
+    assert task.prior_answer({"text": text, "people1": people1, "people2": people2}) == label
 
 
 @pytest.mark.parametrize(
@@ -85,9 +87,10 @@ def test_one_name_inside_the_other_is_one_person() -> None:
     assert label_pair("伊丽莎白·泰勒（简称泰勒）是演员。", "伊丽莎白·泰勒", "泰勒") == "同一个人"
 
 
-def test_the_cue_says_why() -> None:
+def test_the_cue_says_why(task) -> None:
     cue = explain_pair("李梅是张三的妻子。", "李梅", "张三")
     assert cue is not None and (cue.label, cue.word, cue.place) == ("夫妻", "妻子", "after")
+    assert task.prior_explanation({"text": "李梅是张三的妻子。", "people1": "李梅", "people2": "张三"}) == cue
     assert explain_pair("杨丙和秦丁一起去了上海。", "杨丙", "秦丁") is None
 
 
@@ -95,9 +98,13 @@ def test_a_name_missing_from_the_text_is_unknown() -> None:
     assert label_pair("张三的妻子出席了晚会。", "张三", "李梅") == "不知道"
 
 
-def test_every_word_maps_to_a_label() -> None:
-    assert set(CUES) == set(LABELS) - {"不知道"}
+def test_every_word_maps_to_a_label(task) -> None:
+    assert UNKNOWN == task.none_label
+    assert set(CUES) == set(task.labels) - {task.none_label}
     words = {w for ws in CUES.values() for w in ws}
     assert len(words) == sum(len(ws) for ws in CUES.values()), "a word listed under two labels"
     assert MUTUAL <= words
-    assert set(SHARED_HEAD.values()) <= set(LABELS)
+    assert set(SHARED_HEAD.values()) <= set(task.labels)
+    # the prior the task names answers exactly the labels but the none label
+    assert task.prior == "keywords" and PRIORS["keywords"].labels == set(task.labels) - {task.none_label}
+    assert PRIORS["keywords"].problem(task) is None

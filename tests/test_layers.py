@@ -1,4 +1,5 @@
-"""The layers hold: every import between the project's packages runs the allowed way.
+"""The layers hold: every import between the project's packages runs the allowed way, and
+only the task file knows the task.
 
 - the core (``people_relation/*.py``) imports only the core;
 - ``people_relation.infra`` imports the core and itself;
@@ -129,3 +130,79 @@ def test_a_wrong_arrow_is_found(tmp_path):
         "flows/train.py:1: flows.train -> people_relation.training.models",
     ], problems
     assert "steps/train.py exists" in problems[-1]
+
+
+# What only the task file (and its prior's rules) may know: the relation task's labels, its
+# input fields besides the generic first one, and its prompt's words.
+TASK_FILE = "tasks/relation.yaml"
+PRIOR_MODULES = {"people_relation/keywords.py", "people_relation/priors.py"}
+
+
+def task_words(root: Path) -> set[str]:
+    from people_relation.task import load_task
+
+    task = load_task(root / TASK_FILE)
+    fields = [f for f in task.fields if f != task.fields[0]]  # "text" is a word of every task
+    return {*task.labels, *fields, "人物1", "人物2", "文本：", task.prompt.prefill.split("\n")[0]}
+
+
+def code_strings(path: Path) -> list[tuple[str, int]]:
+    """String constants of ``path`` that are not documentation (a string standing alone as a
+    statement: a docstring, or an attribute's docstring), with their lines."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    docstrings = {
+        id(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+    }
+    return [
+        (node.value, node.lineno)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+    ]
+
+
+def task_knowledge(root: Path) -> list[str]:
+    """Every place outside the task file and its prior's rules that spells a label, a field
+    or a piece of the prompt, or imports the prior's rules."""
+    words = task_words(root)
+    found = []
+    for package in PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            name = path.relative_to(root).as_posix()
+            if name in PRIOR_MODULES:
+                continue
+            for value, line in code_strings(path):
+                hits = sorted(w for w in words if w in value)
+                if hits:
+                    found.append(f"{name}:{line}: spells {', '.join(hits)}")
+            for target, line in project_imports(path, root):
+                if target == "people_relation.keywords":
+                    found.append(f"{name}:{line}: imports the keyword rules (reach them through the task's prior)")
+    return found
+
+
+def test_only_the_task_knows_its_labels_fields_and_prompt():
+    problems = task_knowledge(PROJECT_ROOT)
+    assert not problems, "task-specific knowledge outside tasks/ (move it into the task file):\n" + "\n".join(problems)
+
+
+def test_task_knowledge_is_found(tmp_path):
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / TASK_FILE).write_text((PROJECT_ROOT / TASK_FILE).read_text(encoding="utf-8"), encoding="utf-8")
+    files = {
+        "people_relation/__init__.py": "",
+        "people_relation/metrics.py": '"""Over 不知道 (a docstring may say so)."""\nNONE = "不知道"\n',
+        "steps/__init__.py": "",
+        "steps/baseline.py": "from people_relation.keywords import explain_pair\nCOLUMNS = ('text', 'people1')\n",
+        "flows/__init__.py": "",
+        "apps/__init__.py": "",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    assert task_knowledge(tmp_path) == [
+        "people_relation/metrics.py:2: spells 不知道",
+        "steps/baseline.py:2: spells people1",
+        "steps/baseline.py:1: imports the keyword rules (reach them through the task's prior)",
+    ]

@@ -59,14 +59,14 @@ def offline_env(tracking_uri: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def registered(tmp_path_factory, tiny_model) -> Registered:
+def registered(tmp_path_factory, tiny_model, task) -> Registered:
     """The session's tiny untrained model logged, registered and given the ``champion`` alias."""
     root = tmp_path_factory.mktemp("serving")
     tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
     mlflow.set_tracking_uri(tracking_uri)
     experiment = mlflow.create_experiment("serving", artifact_location=(root / "artifacts").as_uri())
     with mlflow.start_run(experiment_id=experiment):
-        info = log_and_register(tiny_model, NAME, "project", max_new_tokens=8, tags={}, metrics={})
+        info = log_and_register(task, tiny_model, NAME, "project", max_new_tokens=8, tags={}, metrics={})
     mlflow.MlflowClient().set_registered_model_alias(NAME, CHAMPION, str(info.registered_model_version))
     return Registered(root, f"models:/{NAME}@{CHAMPION}", offline_env(tracking_uri))
 
@@ -192,7 +192,7 @@ def test_the_served_champion_answers_valid_rows_and_refuses_bad_ones(server):
     assert_answered(rows[0])
     assert_refused(rows[1], "<|im_end|>", "control token")
     assert_answered(rows[2])
-    assert_refused(rows[3], "'王五'", "does not occur in the sentence")
+    assert_refused(rows[3], "'王五'", "does not occur in the text")
 
 
 def test_a_malformed_request_is_a_client_error_and_the_server_keeps_answering(server):

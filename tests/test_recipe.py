@@ -53,8 +53,8 @@ def test_published_batch_is_192_completions_of_24_prompts(published):
     assert batch["completions_per_step"] == 192
 
 
-def test_published_recipe_values_are_explicit(published):
-    kw = grpo_config_kwargs(published, "out")
+def test_published_recipe_values_are_explicit(published, settings):
+    kw = grpo_config_kwargs(published, settings.task, "out")
     assert kw["max_steps"] == 500
     assert kw["learning_rate"] == 5e-7
     assert kw["lr_scheduler_type"] == "cosine"
@@ -71,6 +71,7 @@ def test_published_recipe_values_are_explicit(published):
     assert kw["save_steps"] == 25 and kw["seed"] == 42
     assert kw["ddp_timeout"] == 1800  # also given to the process group the training process creates first
     assert kw["use_vllm"] is True and kw["vllm_mode"] == "server"
+    assert kw["reward_weights"] == [1.0, 1.0]  # the task's: format, label
     # the published 256 would cut 48 training prompts (counted with Qwen2.5's tokenizer): none is cut here
     assert published.grpo.max_prompt_length == 320
 
@@ -117,21 +118,23 @@ def test_single_gpu_lora_profile_keeps_the_published_batch(settings):
         "-m",
         "people_relation.training.grpo_process",
     ]
-    assert grpo_config_kwargs(lora, "out")["vllm_mode"] == "colocate"
+    assert grpo_config_kwargs(lora, settings.task, "out")["vllm_mode"] == "colocate"
     assert vllm_server_command(lora, "m") is None
     # one plain process sees only its GPU: TRL's device_map="auto" cannot spread the model
     assert launch_env(lora) == {"CUDA_VISIBLE_DEVICES": "0"}
     assert launch_env(settings.profile("qwen2.5-7b")) == {}  # accelerate launch --gpu_ids places the ranks
     assert launch_env(settings.profile("cpu")) == {}
-    assert grpo_config_kwargs(settings.profile("qwen2.5-3b-lora"), "out")["vllm_enable_sleep_mode"] is True
-    assert grpo_config_kwargs(lora, "out")["vllm_enable_sleep_mode"] is False
+    assert (
+        grpo_config_kwargs(settings.profile("qwen2.5-3b-lora"), settings.task, "out")["vllm_enable_sleep_mode"] is True
+    )
+    assert grpo_config_kwargs(lora, settings.task, "out")["vllm_enable_sleep_mode"] is False
 
 
 @pytest.mark.parametrize("name", ["cpu", "cpu-prior", "cpu-rl", "qwen2.5-7b", "qwen2.5-7b-lora", "qwen2.5-3b-lora"])
 def test_every_profile_builds_a_real_grpo_config(settings, name, tmp_path):
     from trl import GRPOConfig
 
-    kw = grpo_config_kwargs(settings.profile(name), str(tmp_path))
+    kw = grpo_config_kwargs(settings.profile(name), settings.task, str(tmp_path))
     if not kw["use_cpu"]:
         kw |= {"use_cpu": True, "bf16": False}  # no GPU here: check the rest of the config
     config = GRPOConfig(**kw)
@@ -151,24 +154,41 @@ def test_evaluations_must_line_up_with_checkpoints(params):
     assert "profiles.cpu.grpo.publish: Input should be 'best' or 'last'" in message
 
 
-def test_balanced_label_reward_adds_a_bonus_weighted_like_the_label_reward(params, settings):
-    assert grpo_config_kwargs(settings.profile("cpu-rl"), "out")["reward_weights"] == [1.0, 1.0]  # published rewards
-    balanced = {
-        "profiles.cpu-rl.grpo.label_reward": "balanced",
-        "profiles.cpu-rl.grpo.reward_weights": [1.0, 2.0],
-        "profiles.cpu-rl.grpo.scale_rewards": "batch",
-    }
-    prof = parse_settings(with_values(params, balanced)).profile("cpu-rl")
-    assert grpo_config_kwargs(prof, "out")["reward_weights"] == [1.0, 2.0, 2.0]
-    # 'group' would cancel the per-label weight: refused at load
-    message = refused(params, balanced | {"profiles.cpu-rl.grpo.scale_rewards": "group"})
-    assert "profiles.cpu-rl: grpo.label_reward 'balanced' needs grpo.scale_rewards" in message
-    message = refused(params, balanced | {"profiles.cpu-rl.grpo.label_reward": "inverse"})
-    assert "profiles.cpu-rl.grpo.label_reward: Input should be 'published' or 'balanced'" in message
+def test_the_reward_weights_are_the_tasks_and_the_balance_bonus_needs_batch_scaling(params, settings, tmp_path):
+    """TRL's reward weights are the task file's, in its order; the balance bonus (a deviation)
+    is refused with per-group scaling, which would cancel its per-label weight."""
+    from ruamel.yaml import YAML
+
+    assert grpo_config_kwargs(settings.profile("cpu-rl"), settings.task, "out")["reward_weights"] == [1.0, 1.0]
+    task_file = tmp_path / "balanced.yaml"
+    YAML().dump(settings.task.to_dict() | {"rewards": {"format": 1.0, "label": 2.0, "balance": 2.0}}, task_file)
+    balanced = parse_settings(
+        with_values(params, {"task": str(task_file), "profiles.cpu-rl.grpo.scale_rewards": "batch"})
+    )
+    assert list(balanced.task.rewards) == ["format", "label", "balance"]
+    prof = balanced.profile("cpu-rl")
+    assert grpo_config_kwargs(prof, balanced.task, "out")["reward_weights"] == [1.0, 2.0, 2.0]
+    assert [f.__name__ for f in balanced.task.reward_functions(["夫妻"])[0]] == [
+        "format_reward",
+        "label_reward",
+        "balance_reward",
+    ]  # the same order as the weights
+    grouped = prof.model_copy(update={"grpo": prof.grpo.model_copy(update={"scale_rewards": "group"})})
+    with pytest.raises(ValueError, match="task relation's reward 'balance' needs grpo.scale_rewards 'batch' or 'none'"):
+        grpo_config_kwargs(grouped, balanced.task, "out")
+    grpo_config_kwargs(grouped, settings.task, "out")  # without the bonus, group scaling is fine
+    # the rewards and their weights are the task's alone: the old profile keys are refused at load
+    for stale in ({"label_reward": "balanced"}, {"reward_weights": [1.0, 2.0]}):
+        raw = copy.deepcopy(params)
+        raw["profiles"]["cpu-rl"]["grpo"] |= stale
+        with pytest.raises(ParamsError, match=rf"profiles\.cpu-rl\.grpo\.{next(iter(stale))}: "):
+            parse_settings(raw)
 
 
 def test_bad_profile_values_are_named(params, settings):
-    assert "profiles.cpu.grpo.loss_type: Input should be" in refused(params, {"profiles.cpu.grpo.loss_type": "ppo"})
+    assert "profiles.cpu.grpo.loss_type: TRL's GRPOConfig wants str, got 3" in refused(
+        params, {"profiles.cpu.grpo.loss_type": 3}
+    )
     message = refused(params, {"profiles.cpu.launch.num_processes": 2})
     assert "profiles.cpu: launch.num_processes > 1 needs launch.accelerate_config" in message
     with pytest.raises(ParamsError, match="no profile 'tpu'"):

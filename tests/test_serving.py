@@ -18,7 +18,6 @@ import pytest
 from conftest import served_sandbox, server_pids
 
 from people_relation.infra.data import read_examples
-from people_relation.prompt import build_messages, render_prompt
 from people_relation.training.tokenizer import load_tokenizer
 
 pytestmark = pytest.mark.integration
@@ -32,7 +31,7 @@ def test_serve_hold_answers_with_the_training_prompt_and_stops_on_ctrl_c(held_se
     the session ends (the ``held_server`` fixture's teardown)."""
     from people_relation.serving.client import ClientSettings, Sampling, answer_rows
 
-    base_url, root = held_server.base_url, held_server.root
+    base_url, root, task = held_server.base_url, held_server.root, held_server.settings.task
     rows = read_examples(root / "data" / "split" / "validation.jsonl")[:6]
     key = {"Authorization": f"Bearer {held_server.api_key}"}
     assert httpx.get(f"{base_url}/models", timeout=30).status_code == 401  # the API needs the key
@@ -43,16 +42,17 @@ def test_serve_hold_answers_with_the_training_prompt_and_stops_on_ctrl_c(held_se
     e = rows[0]
     body = {
         "model": "people-relation",
-        "messages": build_messages(e.text, e.people1, e.people2),
+        "messages": task.build_messages(e.inputs),
         "add_generation_prompt": False,
         "continue_final_message": True,
     }
     served = httpx.post(f"{base_url.removesuffix('/v1')}/tokenize", json=body, headers=key, timeout=30)
-    expected = tokenizer(render_prompt(tokenizer, e.text, e.people1, e.people2), add_special_tokens=False)
+    expected = tokenizer(task.render_prompt(tokenizer, e.inputs), add_special_tokens=False)
     assert served.json()["tokens"] == expected["input_ids"]
 
     out = root / "hold-answers.jsonl"
     answered = answer_rows(
+        task,
         rows,
         base_url,
         held_server.api_key,
@@ -75,11 +75,11 @@ def test_serve_hold_answers_with_the_training_prompt_and_stops_on_ctrl_c(held_se
             "--url",
             base_url,
             "--text",
-            e.text,
+            e["text"],
             "--people1",
-            e.people1,
+            e["people1"],
             "--people2",
-            e.people2,
+            e["people2"],
             "--json",
         ],
         capture_output=True,
@@ -99,15 +99,17 @@ def test_greedy_validation_in_training_decodes_as_the_served_model(held_server):
     from people_relation.training.generation import generate_completions
     from people_relation.training.models import load_causal_lm
 
+    task = held_server.settings.task
     rows = read_examples(held_server.root / "data" / "split" / "validation.jsonl")[:12]
     budget = held_server.settings.profile("cpu").validation.max_new_tokens
     model = load_causal_lm(held_server.model_dir)
     # a model folder may set a penalty (Qwen2.5-Instruct: 1.05); vLLM does not apply it. This one is
     # strong enough to change the untrained model's answers, were it applied
     model.generation_config.repetition_penalty = 5.0
-    in_training = generate_completions(model, load_tokenizer(held_server.model_dir), rows, budget, batch_size=4)
+    in_training = generate_completions(task, model, load_tokenizer(held_server.model_dir), rows, budget, batch_size=4)
     out = held_server.root / "decoding-answers.jsonl"
     answer_rows(
+        task,
         rows,
         held_server.base_url,
         held_server.api_key,
@@ -141,7 +143,7 @@ def test_predict_refuses_bad_input_before_starting_anything(tmp_path, params, pu
         timeout=120,
     )
     assert result.returncode == 2
-    assert "people1 '王五' does not occur in the sentence" in result.stderr
+    assert "people1 '王五' does not occur in the text" in result.stderr
 
 
 def wait_for_lines(path: Path, count: int, proc: subprocess.Popen, timeout: float = 300) -> int:

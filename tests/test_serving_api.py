@@ -22,7 +22,6 @@ import pytest
 from conftest import SERVE_KEY
 
 from people_relation.infra.data import read_examples
-from people_relation.prompt import build_messages
 
 pytestmark = pytest.mark.integration
 
@@ -36,10 +35,10 @@ def server(held_server):
     return held_server, held_server.root, held_server.params_file, held_server.settings
 
 
-def chat_body(text="程砚秋与果素瑛生有三子一女。", people1="程砚秋", people2="果素瑛", **extra) -> dict:
+def chat_body(task, text="程砚秋与果素瑛生有三子一女。", people1="程砚秋", people2="果素瑛", **extra) -> dict:
     return {
         "model": "people-relation",
-        "messages": build_messages(text, people1, people2),
+        "messages": task.build_messages({"text": text, "people1": people1, "people2": people2}),
         "max_tokens": 8,
         "temperature": 0,
         "add_generation_prompt": False,
@@ -48,7 +47,7 @@ def chat_body(text="程砚秋与果素瑛生有三子一女。", people1="程砚
 
 
 def test_every_route_needs_the_key_but_the_liveness_probes(server):
-    running, *_ = server
+    running, *_, settings = server
     root = running.base_url.removesuffix("/v1")
     auth = {"Authorization": f"Bearer {KEY}"}
     spec = httpx.get(f"{root}/openapi.json", headers=auth, timeout=30)
@@ -65,12 +64,13 @@ def test_every_route_needs_the_key_but_the_liveness_probes(server):
                     assert reply.status_code < 400, (method, path, reply.status_code)
                 else:
                     assert reply.status_code == 401, (method, path, headers, reply.status_code)
-        tokenized = client.post(f"{root}/tokenize", headers=auth, json=chat_body())
+        tokenized = client.post(f"{root}/tokenize", headers=auth, json=chat_body(settings.task))
         assert tokenized.status_code == 200 and tokenized.json()["count"] > 0
 
 
 def test_bad_requests_get_a_clear_4xx_and_the_server_keeps_answering(server):
     running, _, _, settings = server
+    task = settings.task
     root = running.base_url.removesuffix("/v1")
     auth = {"Authorization": f"Bearer {KEY}"}
     json_type = auth | {"Content-Type": "application/json"}
@@ -80,15 +80,15 @@ def test_bad_requests_get_a_clear_4xx_and_the_server_keeps_answering(server):
         "oversized body": ("POST", chat, {"content": b"{" + b" " * limit + b"}", "headers": json_type}, 413),
         "not UTF-8": ("POST", chat, {"content": b'{"model": "\xff\xfe"}', "headers": json_type}, 400),
         "not JSON": ("POST", chat, {"content": b"{'model': ", "headers": json_type}, 400),
-        "messages not a list": ("POST", chat, {"json": chat_body(messages="hi"), "headers": auth}, 400),
-        "max_tokens a string": ("POST", chat, {"json": chat_body(max_tokens="many"), "headers": auth}, 400),
+        "messages not a list": ("POST", chat, {"json": chat_body(task, messages="hi"), "headers": auth}, 400),
+        "max_tokens a string": ("POST", chat, {"json": chat_body(task, max_tokens="many"), "headers": auth}, 400),
         "a 10,000-character sentence": (
             "POST",
             chat,
-            {"json": chat_body(text="程砚秋" + "与" * 10_000 + "果素瑛"), "headers": auth},
+            {"json": chat_body(task, text="程砚秋" + "与" * 10_000 + "果素瑛"), "headers": auth},
             400,
         ),
-        "unknown model": ("POST", chat, {"json": chat_body(model="gpt-5"), "headers": auth}, 404),
+        "unknown model": ("POST", chat, {"json": chat_body(task, model="gpt-5"), "headers": auth}, 404),
         "tokenize: wrong types": ("POST", f"{root}/tokenize", {"json": {"prompt": 5}, "headers": auth}, 400),
         "tokenize: not UTF-8": ("POST", f"{root}/tokenize", {"content": b"\xc3\x28", "headers": json_type}, 400),
     }
@@ -98,7 +98,7 @@ def test_bad_requests_get_a_clear_4xx_and_the_server_keeps_answering(server):
             assert reply.status_code == expected, (name, reply.status_code, reply.text[:300])
             message = reply.json()["error"]["message"] if "error" in reply.json() else reply.text
             assert message, name
-            good = client.post(chat, json=chat_body(), headers=auth)
+            good = client.post(chat, json=chat_body(task), headers=auth)
             assert good.status_code == 200, (f"after {name}", good.status_code, good.text[:300])
     assert running.alive()
 
@@ -107,7 +107,7 @@ def write_input(path: Path, rows, bad: list[dict[str, str]]) -> None:
     with path.open("w", encoding="utf-8", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=["text", "people1", "people2", "label"])
         writer.writeheader()
-        writer.writerows({"text": r.text, "people1": r.people1, "people2": r.people2, "label": r.label} for r in rows)
+        writer.writerows({**r.inputs, "label": r.label} for r in rows)
         writer.writerows(bad)
 
 

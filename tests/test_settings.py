@@ -42,10 +42,17 @@ def test_a_misspelt_key_is_named_with_the_file_and_a_suggestion(params):
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
     [
-        ("grpo.max_steps", -5, "profiles.cpu.grpo.max_steps: Input should be greater than or equal to 1, got -5"),
-        ("grpo.loss_type", "ppo", "profiles.cpu.grpo.loss_type: Input should be 'grpo', 'dapo', 'dr_grpo' or 'bnpo'"),
-        ("grpo.top_p", 1.5, "profiles.cpu.grpo.top_p: Input should be less than or equal to 1"),
-        ("grpo.reward_weights", [1.0], "profiles.cpu.grpo.reward_weights: List should have at least 2 items"),
+        (
+            "grpo.prompts_per_device",
+            0,
+            "profiles.cpu.grpo.prompts_per_device: Input should be greater than or equal to 1",
+        ),
+        (
+            "grpo.prompt_sampling",
+            "random",
+            "profiles.cpu.grpo.prompt_sampling: Input should be 'natural' or 'balanced'",
+        ),
+        ("grpo.max_steps", -5, "profiles.cpu.grpo.max_steps: must be >= 1 here, got -5"),
         ("warmup.bf16", "sometimes", "profiles.cpu.warmup.bf16: Input should be a valid boolean"),
         ("collapse_guard.action", "halt", "collapse_guard.action: Input should be 'stop', 'warn' or 'off'"),
     ],
@@ -90,7 +97,7 @@ def test_a_command_refuses_a_bad_params_file_before_any_work(params, project_roo
         timeout=120,
     )
     assert result.returncode != 0
-    assert f"{path}: profiles.cpu.grpo.max_steps: Input should be greater than or equal to 1, got -5" in result.stderr
+    assert f"{path}: profiles.cpu.grpo.max_steps: must be >= 1 here, got -5" in result.stderr
 
 
 def test_the_schema_allows_exactly_the_choices_the_code_accepts():

@@ -3,77 +3,101 @@ import random
 import pytest
 import torch
 
-from people_relation.augment import swap_names, swappable
+from people_relation.augment import mention_names, swap_names, swappable
 from people_relation.dataset import Example
-from people_relation.labels import LABELS
 from people_relation.metrics import INVALID, scores
-from people_relation.prompt import TAGS, render_prompt, target_completion
-from people_relation.rewards import format_reward, label_reward
+from people_relation.prompt import TAGS
 from people_relation.training.tokenizer import build_tokenizer, load_tokenizer
 from people_relation.training.warmup import collate, encode, weighted_loss
 
 TEXT = "程砚秋与果素瑛生有三子一女，即程永光、程永源、程永江和程慧贞。"
-EX = Example("train-00001", "train", 2, TEXT, "果素瑛", "程永光", "父母")
+
+
+def example(id_: str, split: str, line: int, text: str, people1: str, people2: str, label: str) -> Example:
+    return Example(id_, split, line, {"text": text, "people1": people1, "people2": people2}, label)
+
+
+EX = example("train-00001", "train", 2, TEXT, "果素瑛", "程永光", "父母")
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    return build_tokenizer([TEXT, "张三李四王五赵六", "甲乙丙丁"])
+def tokenizer(task):
+    return build_tokenizer(task, [TEXT, "张三李四王五赵六", "甲乙丙丁"])
 
 
-def test_target_completion_earns_both_rewards():
-    completion = target_completion("甲", "乙", "夫妻")
-    assert format_reward([completion]) == [1.0]
-    assert label_reward([completion], label=["夫妻"]) == [1.0]
+def test_target_completion_earns_every_reward_of_the_task(task):
+    completion = task.target_completion({"text": "甲和乙", "people1": "甲", "people2": "乙"}, "夫妻")
+    functions, _ = task.reward_functions(["夫妻"])
+    assert [f.__name__ for f in functions] == ["format_reward", "label_reward"]
+    assert [f([completion], label=["夫妻"]) for f in functions] == [[1.0], [1.0]]
+    assert task.parse(completion).label == "夫妻"
 
 
-def test_prompt_round_trips_and_is_short(tokenizer):
-    prompt = render_prompt(tokenizer, EX.text, EX.people1, EX.people2)
+def test_prompt_round_trips_and_is_short(task, tokenizer):
+    prompt = task.render_prompt(tokenizer, EX.inputs)
     ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     assert tokenizer.decode(ids) == prompt
     assert len(ids) < len(TEXT) + 30  # the constant pieces are single tokens
 
 
-def test_tags_and_labels_are_single_tokens_kept_by_skip_special(tokenizer):
-    for piece in (*TAGS, *LABELS):
+def test_tags_labels_and_prompt_pieces_are_single_tokens_kept_by_skip_special(task, tokenizer):
+    assert task.vocabulary_pieces() == (*TAGS, *task.labels, *task.prompt_pieces())
+    for piece in task.vocabulary_pieces():
         assert len(tokenizer(piece, add_special_tokens=False)["input_ids"]) == 1, piece
-    completion = target_completion("程永光", "果素瑛", "父母")
+    completion = task.target_completion(EX.inputs, "父母")
     ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     assert tokenizer.decode(ids, skip_special_tokens=True) == completion
 
 
-def test_saved_tokenizer_loads_identically(tokenizer, tmp_path):
+def test_saved_tokenizer_loads_identically(task, tokenizer, tmp_path):
     from transformers import Qwen2Config
 
     tokenizer.save_pretrained(tmp_path)
     Qwen2Config(vocab_size=len(tokenizer)).save_pretrained(tmp_path)  # a qwen2 model folder
     loaded = load_tokenizer(tmp_path)
-    prompt = render_prompt(loaded, EX.text, EX.people1, EX.people2)
+    prompt = task.render_prompt(loaded, EX.inputs)
     assert loaded(prompt)["input_ids"] == tokenizer(prompt)["input_ids"]
     assert loaded.decode(loaded(prompt)["input_ids"]) == prompt
     assert loaded.eos_token == "<|im_end|>" and loaded.pad_token == "<|endoftext|>"
 
 
-def test_name_swap_replaces_every_occurrence():
-    ex = Example("x", "train", 2, "甲是乙的父亲，乙敬爱甲。", "甲", "乙", "父母")
-    swapped = swap_names(ex, ["张三", "李四", "王五"], random.Random(0))
-    assert swapped.label == "父母"
-    assert swapped.people1 != "甲" and swapped.people2 != "乙"
-    assert swapped.text == f"{swapped.people1}是{swapped.people2}的父亲，{swapped.people2}敬爱{swapped.people1}。"
+def test_name_swap_replaces_every_occurrence(task):
+    ex = example("x", "train", 2, "甲是乙的父亲，乙敬爱甲。", "甲", "乙", "父母")
+    swapped = swap_names(ex, task.mentions, ["张三", "李四", "王五"], random.Random(0))
+    assert swapped.label == "父母" and (swapped.id, swapped.line) == ("x", 2)
+    assert swapped["people1"] != "甲" and swapped["people2"] != "乙"
+    assert {swapped["people1"], swapped["people2"]} <= {"张三", "李四", "王五"}
+    p1, p2 = swapped["people1"], swapped["people2"]
+    assert swapped["text"] == f"{p1}是{p2}的父亲，{p2}敬爱{p1}。"
+    assert list(swapped.inputs) == list(task.fields)  # the fields keep their order
+    assert ex["text"] == "甲是乙的父亲，乙敬爱甲。"  # the original is untouched
+    assert mention_names([ex, swapped], task.mentions) == sorted({"甲", "乙", p1, p2})
 
 
-def test_name_swap_leaves_nested_or_identical_names():
-    nested = Example("x", "train", 2, "伊丽莎白·泰勒即泰勒", "伊丽莎白·泰勒", "泰勒", "同一个人")
-    assert not swappable(nested)
-    assert swap_names(nested, ["张三", "李四"], random.Random(0)) is nested
+def test_name_swap_leaves_nested_or_identical_names_and_rows_without_mentions(task):
+    nested = example("x", "train", 2, "伊丽莎白·泰勒即泰勒", "伊丽莎白·泰勒", "泰勒", "同一个人")
+    assert not swappable(nested, task.mentions)
+    assert swap_names(nested, task.mentions, ["张三", "李四"], random.Random(0)) is nested
+    same = example("x", "train", 2, "甲即甲", "甲", "甲", "同一个人")
+    assert not swappable(same, task.mentions)
+    plain = example("x", "train", 2, "甲是乙的父亲。", "甲", "乙", "父母")
+    assert swappable(plain, task.mentions) and not swappable(plain, {})  # a task without mention fields
+    assert swap_names(plain, {}, ["张三", "李四"], random.Random(0)) is plain
 
 
-def test_warmup_weights_prompt_and_completion(tokenizer):
-    ids, weights = encode(tokenizer, EX, lm_weight=0.25)
+def test_warmup_weights_prompt_and_completion(task, tokenizer):
+    ids, weights = encode(task, tokenizer, EX, lm_weight=0.25)
     assert ids[-1] == tokenizer.eos_token_id
-    completion_len = len(tokenizer(target_completion(EX.people1, EX.people2, EX.label))["input_ids"]) + 1
+    prompt_len = len(tokenizer(task.render_prompt(tokenizer, EX.inputs), add_special_tokens=False)["input_ids"])
+    completion = task.target_completion(EX.inputs, EX.label)
+    completion_len = len(tokenizer(completion, add_special_tokens=False)["input_ids"]) + 1
+    assert len(ids) == prompt_len + completion_len
     assert weights[-completion_len:] == [1.0] * completion_len
     assert set(weights[:-completion_len]) == {0.25}
+    # the label token, where the model decides, weighs label_weight; the rest stays 1
+    ids, weights = encode(task, tokenizer, EX, lm_weight=0.25, label_weight=2.0)
+    label_at = ids.index(tokenizer.convert_tokens_to_ids(EX.label), prompt_len)
+    assert weights[label_at] == 2.0 and sorted(weights[prompt_len:]) == [1.0] * (completion_len - 1) + [2.0]
 
 
 def test_weighted_loss_ignores_zero_weight_and_padding():
@@ -90,14 +114,16 @@ def test_weighted_loss_ignores_zero_weight_and_padding():
     assert loss.item() == pytest.approx(expected.item(), rel=1e-4)
 
 
-def test_scores_count_invalid_answers_as_wrong():
-    result = scores(["夫妻", "父母", "不知道", "夫妻"], ["夫妻", None, "朋友", "夫妻"])
+def test_scores_count_invalid_answers_as_wrong(task):
+    result = scores(task.labels, ["夫妻", "父母", "不知道", "夫妻"], ["夫妻", None, "朋友", "夫妻"])
     assert result["accuracy"] == 0.5
     assert result["invalid_rate"] == 0.5
     assert 0 < result["weighted_f1"] < 1
-    assert INVALID not in LABELS
+    assert INVALID not in task.labels
     with pytest.raises(ValueError):
-        scores(["夫妻"], [])
+        scores(task.labels, ["夫妻"], [])
+    # an answer outside the labels given is invalid, even one of another task's labels
+    assert scores(["夫妻", "父母"], ["夫妻", "父母"], ["夫妻", "不知道"])["invalid_rate"] == 0.5
 
 
 def test_history_keeps_one_row_per_step_without_timings(tmp_path):
@@ -158,18 +184,17 @@ def test_selection_reports_the_check_half_of_the_chosen_step_and_the_start():
     assert (chosen["check_value"], chosen["check_start"]) == (0.38, 0.31)
 
 
-def test_selection_halves_split_each_label_and_keep_duplicate_inputs_together():
-
-    from people_relation.dataset import Example
+def test_selection_halves_split_each_label_and_keep_duplicate_inputs_together(task):
     from people_relation.training.grpo import selection_halves
 
+    labels = task.labels
     # pairs of rows 2k, 2k+1 below 20 share an input (and its label)
     texts = [f"句子{i // 2}" if i < 20 else f"句子{i}" for i in range(80)]
-    rows = [Example(f"r{i}", "validation", i, texts[i], "甲", "乙", LABELS[(i // 2) % 4]) for i in range(80)]
+    rows = [example(f"r{i}", "validation", i, texts[i], "甲", "乙", labels[(i // 2) % 4]) for i in range(80)]
     halves = selection_halves(rows, seed=0)
     select, check = halves["select"], halves["check"]
     assert sorted(select + check) == list(range(80)) and not set(select) & set(check)
-    for label in LABELS[:4]:
+    for label in labels[:4]:
         counts = [sum(rows[i].label == label for i in half) for half in (select, check)]
         assert abs(counts[0] - counts[1]) <= 2
     for i in range(0, 20, 2):  # rows 2k and 2k+1 share an input: always on the same side
@@ -177,21 +202,47 @@ def test_selection_halves_split_each_label_and_keep_duplicate_inputs_together():
     assert selection_halves(rows, seed=0) == halves and selection_halves(rows, seed=1) != halves
 
 
-def test_an_epoch_keeps_every_relation_row_and_a_share_of_the_unknown_ones():
-    import random
-
-    from people_relation.dataset import Example
+def test_an_epoch_keeps_every_relation_row_and_a_share_of_the_unknown_ones(task):
     from people_relation.training.warmup import epoch_rows
 
-    rows = [Example(f"r{i}", "train", i, f"甲和乙{i}", "甲", "乙", "不知道" if i % 4 else "夫妻") for i in range(400)]
-    everything = epoch_rows(rows, 1.0, random.Random(0))
+    none = task.none_label
+    rows = [example(f"r{i}", "train", i, f"甲和乙{i}", "甲", "乙", none if i % 4 else "夫妻") for i in range(400)]
+    everything = epoch_rows(rows, none, 1.0, random.Random(0))
     assert everything == rows
-    first, second = (epoch_rows(rows, 0.25, random.Random(seed)) for seed in (0, 1))
+    first, second = (epoch_rows(rows, none, 0.25, random.Random(seed)) for seed in (0, 1))
     for epoch in (first, second):
         assert sum(e.label == "夫妻" for e in epoch) == 100
-        assert sum(e.label == "不知道" for e in epoch) == 75
+        assert sum(e.label == none for e in epoch) == 75
         assert [e.id for e in epoch] == [e.id for e in rows if e in epoch]  # the order kept
     assert first != second  # a fresh draw every epoch
+    # the share applies to the none label only: a task without one keeps every row
+    assert epoch_rows(rows, None, 0.25, random.Random(0)) == rows
+    assert len(epoch_rows(rows, "夫妻", 0.25, random.Random(0))) == 300 + 25
+
+
+def test_the_recorder_follows_the_tasks_recorded_reward_in_training_only(task):
+    from people_relation.training.grpo import CompletionRecorder
+
+    recorder = CompletionRecorder(task)
+    format_fn, label_fn = (recorder.wrap(f) for f in task.reward_functions(["夫妻"])[0])
+    assert (format_fn.__name__, label_fn.__name__) == ("format_reward", "label_reward")  # what TRL logs
+    completions = [task.target_completion(EX.inputs, "夫妻"), task.target_completion(EX.inputs, "父母"), "乱"]
+    kwargs = {"label": ["夫妻", "夫妻", "父母"], "id": ["a", "a", "b"], "prompts": ["p"] * 3}
+    assert format_fn(completions, **kwargs) == [1.0, 1.0, 0.0]
+    assert recorder.completions == 0  # the format reward is not the recorded one
+    assert label_fn(completions, **kwargs) == [1.0, 0.0, 0.0]
+    recorder.is_training = lambda: False
+    label_fn(completions, **kwargs)  # an evaluation batch: not counted
+    assert recorder.latest[0]["label_reward"] == 1.0 and recorder.latest[2]["completion"] == "乱"
+    step = recorder.take_step()
+    assert step == {
+        "completions": 3,
+        "prompt_ids": ["a", "b"],
+        "answers": ["夫妻", "父母", None],
+        "golds": ["夫妻", "夫妻", "父母"],
+        "label_rewards": [1.0, 0.0, 0.0],
+    }
+    assert recorder.take_step()["completions"] == 0
 
 
 @pytest.mark.integration

@@ -39,8 +39,9 @@ def batch_arithmetic(prof: Profile) -> dict[str, int]:
 
 
 def grpo_config_kwargs(prof: Profile, task: Task, output_dir: str) -> dict[str, Any]:
-    """Every ``GRPOConfig`` field this project relies on, set explicitly (no TRL defaults);
-    the reward weights are the task's, in its order of rewards."""
+    """The ``GRPOConfig`` arguments of a run: the TRL fields the profile names, as given, and
+    those the project decides from its own settings (``settings.DERIVED_TRL``); the reward
+    weights are the task's, in its order of rewards."""
     g = prof.grpo
     if "balance" in task.rewards and g.scale_rewards == "group":
         raise ValueError(
@@ -49,40 +50,14 @@ def grpo_config_kwargs(prof: Profile, task: Task, output_dir: str) -> dict[str, 
         )
     batch = batch_arithmetic(prof)
     kwargs: dict[str, Any] = {
+        **g.trl_settings(),
         "output_dir": output_dir,
-        "max_steps": g.max_steps,
-        "learning_rate": g.learning_rate,
-        "lr_scheduler_type": g.lr_scheduler_type,
         "warmup_steps": g.warmup_ratio,  # a float below 1 is a ratio of max_steps
-        "weight_decay": g.weight_decay,
-        "max_grad_norm": g.max_grad_norm,
-        "beta": g.beta,
-        # TRL >= 1.x weights the KL term by the importance ratio by default; TRL 0.14 did not
-        "use_bias_correction_kl": g.use_bias_correction_kl,
         # TRL loads the model in float32 unless told otherwise
         "model_init_kwargs": {"dtype": g.model_dtype},
-        "loss_type": g.loss_type,
-        "scale_rewards": g.scale_rewards,
-        "epsilon": g.epsilon,
-        "num_iterations": g.num_iterations,
-        "num_generations": batch["num_generations"],
         "per_device_train_batch_size": batch["per_device_train_batch_size"],
-        "gradient_accumulation_steps": batch["gradient_accumulation_steps"],
-        "max_completion_length": g.max_completion_length,
-        "mask_truncated_completions": g.mask_truncated_completions,
-        "temperature": g.temperature,
-        "top_p": g.top_p,
-        "top_k": g.top_k,
-        "repetition_penalty": g.repetition_penalty,
         "reward_weights": [float(w) for w in task.rewards.values()],  # type: ignore[arg-type]
-        "bf16": g.bf16,
-        "use_cpu": g.use_cpu,
-        "gradient_checkpointing": g.gradient_checkpointing,
         "disable_dropout": True,
-        "logging_steps": g.logging_steps,
-        "save_steps": g.save_steps,
-        "save_total_limit": g.save_total_limit,
-        "seed": g.seed,
         "shuffle_dataset": True,
         "report_to": "none",
         "use_vllm": g.vllm_mode != "off",
@@ -96,10 +71,7 @@ def grpo_config_kwargs(prof: Profile, task: Task, output_dir: str) -> dict[str, 
     if g.vllm_mode != "off":
         vllm = prof.vllm
         assert vllm is not None  # the settings check: a vllm_mode needs the block
-        kwargs |= {
-            "vllm_mode": g.vllm_mode,
-            "vllm_importance_sampling_correction": g.vllm_importance_sampling_correction,
-        }
+        kwargs["vllm_mode"] = g.vllm_mode
         if g.vllm_mode == "server":
             kwargs |= {
                 "vllm_server_host": vllm.host,
@@ -118,7 +90,7 @@ def grpo_config_kwargs(prof: Profile, task: Task, output_dir: str) -> dict[str, 
 
 
 def evaluation_kwargs(prof: Profile) -> dict[str, Any]:
-    """Validation during GRPO: every ``eval_steps``, TRL scores ``num_generations_eval``
+    """Validation during GRPO: every ``eval_steps`` (a TRL field of the profile), TRL scores ``num_generations_eval``
     sampled completions per validation prompt with the rewards, and the greedy answers are
     scored (``people_relation.training.grpo.GreedyValidation``: ``eval_greedy_*``). The
     checkpoint with the best greedy ``best_metric`` on the select half of the validation rows
@@ -126,9 +98,7 @@ def evaluation_kwargs(prof: Profile) -> dict[str, Any]:
     g = prof.grpo
     return {
         "eval_strategy": "steps",
-        "eval_steps": g.eval_steps,
         "eval_on_start": True,  # the curve starts at the start model
-        "num_generations_eval": g.num_generations_eval,
         "per_device_eval_batch_size": g.eval_prompts_per_device * g.num_generations_eval,
         "metric_for_best_model": "eval_greedy_select_" + g.best_metric,
         "greater_is_better": True,

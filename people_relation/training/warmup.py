@@ -3,14 +3,15 @@
 Teaches the format and gives the policy a useful prior: cross-entropy on the target
 completion (rationale, answer, end of turn), plus a language-model loss on the prompt
 (weight ``lm_weight``), which makes the model read the sentence and not only the labels.
-Name-swap augmentation re-draws the two people of a row with probability ``swap_prob``.
+Name-swap augmentation re-draws the names of a row (the task's mention fields) with
+probability ``swap_prob``.
 
-With ``random_labels`` the label slot of every target is drawn uniformly from the 14
+With ``random_labels`` the label slot of every target is drawn uniformly from the task's
 labels, afresh for each row in each epoch: the model learns the language and the output
-format but nothing about which relation a sentence holds (the start of pure RL). With
-``keywords`` every target carries the answer of the keyword rules
-(:mod:`people_relation.keywords`), read from the row's own sentence: the model learns the
-language, the format and a prior from the words of the sentence, never the gold labels.
+format but nothing about which label a row holds (the start of pure RL). With ``prior``
+every target carries the answer of the task's rule-based prior (the relation task's keyword
+rules, :mod:`people_relation.keywords`), read from the row's own sentence: the model learns
+the language, the format and a prior from the words of the sentence, never the gold labels.
 
 Checkpoints every epoch into ``checkpoint_dir``; started again after a crash, it resumes
 from the last finished epoch.

@@ -33,15 +33,16 @@ def check_arm(settings: Settings, arm: str) -> None:
     settings.profile(arm)  # names the defined profiles when it is not one
     if arm == settings.train.profile:
         raise ParamsError(
-            f"params.yaml: {arm!r} is the pipeline's profile (train.profile); `dvc repro` trains and evaluates it"
+            f"params.yaml: {arm!r} is the profile of run {settings.run!r} (runs.{settings.run}.profile); "
+            "`dvc repro` trains and evaluates it"
         )
 
 
 @flow(name="arm", log_prints=True)
-def arm_flow(params_file: str = "params.yaml", arm: str = DEFAULT_ARM) -> dict:
-    check_arm(read_settings(params_file), arm)
-    trained = train_flow(params_file=params_file, profile_name=arm)
-    tested = evaluate_flow(params_file=params_file, profile_name=arm)
+def arm_flow(params_file: str = "params.yaml", run: str | None = None, arm: str = DEFAULT_ARM) -> dict:
+    check_arm(read_settings(params_file, run), arm)
+    trained = train_flow(params_file=params_file, run=run, profile_name=arm)
+    tested = evaluate_flow(params_file=params_file, run=run, profile_name=arm)
     get_run_logger().info("Arm %s done; `dvc repro` brings the comparison up to date", arm)
     return {"train": trained, "evaluate": tested}
 
@@ -54,7 +55,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 def _checked(args: argparse.Namespace) -> bool:
     """Refuse a wrong profile before any flow (or Prefect server) starts."""
-    check_arm(read_settings(args.params_file), args.arm)
+    check_arm(read_settings(args.params_file, args.run), args.arm)
     return False
 
 

@@ -27,8 +27,8 @@ PRIOR_PREDICTIONS_FILE = "prior_predictions.jsonl"
 
 
 @flow(name="baseline", log_prints=True)
-def baseline_flow(params_file: str = "params.yaml") -> dict:
-    settings = read_settings(params_file)
+def baseline_flow(params_file: str = "params.yaml", run: str | None = None) -> dict:
+    settings = read_settings(params_file, run)
     reports = project_path(settings.baseline.reports_dir)
     with mlflow_run(settings.tracking, settings.train.profile, "baseline", {"baseline": settings.baseline}):
         metrics, report, predictions = fit_and_score(settings.task, settings.split, settings.baseline)

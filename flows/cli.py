@@ -41,8 +41,12 @@ def run(
     instead: Callable[[argparse.Namespace], bool] = lambda args: False,
 ) -> None:
     """Parse the command line and run ``flow``, unless ``instead(args)`` handled it (a dry run)."""
+    import inspect
+
     parser = argparse.ArgumentParser(prog=f"python -m flows.{getattr(flow, 'name', 'step')}")
     parser.add_argument("--params-file", default="params.yaml", help="params file (default: params.yaml)")
+    if "run" in inspect.signature(getattr(flow, "fn", flow)).parameters:
+        parser.add_argument("--run", default=None, help="the run of params.yaml's runs (default: the first)")
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:

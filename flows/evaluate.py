@@ -71,9 +71,11 @@ def tag_registered_version(arm: Arm, model: Path, result: dict) -> None:
 
 
 @flow(name="evaluate", log_prints=True)
-def evaluate_flow(params_file: str = "params.yaml", profile_name: str | None = None) -> dict[str, Any]:
+def evaluate_flow(
+    params_file: str = "params.yaml", run: str | None = None, profile_name: str | None = None
+) -> dict[str, Any]:
     logger = get_run_logger()
-    arm = resolve_arm(read_settings(params_file), profile_name)
+    arm = resolve_arm(read_settings(params_file, run), profile_name)
     settings, name, prof = arm.settings, arm.name, arm.profile
     ev = settings.evaluate
     rows = test_rows(settings.split, ev)
@@ -120,7 +122,9 @@ def evaluate_flow(params_file: str = "params.yaml", profile_name: str | None = N
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", dest="profile_name", default=None, help="override train.profile")
+    parser.add_argument(
+        "--profile", dest="profile_name", default=None, help="another profile than the run's (runs.<run>.profile)"
+    )
 
 
 if __name__ == "__main__":

@@ -22,9 +22,9 @@ from people_relation.training.hub import fetch_model, missing_files
 
 
 @flow(name="fetch-model", log_prints=True)
-def fetch_model_flow(params_file: str = "params.yaml", profile_name: str | None = None) -> dict:
+def fetch_model_flow(params_file: str = "params.yaml", run: str | None = None, profile_name: str | None = None) -> dict:
     logger = get_run_logger()
-    arm = resolve_arm(read_settings(params_file), profile_name)
+    arm = resolve_arm(read_settings(params_file, run), profile_name)
     source = arm.profile.model.source
     if arm.profile.model.built_here or project_path(source).exists():
         logger.info("Profile %s starts from %s: nothing to fetch", arm.name, source)
@@ -46,7 +46,10 @@ def fetch_model_flow(params_file: str = "params.yaml", profile_name: str | None 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--profile", dest="profile_name", default=None, help="the profile whose model (default: train.profile)"
+        "--profile",
+        dest="profile_name",
+        default=None,
+        help="the profile whose model (default: the run's, runs.<run>.profile)",
     )
 
 

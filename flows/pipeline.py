@@ -54,6 +54,11 @@ def dvc_graph(root: Path = PROJECT_ROOT) -> tuple[list[str], dict[str, set[str]]
     return stage_order(edges, declared), edges
 
 
+def base_stage(stage: str) -> str:
+    """``serve`` of ``serve@sentiment``: the stage of dvc.yaml a run's stage comes from."""
+    return stage.split("@", 1)[0]
+
+
 def stage_env(parent_run_id: str | None, flow_run_id: str | None) -> dict[str, str]:
     """The environment of ``dvc repro``: this Python first on PATH, the MLflow parent, and
     no ``PREFECT__FLOW_RUN_ID`` (the worker's id of *this* run, which a step must not claim)."""
@@ -89,8 +94,8 @@ def pipeline_flow(
     settings = read_settings(PARAMS_FILE)
     order, edges = dvc_graph()
     stages = with_upstream(order, edges, targets) if targets else order
-    retries = settings.pipeline.retries
-    unknown = sorted(set(retries) - set(order))
+    retries = settings.pipeline.retries  # by stage, for each of its runs (serve: serve@relation, serve@sentiment)
+    unknown = sorted(set(retries) - {base_stage(s) for s in order})
     if unknown:
         raise ParamsError(f"params.yaml: pipeline.retries names unknown stage(s) {unknown}; stages: {order}")
     delay = settings.pipeline.retry_delay_s
@@ -106,10 +111,10 @@ def pipeline_flow(
         env = stage_env(parent.info.run_id, flow_run_id)
         logger.info("Stages, in order: %s (MLflow run %s)", " -> ".join(stages), parent.info.run_id)
         for stage in stages:
-            tries = retries.get(stage, 0)
+            tries = retries.get(base_stage(stage), 0)
             run = repro_stage.with_options(name=f"dvc-repro-{stage}", retries=tries, retry_delay_seconds=delay)
             outcomes[stage] = run(stage, force, env)
-            mlflow.set_tag(f"stage.{stage}", outcomes[stage])
+            mlflow.set_tag(f"stage.{stage.replace('@', '.')}", outcomes[stage])  # MLflow keys hold no @
         mlflow.set_tag("dvc.lock_md5.after", lock_md5())
     ran = [s for s, o in outcomes.items() if o == "ran"]
     logger.info("Pipeline up to date; ran: %s", ", ".join(ran) if ran else "nothing (all stages were current)")

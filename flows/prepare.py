@@ -18,20 +18,20 @@ from steps.prepare import load_dataset, write_prepared
 
 
 @flow(name="prepare", log_prints=True)
-def prepare_flow(params_file: str = "params.yaml") -> dict[str, str]:
-    settings = read_settings(params_file)
+def prepare_flow(params_file: str = "params.yaml", run: str | None = None) -> dict[str, str]:
+    settings = read_settings(params_file, run)
     with mlflow_run(settings.tracking, settings.train.profile, "prepare", {"data": settings.data}):
         loaded = load_dataset(settings.task, settings.data)
         report = data_report(loaded.splits, settings.task)
         outputs = write_prepared(settings.task, settings.data, settings.reports, loaded, report)
+        leakage = report.get("leakage", {}).get("train_vs_test", {})  # none without published test rows
         mlflow.log_metrics(
             {f"rows.{k}": v for k, v in report["rows"].items()}
             | {
                 "duplicates.repeated_rows": report["duplicates"]["repeated_rows"],
                 "duplicates.conflicting_keys": report["duplicates"]["keys_with_conflicting_labels"],
-                "leakage.shared_keys": report["leakage"]["train_vs_test"]["shared_keys"],
-                "leakage.shared_texts": report["leakage"]["train_vs_test"]["shared_texts"],
             }
+            | {f"leakage.{k}": v for k, v in leakage.items() if k in ("shared_keys", "shared_texts")}
         )
         mlflow.log_artifact(outputs["report"], "data")
         mlflow.log_artifact(outputs["chart"], "data")

@@ -27,8 +27,8 @@ from people_relation.settings import profile_yaml
 
 
 @flow(name="profile", log_prints=True)
-def profile_flow(params_file: str = "params.yaml", profile_name: str | None = None) -> str:
-    arm = resolve_arm(read_settings(params_file), profile_name)
+def profile_flow(params_file: str = "params.yaml", run: str | None = None, profile_name: str | None = None) -> str:
+    arm = resolve_arm(read_settings(params_file, run), profile_name)
     path = arm.paths.resolved_profile
     with mlflow_run(arm.settings.tracking, arm.name, "profile", {"profile": arm.name}):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -41,7 +41,9 @@ def profile_flow(params_file: str = "params.yaml", profile_name: str | None = No
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", dest="profile_name", default=None, help="another profile than train.profile")
+    parser.add_argument(
+        "--profile", dest="profile_name", default=None, help="another profile than the run's (runs.<run>.profile)"
+    )
 
 
 if __name__ == "__main__":

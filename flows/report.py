@@ -269,8 +269,8 @@ def baseline_rows(settings: Settings) -> list[Row]:
 
 
 @flow(name="report", log_prints=True)
-def report_flow(params_file: str = "params.yaml") -> list[dict]:
-    settings = read_settings(params_file)
+def report_flow(params_file: str = "params.yaml", run: str | None = None) -> list[dict]:
+    settings = read_settings(params_file, run)
     names = arms(settings)
     if settings.train.profile not in names:
         missing = metrics_path(settings.evaluate, settings.train.profile)

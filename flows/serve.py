@@ -28,10 +28,14 @@ LOG_FILE = "server.log"
 
 @flow(name="serve", log_prints=True)
 def serve_flow(
-    params_file: str = "params.yaml", profile_name: str | None = None, model: str | None = None, hold: bool = False
+    params_file: str = "params.yaml",
+    run: str | None = None,
+    profile_name: str | None = None,
+    model: str | None = None,
+    hold: bool = False,
 ) -> dict[str, Any]:
     logger = get_run_logger()
-    arm = resolve_arm(read_settings(params_file), profile_name)
+    arm = resolve_arm(read_settings(params_file, run), profile_name)
     settings, name, prof = arm.settings, arm.name, arm.profile
     phase = model or settings.serve.model
     reports = project_path(settings.serve.reports_dir) / name
@@ -90,7 +94,9 @@ def serve_flow(
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", dest="profile_name", default=None, help="override train.profile")
+    parser.add_argument(
+        "--profile", dest="profile_name", default=None, help="another profile than the run's (runs.<run>.profile)"
+    )
     parser.add_argument("--model", default=None, help="grpo, warmup or base (default: serve.model)")
     parser.add_argument("--hold", dest="hold", action="store_true", help="keep serving until Ctrl-C")
 

@@ -17,9 +17,9 @@ from steps.split import split_rows, write_splits
 
 
 @flow(name="split", log_prints=True)
-def split_flow(params_file: str = "params.yaml") -> dict[str, str]:
+def split_flow(params_file: str = "params.yaml", run: str | None = None) -> dict[str, str]:
     logger = get_run_logger()
-    settings = read_settings(params_file)
+    settings = read_settings(params_file, run)
     with mlflow_run(settings.tracking, settings.train.profile, "split", {"split": settings.split}):
         splits = split_rows(settings.data, settings.split)
         report = data_report(splits, settings.task)

@@ -64,11 +64,11 @@ def log_validation(phase: str, scores: dict[str, float], completions: list[str])
 
 
 @flow(name="train", log_prints=True)
-def train_flow(params_file: str = "params.yaml", profile_name: str | None = None) -> dict:
+def train_flow(params_file: str = "params.yaml", run: str | None = None, profile_name: str | None = None) -> dict:
     import mlflow
 
     logger = get_run_logger()
-    arm = resolve_arm(read_settings(params_file), profile_name)
+    arm = resolve_arm(read_settings(params_file, run), profile_name)
     settings, name, prof, paths = arm.settings, arm.name, arm.profile, arm.paths
     check_trl_config(arm)  # TRL's own checks of the GRPO settings, before any work
     with mlflow_run(settings.tracking, name, "train", {"profile": name}) as active:
@@ -159,7 +159,9 @@ def write_validation_answers(path: Path, answers: dict[str, list[dict]]) -> None
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", dest="profile_name", default=None, help="override train.profile")
+    parser.add_argument(
+        "--profile", dest="profile_name", default=None, help="another profile than the run's (runs.<run>.profile)"
+    )
     parser.add_argument(
         "--dry-run", action="store_true", help="print the profile resolved and described, and the plan; start nothing"
     )
@@ -194,7 +196,7 @@ def _instead(args: argparse.Namespace) -> bool:
         raise SystemExit("error: --gpu-gib goes with --preflight")
     if not (preflight or dry_run or machine is not None):
         return False  # machine 0 (or one machine): the train step
-    arm = resolve_arm(read_settings(args.params_file), args.profile_name)
+    arm = resolve_arm(read_settings(args.params_file, args.run), args.profile_name)
     if machine is not None:  # checked whatever else is asked: a dry run shows only what can run
         machines = arm.profile.launch.num_machines
         if not 0 < machine < machines:

@@ -218,8 +218,6 @@ def error_report(
     if agreed:
         out += [f"| row | {text} | {other} | gold | all answer |", "|---|---|---|---|---|"]
         out += [
-            f"| {i} | {shown(gold[i])} | {gold[i]['label']} "
-            f"| {predicted[judges[0]][ids.index(i)]} |"
-            for i in agreed
+            f"| {i} | {shown(gold[i])} | {gold[i]['label']} | {predicted[judges[0]][ids.index(i)]} |" for i in agreed
         ]
     return "\n".join(out) + "\n"

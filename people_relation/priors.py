@@ -53,6 +53,8 @@ def _keywords(inputs: Mapping[str, str]) -> Any:
 PRIORS: dict[str, Prior] = {
     "keywords": Prior(
         "keyword rules",
-        _keywords, ("text", "people1", "people2"), frozenset(keywords.CUES) | set(keywords.SHARED_HEAD.values())
+        _keywords,
+        ("text", "people1", "people2"),
+        frozenset(keywords.CUES) | set(keywords.SHARED_HEAD.values()),
     ),
 }

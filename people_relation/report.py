@@ -66,11 +66,7 @@ def leakage_stats(first: Sequence[Example], second: Sequence[Example]) -> dict[s
 
 def nested_name_rows(examples: Sequence[Example], mentions: Sequence[str]) -> list[str]:
     """Ids of rows where one name is part of another (e.g. 伊丽莎白·泰勒 and 泰勒)."""
-    return [
-        e.id
-        for e in examples
-        if any(e[a] != e[b] and e[a] in e[b] for a in mentions for b in mentions if a != b)
-    ]
+    return [e.id for e in examples if any(e[a] != e[b] and e[a] in e[b] for a in mentions for b in mentions if a != b)]
 
 
 def data_report(splits: Mapping[str, Sequence[Example]], task: Task) -> dict[str, object]:

@@ -86,29 +86,16 @@ class Section(BaseModel):
 # -- the pipeline's sections ---------------------------------------------------------------
 
 
-class DataFiles(Section):
-    """The dataset's two CSV files inside ``data.local_dir`` (read by the ``prepare`` stage)."""
-
-    train: Path_
-    """File name of the published training rows (columns text, people1, people2, label)."""
-    test: Path_
-    """File name of the published test rows, in the same columns."""
-
-
 class Data(Section):
-    """Where the ``prepare`` stage finds the dataset and where it writes the validated copy."""
+    """Where the ``prepare`` stage finds the task's data (its task file says what the files are)
+    and where it writes the validated copy."""
 
     source: DataSource
-    """Where the rows come from: ``auto`` (the local folder when it holds both files, else the
-    hub), ``local`` (the folder only) or ``hub`` (the hub only; needs network access to it)."""
-    local_dir: Path_
-    """Folder holding ``files`` in the hub's layout; a relative path is taken from the project root."""
-    hub_id: str
-    """The Hugging Face dataset id read when the source is the hub (it needs a train and a test split)."""
-    hub_revision: str
-    """Branch, tag or commit of the hub dataset."""
-    files: DataFiles
-    """Names of the training and test CSV files inside ``local_dir``."""
+    """Where CSV rows come from: ``auto`` (the local folder when it holds the files, else the
+    task's hub dataset), ``local`` (the folder only) or ``hub`` (the hub only; needs network access)."""
+    local_dir: Path_ | None = None
+    """The folder holding the task's files on this machine, in place of the task file's
+    ``data.local_dir``; null: the task file's. A relative path is taken from the project root."""
     prepared_dir: OutputDir
     """Where the validated rows go (``train.jsonl``, ``test.jsonl``, ``source.json``); a DVC output."""
 
@@ -159,12 +146,30 @@ class Tracking(Section):
     ``register_model`` is true."""
 
 
+class Run(Section):
+    """One run of the pipeline: a task taught with a profile. ``dvc repro`` brings every run up
+    to date through the same stages (``<stage>@<run>``); a command takes ``--run NAME``
+    (default: the first run)."""
+
+    task: Path_
+    """The task file (``tasks/relation.yaml``); a relative path is taken from the project root."""
+    profile: str
+    """The profile (a key of ``profiles``) the run trains; ``serve``, ``evaluate``, ``predict``
+    and the demo use it unless told another."""
+    root: typing.Annotated[str, Field(pattern=r"^(|[^/].*/)$")] = ""
+    """Folder the run's outputs go under, ending in ``/`` (``runs/sentiment/``: its split in
+    ``runs/sentiment/data/split``); empty: the folders this file names. The corpus, the pretrained
+    model and the MLflow store are shared by every run."""
+    set: dict[str, Any] = {}
+    """Params this run sets for itself, by dotted key as ``dvc exp run -S`` takes them
+    (``split.strategy: stratified``)."""
+
+
 class Train(Section):
-    """Which profile the pipeline trains, and where the ``train`` stage writes."""
+    """Which profile the run trains (its ``runs`` entry's), and where the ``train`` stage writes."""
 
     profile: str
-    """The profile (a key of ``profiles``) that ``dvc repro`` trains; ``serve``, ``evaluate``,
-    ``predict`` and the demo use it unless told another."""
+    """The profile trained: filled from the run's ``runs.<run>.profile`` (not written here)."""
     models_dir: OutputDir
     """Models go to ``<models_dir>/<profile>/{base,warmup,grpo}``; a DVC output."""
     checkpoints_dir: OutputDir
@@ -762,8 +767,8 @@ class CollapseGuard(Section):
 
 
 class Profile(Section):
-    """One model's recipe: how it is built, trained, validated, served and launched. ``train.profile``
-    picks the one the pipeline runs; the code path is the same for every profile."""
+    """One model's recipe: how it is built, trained, validated, served and launched. A run's
+    ``runs.<run>.profile`` picks the one it trains; the code path is the same for every profile."""
 
     model: Model
     """The start model and its tokenizer."""
@@ -848,11 +853,15 @@ class Profile(Section):
 
 
 class Settings(Section):
-    """The whole of ``params.yaml``: the task, the pipeline's sections and the named profiles."""
+    """The whole of ``params.yaml``, resolved for one run: its task, the pipeline's sections (with
+    the run's own values and output folders) and the named profiles."""
 
+    runs: dict[str, Run] = Field(min_length=1)
+    """The pipeline's runs, by name, the first the default: each a task file, a profile, a root."""
+    run: str
+    """The run these settings are for (``--run``; not written in params.yaml)."""
     task: Task
-    """What the model is taught: ``task`` in params.yaml names a task file (``tasks/relation.yaml``;
-    a relative path from the project root), read and checked here, once."""
+    """What the run teaches: its task file (``runs.<run>.task``), read and checked here, once."""
     data: Data
     """Where the dataset comes from (``prepare``)."""
     split: Split
@@ -884,7 +893,7 @@ class Settings(Section):
     rehearsal: AppSection
     """A GPU profile rehearsed on this CPU (``make rehearse``); checked by ``training/rehearsal.py``."""
     profiles: dict[str, Profile] = Field(min_length=1)
-    """Each named recipe (``cpu``, ``qwen2.5-7b``...); ``train.profile`` picks the pipeline's."""
+    """Each named recipe (``cpu``, ``qwen2.5-7b``...); ``runs.<run>.profile`` picks a run's."""
 
     @field_validator("task", mode="before")
     @classmethod
@@ -896,20 +905,28 @@ class Settings(Section):
         return load_task(path if path.is_absolute() else Path(root) / path, value)
 
     @model_validator(mode="after")
+    def _runs_named(self) -> Settings:
+        unknown = {name: r.profile for name, r in self.runs.items() if r.profile not in self.profiles}
+        if unknown:
+            name, profile = next(iter(unknown.items()))
+            raise ValueError(f"runs.{name}.profile is {profile!r}; the profiles are {', '.join(self.profiles)}")
+        return self
+
+    @model_validator(mode="after")
     def _profiles_named(self) -> Settings:
         if self.train.profile not in self.profiles:
             raise ValueError(f"train.profile is {self.train.profile!r}; the profiles are {', '.join(self.profiles)}")
         return self
 
     def profile(self, name: str | None = None) -> Profile:
-        """Profile ``name`` (default: ``train.profile``), or a ParamsError naming the defined ones."""
+        """Profile ``name`` (default: the run's, ``runs.<run>.profile``), or a ParamsError naming the defined ones."""
         name = name or self.train.profile
         if name not in self.profiles:
             raise ParamsError(f"params.yaml: no profile {name!r}; defined profiles: {', '.join(self.profiles)}")
         return self.profiles[name]
 
     def profile_name(self, name: str | None = None) -> str:
-        """``name`` checked, or the pipeline's profile (``train.profile``)."""
+        """``name`` checked, or the run's profile (``runs.<run>.profile``)."""
         self.profile(name)
         return name or self.train.profile
 
@@ -987,12 +1004,51 @@ def find_project_root() -> Path:
     return Path.cwd().resolve()
 
 
-def parse_settings(raw: dict[str, Any], source: str = "params.yaml", root: Path | None = None) -> Settings:
-    """Typed settings from the params tree (profiles resolved against their ``base``; the task
-    file read from ``root``, default the project's), or a ParamsError naming each bad key in
-    ``source`` (a TaskError naming the task file's)."""
+# outputs every run shares: the corpus and the pretrained model (one for the project), the MLflow store
+SHARED_OUTPUTS = ("corpus.", "pretrain.", "tracking.")
+
+
+def resolve_run(raw: dict[str, Any], run: str | None, source: str = "params.yaml") -> dict[str, Any]:
+    """The params tree for run ``run`` (default: the first of ``runs``): its ``set`` values put
+    in, its task file and profile in ``task`` and ``train.profile``, its output folders under
+    its ``root``."""
+    runs = raw.get("runs")
+    if not isinstance(runs, dict) or not runs:
+        raise ParamsError(f"{source}: runs: missing; name at least one run (a task file and a profile)")
+    for key, where in (("task", "runs.<run>.task"), ("run", "--run")):
+        if key in raw:
+            raise ParamsError(f"{source}: {key}: not a key of params.yaml; set {where}")
+    if isinstance(raw.get("train"), dict) and "profile" in raw["train"]:
+        raise ParamsError(f"{source}: train.profile: set the run's profile in runs.<run>.profile")
+    name = run or next(iter(runs))
+    if name not in runs:
+        raise ParamsError(f"{source}: no run {name!r}; the runs are {', '.join(runs)}")
+    spec = parse_section(Run, runs[name], f"runs.{name}", source)
+    out = with_values(raw, spec.set)
+    out = {"runs": out.pop("runs"), "run": name, "task": spec.task, **out}
+    out["train"] = {"profile": spec.profile, **out.get("train", {})}
+    if spec.root:
+        prefixed = {}
+        for key in output_dir_keys():
+            node: Any = out
+            for part in key.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, str) and not key.startswith(SHARED_OUTPUTS) and not Path(node).is_absolute():
+                prefixed[key] = spec.root + node
+        out = with_values(out, prefixed)
+    return out
+
+
+def parse_settings(
+    raw: dict[str, Any], source: str = "params.yaml", root: Path | None = None, run: str | None = None
+) -> Settings:
+    """Typed settings of run ``run`` (default: the first) from the params tree (profiles
+    resolved against their ``base``; the run's task file read from ``root``, default the
+    project's), or a ParamsError naming each bad key in ``source`` (a TaskError naming the
+    task file's)."""
     try:
-        return Settings.model_validate(resolve_profiles(raw, source), context={"root": root})
+        resolved = resolve_run(resolve_profiles(raw, source), run, source)
+        return Settings.model_validate(resolved, context={"root": root})
     except ValidationError as err:
         problems = [_describe(e, Settings) for e in err.errors(include_url=False)]
         raise ParamsError(f"{source}: " + "; ".join(problems)) from None
@@ -1011,8 +1067,8 @@ def parse_section(schema: type[SectionT], raw: Any, key: str, source: str = "par
         raise ParamsError(f"{source}: " + "; ".join(problems)) from None
 
 
-def load_settings(path: Path) -> Settings:
-    return parse_settings(load_params(path), str(path))
+def load_settings(path: Path, run: str | None = None) -> Settings:
+    return parse_settings(load_params(path), str(path), run=run)
 
 
 # -- changing values -------------------------------------------------------------------------

@@ -61,6 +61,11 @@ def make_splits(
 ) -> dict[str, list[Example]]:
     """``{"train", "validation", "test"}`` rows for ``strategy``."""
     if strategy == "published":
+        if not test:
+            raise ValueError(
+                "split.strategy 'published' keeps the task's published test rows, and its data has none: "
+                "use split.strategy 'stratified' (the test rows are drawn with split.test_fraction)"
+            )
         fit, final_test = list(train), list(test)
     elif strategy == "stratified":
         fit, final_test = stratified_holdout([*train, *test], test_fraction, seed)

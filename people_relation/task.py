@@ -74,6 +74,64 @@ class PromptSpec(_Spec):
     fields and ``{label}``."""
 
 
+class CsvFiles(_Spec):
+    train: str = Field(min_length=1)
+    """File of the training rows (the validation rows are drawn from it)."""
+    test: str | None = None
+    """File of the published test rows; null: the test rows are drawn too (``split.strategy: stratified``)."""
+
+
+class CsvData(_Spec):
+    """CSV files whose header names the input fields and ``label``, in a folder (and, optionally,
+    the same rows as a Hugging Face dataset)."""
+
+    format: Literal["csv"]
+    local_dir: str = Field(min_length=1)
+    """Folder holding ``files``; a relative path is taken from the project root."""
+    files: CsvFiles
+    """The files' names inside ``local_dir``."""
+    hub_id: str | None = None
+    """A Hugging Face dataset with ``train`` and ``test`` splits in the same columns, read when
+    params.yaml's ``data.source`` says so (``auto``: when the folder lacks the files)."""
+    hub_revision: str = "main"
+    """Branch, tag or commit of ``hub_id``."""
+
+
+class LabelFile(_Spec):
+    file: str = Field(min_length=1)
+    """Path of the file, inside ``local_dir`` or the installed ``package``."""
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    """SHA-256 of its bytes, checked when given: another file fails the stage."""
+
+
+class LinesData(_Spec):
+    """One file per label, one text a line (the first input field; blank lines are skipped and
+    surrounding spaces dropped), in a folder or inside an installed package."""
+
+    format: Literal["lines"]
+    files: dict[str, LabelFile] = Field(min_length=1)
+    """Each label's file, by label."""
+    local_dir: str | None = None
+    """Folder holding the files; a relative path is taken from the project root."""
+    package: str | None = None
+    """Or an installed distribution shipping them (pinned in the lock files)..."""
+    version: str | None = None
+    """... in this version: another installed version fails the stage."""
+    max_chars: int | None = Field(default=None, ge=1)
+    """Longer texts are left out (counted in the data report); null: every text is kept."""
+    unique: bool = False
+    """Leave out a line that repeats an earlier one with the same label (counted in the data
+    report); the same text under two labels is kept, under both."""
+
+    @model_validator(mode="after")
+    def _one_place(self) -> LinesData:
+        if (self.local_dir is None) == (self.package is None):
+            raise ValueError("data: give local_dir or package (with its version), not both")
+        if self.package is not None and self.version is None:
+            raise ValueError("data.package needs data.version: another version's files may differ")
+        return self
+
+
 class Published(_Spec):
     """A result published on the same test set, quoted in the comparison (not re-run here)."""
 
@@ -109,6 +167,8 @@ class Task(_Spec):
     warm-up with ``labels: prior`` teaches its answers, and the baseline scores it."""
     published: list[Published] = []
     """Results published on the same test set, quoted in the comparison report."""
+    data: CsvData | LinesData = Field(discriminator="format")
+    """Where the rows come from: ``csv`` files with a header, or ``lines`` files, one per label."""
 
     @field_validator("labels")
     @classmethod
@@ -143,6 +203,10 @@ class Task(_Spec):
 
         if self.none_label is not None and self.none_label not in self.labels:
             raise ValueError(f"none_label {self.none_label!r} is not one of the labels")
+        if isinstance(self.data, LinesData):
+            unknown = sorted(set(self.data.files) - set(self.labels))
+            if unknown:
+                raise ValueError(f"data.files names {', '.join(map(repr, unknown))}, which are not labels")
         fields = set(self.inputs)
         for key, text, allowed in (
             ("prompt.system", self.prompt.system, set(SYSTEM_FIELDS)),
@@ -366,7 +430,7 @@ def parse_task(raw: Any, source: str) -> Task:
 
 
 def _known_at(loc: tuple[Any, ...]) -> dict[str, Any]:
-    holders: dict[str, type[_Spec]] = {"prompt": PromptSpec, "published": Published}
+    holders: dict[str, type[_Spec]] = {"prompt": PromptSpec, "published": Published, "data": CsvData}
     model: type[_Spec] = Task
     if len(loc) >= 2 and loc[0] in holders and not (loc[0] == "published" and len(loc) < 3):
         model = holders[str(loc[0])]

@@ -7,6 +7,7 @@ from prefect import task
 from people_relation.infra.data import read_examples, write_examples
 from people_relation.infra.io import project_path, staged_dir, write_json
 from people_relation.infra.plots import grouped_barh
+from people_relation.params import ParamsError
 from people_relation.settings import Data, Reports, Split
 from people_relation.split import make_splits
 from people_relation.task import Task
@@ -18,14 +19,18 @@ CHART_FILE = "label_distribution.png"
 @task(name="make-splits")
 def split_rows(data: Data, split: Split) -> dict[str, list]:
     prepared = project_path(data.prepared_dir)
-    return make_splits(
-        read_examples(prepared / "train.jsonl"),
-        read_examples(prepared / "test.jsonl"),
-        strategy=split.strategy,
-        test_fraction=split.test_fraction,
-        validation_fraction=split.validation_fraction,
-        seed=split.seed,
-    )
+    test = prepared / "test.jsonl"  # absent when the task's data has no published test rows
+    try:
+        return make_splits(
+            read_examples(prepared / "train.jsonl"),
+            read_examples(test) if test.is_file() else [],
+            strategy=split.strategy,
+            test_fraction=split.test_fraction,
+            validation_fraction=split.validation_fraction,
+            seed=split.seed,
+        )
+    except ValueError as err:
+        raise ParamsError(f"params.yaml: {err}") from None
 
 
 @task(name="write-splits")

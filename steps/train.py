@@ -77,10 +77,11 @@ def plan(arm: Arm, params_file: str) -> dict[str, Any]:
         "max_prompt_length": prof.grpo.max_prompt_length,  # checked, never cut (training.grpo)
         "grpo_config": grpo_config_kwargs(prof, arm.settings.task, str(paths.checkpoints)),
         "vllm_server_command": [f"CUDA_VISIBLE_DEVICES={gpus}", *server] if server else None,
-        "train_command": [f"{k}={v}" for k, v in launch_env(prof).items()] + launch_command(prof, name, params_file),
+        "train_command": [f"{k}={v}" for k, v in launch_env(prof).items()]
+        + launch_command(prof, name, params_file, run=arm.settings.run),
         # over several machines: what `python -m flows.train --machine-rank K` starts on machine K
         "other_machines": {
-            rank: launch_command(prof, name, params_file, machine_rank=rank)
+            rank: launch_command(prof, name, params_file, machine_rank=rank, run=arm.settings.run)
             for rank in range(1, prof.launch.num_machines)
         },
         "final_model": str(paths.final_model),
@@ -262,7 +263,9 @@ def launch_grpo(
     from people_relation.infra.processes import die_with_parent
 
     prof = arm.profile
-    command = launch_command(prof, arm.name, params_file, python=sys.executable, machine_rank=machine_rank)
+    command = launch_command(
+        prof, arm.name, params_file, python=sys.executable, machine_rank=machine_rank, run=arm.settings.run
+    )
     where = f" on machine {machine_rank} of {prof.launch.num_machines}" if prof.launch.num_machines > 1 else ""
     announce(f"Starting GRPO{where}: {shlex.join(command)}")
     env = (

@@ -88,9 +88,9 @@ def task(settings):
 
 @pytest.fixture(scope="session")
 def data_dir(settings) -> Path:
-    folder = project_path(settings.data.local_dir)
+    folder = project_path(settings.data.local_dir or settings.task.data.local_dir)
     if not (folder / "train.csv").is_file():
-        pytest.fail(f"the dataset is not at {folder} (data.local_dir in params.yaml); the tests need it")
+        pytest.fail(f"the dataset is not at {folder} (data.local_dir of the task file); the tests need it")
     return folder
 
 
@@ -137,9 +137,9 @@ TINY_ARCH = {
 
 
 def shrink_cpu_profile(params: dict, profile: str = "cpu") -> None:
-    """The smallest configuration of a CPU ``profile``, made the one the pipeline trains
-    (``train.profile``): a tiny model, one warm-up epoch, a few GRPO steps."""
-    params["train"]["profile"] = profile
+    """The smallest configuration of a CPU ``profile``, made the one the pipeline trains (the
+    first run's, ``runs.relation.profile``): a tiny model, one warm-up epoch, a few GRPO steps."""
+    params["runs"]["relation"]["profile"] = profile
     cpu = params["profiles"][profile]  # its own values: what it takes from a base is overlaid
     if cpu.setdefault("model", {}).get("source") != "pretrained":  # the pretrained one's shape is pretrain's
         cpu["model"]["arch"] = dict(TINY_ARCH)

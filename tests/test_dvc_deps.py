@@ -18,7 +18,7 @@ import yaml
 
 PACKAGES = ("people_relation", "steps", "flows")
 MODULE_NAME = re.compile(rf"^(?:{'|'.join(PACKAGES)})(?:\.\w+)+$")
-COMMAND = re.compile(r"^python -m ((?:\w+\.)*\w+)$")
+COMMAND = re.compile(r"^python -m ((?:\w+\.)*\w+)(?: --run \$\{key\})?$")  # a stage, or one per run
 
 
 def module_file(root: Path, name: str) -> Path | None:
@@ -76,6 +76,7 @@ def stage_commands(root: Path) -> dict[str, tuple[str, list[str]]]:
     stages = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
     out = {}
     for name, stage in stages.items():
+        stage = stage.get("do", stage)  # a stage run for each of params.yaml's runs (foreach)
         match = COMMAND.match(stage["cmd"])
         assert match, f"dvc.yaml: stage {name}: expected 'python -m MODULE', got {stage['cmd']!r}"
         deps = [d for d in stage.get("deps", []) if "${" not in d]
@@ -113,7 +114,7 @@ def test_the_check_finds_a_removed_dep_and_a_new_import(project_root, tmp_path):
             copy.parent.mkdir(parents=True, exist_ok=True)
             copy.write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
     dvc = yaml.safe_load((project_root / "dvc.yaml").read_text(encoding="utf-8"))
-    dvc["stages"]["train"]["deps"].remove("people_relation/serving/server.py")
+    dvc["stages"]["train"]["do"]["deps"].remove("people_relation/serving/server.py")
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(dvc), encoding="utf-8")
     report = tmp_path / "flows" / "report.py"
     late_import = "\n\ndef late():\n    import people_relation.training.warmup\n"

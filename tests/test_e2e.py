@@ -26,8 +26,12 @@ from people_relation.settings import load_settings
 
 pytestmark = pytest.mark.e2e
 
-STAGES = {"prepare", "split", "corpus", "pretrain", "profile", "train", "baseline", "serve", "evaluate", "report"}
-PROFILE = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text(encoding="utf-8"))["train"]["profile"]
+# the relation run's stages (this copy has only that run: tests/test_runs.py runs another's) and the shared ones
+PER_RUN = ("prepare", "split", "profile", "train", "baseline", "serve", "evaluate", "report")
+STAGES = {"corpus", "pretrain"} | {f"{s}@relation" for s in PER_RUN}
+PROFILE = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text(encoding="utf-8"))["runs"]["relation"][
+    "profile"
+]
 POOL = "people-relation-cpu"  # the work pool of the `cpu` deployment in prefect.yaml
 
 
@@ -57,6 +61,7 @@ def project(tmp_path_factory, project_root, data_dir) -> Path:
     params_file = copy / "params.yaml"
     params = yaml.safe_load(params_file.read_text(encoding="utf-8"))
     params["data"]["local_dir"] = str(data_dir)
+    params["runs"] = {"relation": params["runs"]["relation"]}
     shrink_cpu_profile(params, PROFILE)  # the pipeline's own profile, as a clone's `dvc repro` trains it
     shrink_pretraining(params)
     params["profiles"][PROFILE]["grpo"]["max_steps"] = 2
@@ -124,7 +129,7 @@ def test_dvc_repro_runs_every_stage_and_mlflow_records_it(project, env, repro):
     ran = {s for s in STAGES if f"Running stage '{s}'" in repro}
     skipped = {s for s in STAGES if f"Stage '{s}' didn't change, skipping" in repro}
     assert ran | skipped == STAGES and not ran & skipped
-    assert ran >= STAGES - {"baseline"}, repro[-3000:]
+    assert ran >= STAGES - {"baseline@relation"}, repro[-3000:]
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     assert set(lock["stages"]) == STAGES
     assert (project / f"models/{PROFILE}/grpo/model.safetensors").is_file()
@@ -156,11 +161,11 @@ def test_dvc_repro_runs_every_stage_and_mlflow_records_it(project, env, repro):
     assert parent.info.status == "FINISHED" and parent.info.run_name.startswith("dvc repro ")
     assert parent.data.tags["profile"] == PROFILE and re.fullmatch(r"[0-9a-f]{40}", parent.data.tags["git.commit"])
     children = {r.data.tags["pipeline.step"]: r for r in all_runs if r.data.tags.get("mlflow.parentRunId")}
-    assert set(children) == ran
+    assert {f"{s}@relation" if s in PER_RUN else s for s in children} == ran
     assert {r.data.tags["mlflow.parentRunId"] for r in children.values()} == {parent.info.run_id}
     for step, child in children.items():
         tags = child.data.tags
-        assert tags["dvc.stage"] == step and re.fullmatch(r"[0-9a-f]{32}", tags["dvc.lock_md5"]), tags
+        assert tags["dvc.stage"] in (step, f"{step}@relation") and re.fullmatch(r"[0-9a-f]{32}", tags["dvc.lock_md5"])
         assert re.fullmatch(r"[0-9a-f-]{36}", tags["prefect.flow_run_id"]), tags
     # the headline numbers are on the parent, for the experiment view
     assert "grpo/test_weighted_f1" in parent.data.metrics and "baseline/test_weighted_f1" in parent.data.metrics
@@ -278,15 +283,16 @@ def test_prefect_deployment_runs_the_dvc_pipeline_and_agrees_with_it(project, en
     # the two step flow runs it started (baseline, report) carry its tag in Prefect
     assert len(steps) == 2 and all(s.state.is_completed() for s in steps)
     lock = yaml.safe_load((project / "dvc.lock").read_text())
-    assert lock["stages"]["baseline"]["params"]["params.yaml"]["baseline"]["C"] in (0.5, "5e-1", "0.5")
+    assert lock["stages"]["baseline@relation"]["params"]["params.yaml"]["baseline"]["C"] in (0.5, "5e-1", "0.5")
     assert yaml.safe_load((project / "params.yaml").read_text())["baseline"]["C"] in (0.5, "5e-1")
 
     # MLflow: the deployment's parent run, linked both ways, with the stages it ran nested
     parent = next(r for r in runs(project) if r.data.tags.get("prefect.flow_run_id") == flow_run_id)
     tags = parent.data.tags
     assert tags["pipeline.kind"] == "prefect" and parent.info.status == "FINISHED"
-    assert tags["stage.baseline"] == "ran" and tags["stage.report"] == "ran"
-    assert all(tags[f"stage.{s}"] == "skipped" for s in STAGES - {"baseline", "report"})
+    assert tags["stage.baseline.relation"] == "ran" and tags["stage.report.relation"] == "ran"
+    skipped = STAGES - {"baseline@relation", "report@relation"}
+    assert all(tags[f"stage.{s.replace('@', '.')}"] == "skipped" for s in skipped)
     assert steps_under(project, parent.info.run_id) == {"baseline", "report"}
 
     # ...and plain DVC agrees: nothing is stale
@@ -299,7 +305,7 @@ def test_dvc_experiments_set_params_and_compare_metrics(project, env, repro):
     git(project, "add", "-A")
     git(project, "commit", "-qm", "results")
     out = dvc(project, "exp", "run", "-n", "smaller-c", "-S", "baseline.C=2e-2", env=env)
-    assert "Running stage 'baseline'" in out and "Stage 'train' didn't change, skipping" in out
+    assert "Running stage 'baseline@relation'" in out and "Stage 'train@relation' didn't change, skipping" in out
     shown = json.loads(dvc(project, "exp", "show", "--json", env=env))
     names = [e.get("name") for rev in shown for e in (rev.get("experiments") or []) for e in e.get("revs", [])]
     assert "smaller-c" in names, json.dumps(shown)[:2000]

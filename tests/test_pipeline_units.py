@@ -140,7 +140,7 @@ def test_an_arm_is_another_defined_profile(project_root, settings):
         timeout=120,
     )
     assert result.returncode == 1, result.stderr[-2000:]
-    assert f"'{own}' is the pipeline's profile (train.profile); `dvc repro` trains" in result.stderr
+    assert f"'{own}' is the profile of run 'relation' (runs.relation.profile); `dvc repro` trains" in result.stderr
 
 
 def test_the_pipeline_command_keeps_the_exit_status_contract():

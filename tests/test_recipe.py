@@ -163,7 +163,7 @@ def test_the_reward_weights_are_the_tasks_and_the_balance_bonus_needs_batch_scal
     task_file = tmp_path / "balanced.yaml"
     YAML().dump(settings.task.to_dict() | {"rewards": {"format": 1.0, "label": 2.0, "balance": 2.0}}, task_file)
     balanced = parse_settings(
-        with_values(params, {"task": str(task_file), "profiles.cpu-rl.grpo.scale_rewards": "batch"})
+        with_values(params, {"runs.relation.task": str(task_file), "profiles.cpu-rl.grpo.scale_rewards": "batch"})
     )
     assert list(balanced.task.rewards) == ["format", "label", "balance"]
     prof = balanced.profile("cpu-rl")

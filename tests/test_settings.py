@@ -63,7 +63,12 @@ def test_a_bad_value_names_the_key_and_what_is_allowed(params, key, value, expec
 
 
 def test_rules_across_keys(params):
-    assert "train.profile is 'tpu'; the profiles are cpu" in bad(params, lambda p: p["train"].update(profile="tpu"))
+    assert "runs.relation.profile is 'tpu'; the profiles are cpu" in bad(
+        params, lambda p: p["runs"]["relation"].update(profile="tpu")
+    )
+    assert "train.profile: set the run's profile in runs.<run>.profile" in bad(
+        params, lambda p: p["train"].update(profile="cpu")
+    )
     assert "profiles.cpu.warmup: an enabled warm-up needs epochs" in bad(
         params, lambda p: p["profiles"]["cpu"]["warmup"].pop("epochs")
     )
@@ -185,7 +190,7 @@ def test_every_setting_is_documented_where_it_is_declared():
     sections = sections_in(Settings)
     for application in (DemoSettings, Rehearsal):
         sections_in(application, sections)
-    assert {"Grpo", "Vllm", "StandIn", "Limits", "Intervals", "DataFiles", "DemoSettings"} <= set(sections)
+    assert {"Grpo", "Vllm", "StandIn", "Limits", "Intervals", "Run", "DemoSettings"} <= set(sections)
     undocumented = [
         f"{name}.{field}"
         for name, model in sections.items()
@@ -264,13 +269,14 @@ def test_no_stage_but_the_profile_step_tracks_a_profile_by_its_own_keys(project_
     serve and evaluate read the resolved profile the ``profile`` stage writes."""
     stages = yaml.safe_load((project_root / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
     for name, stage in stages.items():
+        stage = stage.get("do", stage)  # a stage per run
         keys = [k for k in stage.get("params", []) if isinstance(k, str)]
         files = [f for item in stage.get("params", []) if isinstance(item, dict) for f in item]
         if name in ("profile", "report"):
             continue
         assert not [k for k in keys if k.startswith("profiles")], name
         if name in ("train", "serve", "evaluate"):
-            assert files == ["${train.reports_dir}/${train.profile}/profile.yaml"], name
+            assert files == ["${item.root}${train.reports_dir}/${item.profile}/profile.yaml"], name
 
 
 # -- the applications' sections ----------------------------------------------------------------

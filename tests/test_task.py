@@ -14,7 +14,7 @@ from transformers import PreTrainedTokenizerFast
 from people_relation.params import ParamsError
 from people_relation.prompt import CHATML_TEMPLATE
 from people_relation.rewards import REWARDS, Reward, log_key
-from people_relation.settings import parse_settings
+from people_relation.settings import parse_settings, with_values
 from people_relation.task import Task, TaskError, load_task, parse_task
 
 RELATION = Path(__file__).resolve().parents[1] / "tasks" / "relation.yaml"
@@ -138,11 +138,12 @@ def test_a_bad_task_stops_the_settings_load(tmp_path, params):
     raw["labels"].append("夫妻")
     path = tmp_path / "mine.yaml"
     YAML().dump(raw, path)
-    bad = copy.deepcopy(params) | {"task": str(path)}
+    bad = copy.deepcopy(params)
+    bad["runs"]["relation"]["task"] = str(path)
     with pytest.raises(ParamsError, match=r"task: .*mine\.yaml: labels: duplicate label '夫妻'"):
         parse_settings(bad)
     with pytest.raises(ParamsError, match="no such task file"):
-        parse_settings(copy.deepcopy(params) | {"task": str(tmp_path / "absent.yaml")})
+        parse_settings(with_values(params, {"runs.relation.task": str(tmp_path / "absent.yaml")}))
 
 
 def test_a_task_file_that_is_not_yaml_names_its_line(tmp_path):

@@ -35,9 +35,9 @@ def read_project_params(params_file: str | Path = PARAMS_FILE) -> dict[str, Any]
     return params
 
 
-def read_settings(params_file: str | Path = PARAMS_FILE) -> Settings:
-    """The params file as typed, frozen settings."""
-    return parse_settings(load_params(project_path(params_file)), str(params_file))
+def read_settings(params_file: str | Path = PARAMS_FILE, run: str | None = None) -> Settings:
+    """The params file as typed, frozen settings of run ``run`` (default: the first of ``runs``)."""
+    return parse_settings(load_params(project_path(params_file)), str(params_file), run=run)
 
 
 @contextmanager

@@ -77,7 +77,7 @@ class Arm:
 
 
 def resolve_arm(settings: Settings, name: str | None = None) -> Arm:
-    """Profile ``name`` (default: ``train.profile``) resolved; a ParamsError naming the
+    """Profile ``name`` (default: the run's, ``runs.<run>.profile``) resolved; a ParamsError naming the
     defined profiles when there is no such profile."""
     name = settings.profile_name(name)
     return Arm(settings=settings, name=name, profile=settings.profile(name), paths=train_paths(settings, name))

@@ -83,6 +83,7 @@ def validation_rows(split: Split, grpo: Grpo) -> list:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params-file", default="params.yaml")
+    parser.add_argument("--run", default=None)
     parser.add_argument("--profile", required=True)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from accelerate import PartialState
 
-    arm = resolve_arm(read_settings(args.params_file), args.profile)
+    arm = resolve_arm(read_settings(args.params_file, args.run), args.profile)
     settings, prof, paths = arm.settings, arm.profile, arm.paths
     g = prof.grpo
     # the process group accelerate launch set up (nothing for one process); created here, it

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from people_relation.infra.paths import Arm
-from people_relation.settings import Profile
+from people_relation.settings import Profile, Settings
 from people_relation.training.memory import ModelShape, zero_stage
 
 # Oldest NVIDIA Linux driver for each CUDA major version torch is built with.
@@ -181,6 +181,17 @@ def model_shape(source: str, local_root: Callable[[str], Path]) -> tuple[ModelSh
     except (OSError, KeyError, ValueError) as err:
         return None, f"{path or KNOWN_SHAPES}: {err}"
     return None, f"no config.json of {source} here, and it is not in {KNOWN_SHAPES}"
+
+
+def task_files(settings: Settings, project_path: Callable[[str], Path]) -> tuple[Path, dict[str, str]]:
+    """The folder and the files of the task's data (params.yaml's data.local_dir wins)."""
+    spec = settings.task.data
+    folder = settings.data.local_dir or getattr(spec, "local_dir", None) or "."
+    if spec.format == "csv":
+        return project_path(folder), {"train": spec.files.train} | (
+            {"test": spec.files.test} if spec.files.test else {}
+        )
+    return project_path(folder), {label: f.file for label, f in spec.files.items()}
 
 
 def check_data(split_dir: Path, local_dir: Path, files: dict[str, str]) -> Check:
@@ -354,13 +365,7 @@ def run_checks(arm: Arm, trl_vllm_range: str, cuda: Any = None) -> list[Check]:
         checks.append(check_glibc(os.confstr("CS_GNU_LIBC_VERSION") if hasattr(os, "confstr") else None))
     if not prof.model.built_here:
         checks.append(check_model(prof.model.source, project_path))
-    checks.append(
-        check_data(
-            project_path(settings.split.out_dir),
-            project_path(settings.data.local_dir),
-            settings.data.files.model_dump(),
-        )
-    )
+    checks.append(check_data(project_path(settings.split.out_dir), *task_files(settings, project_path)))
     checks += check_versions(prof, trl_vllm_range, pinned_version("trl"))
     checks += check_ports(prof)
     checks.append(check_disk(prof, arm.paths.checkpoints))

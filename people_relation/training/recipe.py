@@ -107,13 +107,13 @@ def evaluation_kwargs(prof: Profile) -> dict[str, Any]:
 
 
 def launch_command(
-    prof: Profile, name: str, params_file: str, python: str = "python", machine_rank: int = 0
+    prof: Profile, name: str, params_file: str, python: str = "python", machine_rank: int = 0, run: str | None = None
 ) -> list[str]:
     """The command that runs the GRPO process for profile ``name`` on machine ``machine_rank``:
     plain Python, or ``accelerate launch`` (the settings check: several processes need its
     config). Over several machines every machine runs this with its own rank and the same
     ``params.yaml``; they meet at ``launch.main_address``:``launch.main_port``."""
-    entry = ["-m", GRPO_PROCESS, "--params-file", params_file, "--profile", name]
+    entry = ["-m", GRPO_PROCESS, "--params-file", params_file, "--profile", name] + (["--run", run] if run else [])
     launch = prof.launch
     if not 0 <= machine_rank < launch.num_machines:
         raise ValueError(f"machine rank {machine_rank}: profile {name} runs on {launch.num_machines} machine(s)")

@@ -162,8 +162,9 @@ def rehearsal_params(
     prof = substitute(params["profiles"][name], values)
     prof["model"]["source"] = str(stand_in)
     out["profiles"] = {name: prof}
+    run = settings.run  # the run rehearsed: its task, with the rehearsed profile
+    out["runs"] = {run: {**params["runs"][run], "profile": name}}
     out["train"] |= {
-        "profile": name,
         "models_dir": str(root / "models"),
         "checkpoints_dir": str(root / "checkpoints"),
         "reports_dir": str(root / "reports" / "train"),

@@ -33,12 +33,18 @@ preflight:
 
 ## rehearse: a GPU profile's train step on this CPU, on a tiny stand-in model (default rehearsal.profile in params.yaml; PROFILE=qwen2.5-7b: 2 processes under ZeRO-3; qwen2.5-7b-2x4: 2 machines of 1 process; qwen2.5-7b-lora, qwen2.5-3b-lora: LoRA in one process)
 rehearse: setup
-	dvc repro split
+	dvc repro split@relation
 	python -m flows.rehearse $(if $(PROFILE),--profile $(PROFILE))
 
-## pipeline: set up, then run the whole DVC pipeline (CPU profile)
+## pipeline: set up, then run the whole DVC pipeline (every run of params.yaml: the relation task on its CPU profile, the review-sentiment task)
 pipeline: setup
 	dvc repro
+
+## run: set up, then one run of the pipeline and what it needs (RUN=sentiment: the review-sentiment task; default relation)
+RUN ?= relation
+.PHONY: run
+run: setup
+	dvc repro report@$(RUN)
 
 ## arm: another profile through train and evaluate, then the report with it (default cpu-prior: a start from keyword rules; ARM=cpu-rl: a random start)
 arm: setup

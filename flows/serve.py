@@ -1,6 +1,6 @@
 """serve: put a trained model behind vLLM's OpenAI-compatible API.
 
-As a pipeline step (``dvc repro serve``) it starts the server on ``serve.model`` of the
+As a pipeline step (``dvc repro serve@<run>``) it starts the server on ``serve.model`` of the
 profile, waits for ``/health``, asks ``serve.smoke_rows`` validation rows through the
 chat endpoint, checks the answers parse, and stops the server; the server log and a
 report (command, start-up time, answers) land in ``reports/serve/<profile>/``.

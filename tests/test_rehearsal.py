@@ -188,7 +188,7 @@ def rehearse_killed_and_resumed(
         **{"rehearsal__substitute__grpo.max_completion_length": 8},
         **values,
     )
-    shutil.copytree(published_split, tmp_path / "data" / "split")  # what `dvc repro split` writes
+    shutil.copytree(published_split, tmp_path / "data" / "split")  # what `dvc repro split@relation` writes
     p = load_params(params_file)
     root = base / name
     rehearsed = rehearsal_params(p, parse_settings(p), root, base / "stand_in", name)

@@ -192,7 +192,7 @@ def served_model(
     local = model.is_absolute() or model.exists()
     if local and not (model / "config.json").is_file():
         raise ServerError(
-            f"no trained model in {model}: run the train step first (`dvc repro train`, or "
+            f"no trained model in {model}: run the train step first (`dvc repro train@<run>`, or "
             f"`python -m flows.train --profile {profile_name}`)"
         )
     port = pick_port(serve.host, serve.port)

@@ -1,6 +1,6 @@
 """demo: a web page that asks the served model about one query and shows its answer.
 
-    python -m apps.demo [--url http://HOST:PORT/v1] [--params-file FILE] [--port PORT]
+    python -m apps.demo [--url http://HOST:PORT/v1] [--params-file FILE] [--run RUN] [--port PORT]
 
 The form holds the task's input fields (for the relation task: a Chinese sentence and the two
 people, both of whom must occur in it); or click one of the examples from the validation
@@ -193,8 +193,8 @@ def load_examples(settings: Settings, demo: DemoSettings) -> list[Example]:
     return pick_examples(read_examples(split_file(settings.split, demo.examples_split)), demo.examples)
 
 
-def page_context(params_file: str, url: str, model: str) -> PageContext:
-    settings = read_settings(params_file)
+def page_context(params_file: str, url: str, model: str, run: str | None = None) -> PageContext:
+    settings = read_settings(params_file, run)
     demo = demo_settings(settings, params_file)
     return PageContext(
         settings=settings,
@@ -239,6 +239,7 @@ def outcome(ctx: PageContext, inputs: dict[str, str]) -> Answer | Problem:
 def _page_arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="apps/demo.py (the page)")
     parser.add_argument("--params-file", required=True)
+    parser.add_argument("--run", default=None)
     parser.add_argument("--url", required=True)
     parser.add_argument("--model", required=True)
     return parser
@@ -292,7 +293,7 @@ def page(argv: list[str]) -> None:
     import streamlit as st
 
     args = _page_arguments().parse_args(argv)
-    ctx = st.cache_resource(show_spinner=False)(page_context)(args.params_file, args.url, args.model)
+    ctx = st.cache_resource(show_spinner=False)(page_context)(args.params_file, args.url, args.model, args.run)
     task = ctx.settings.task
     st.set_page_config(page_title=task.display_title, layout="centered")
     st.markdown(STYLE, unsafe_allow_html=True)
@@ -350,10 +351,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m apps.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--url", default=None, help="a running server's base URL, e.g. http://127.0.0.1:8000/v1")
     parser.add_argument("--params-file", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument("--run", default=None, help="the run whose task and model the page asks (default: the first)")
     parser.add_argument("--port", type=int, default=None, help="the page's port (default: demo.port)")
     args = parser.parse_args(argv)
     try:
-        settings = read_settings(args.params_file)
+        settings = read_settings(args.params_file, args.run)
         demo = demo_settings(settings, args.params_file)
         load_examples(settings, demo)  # a missing split fails here, not on the page
         port = page_port(demo.host, demo.port if args.port is None else args.port)
@@ -362,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"Demo page at http://{demo.host}:{port} asking {at.model!r} at {at.base_url}; Ctrl-C stops it.",
                 flush=True,
             )
-            serve_page(demo.host, port, ["--params-file", args.params_file, "--url", at.base_url, "--model", at.model])
+            page_argv = ["--params-file", args.params_file, "--url", at.base_url, "--model", at.model]
+            serve_page(demo.host, port, page_argv + (["--run", args.run] if args.run else []))
     except Exception as err:
         return failed(err)
     return EXIT_OK

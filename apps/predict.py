@@ -49,10 +49,11 @@ def predict(
     url: str | None = None,
     profile_name: str | None = None,
     model: str | None = None,
+    run: str | None = None,
 ) -> dict[str, Any]:
     """The model's answer to one query (a value for each of the task's input fields): its
     inputs, label, reasoning and raw completion."""
-    settings = read_settings(params_file)
+    settings = read_settings(params_file, run)
     task = settings.task
     query = make_query(task, inputs, settings.query.max_chars)
     prof = resolve_arm(settings, profile_name).profile
@@ -84,9 +85,10 @@ def predict_file(
     url: str | None = None,
     profile_name: str | None = None,
     model: str | None = None,
+    run: str | None = None,
 ) -> dict[str, Any]:
     """Answer every row of ``input_file`` into ``output_file``; returns the summary."""
-    settings = read_settings(params_file)
+    settings = read_settings(params_file, run)
     prof = resolve_arm(settings, profile_name).profile
     return answer_file(
         settings.task,
@@ -103,8 +105,9 @@ def task_of(argv: list[str] | None) -> Task:
     """The task of the params file the command line names (``--params-file``)."""
     first = argparse.ArgumentParser(add_help=False)
     first.add_argument("--params-file", default="params.yaml")
+    first.add_argument("--run", default=None)
     known, _ = first.parse_known_args(argv)
-    return read_settings(known.params_file).task
+    return read_settings(known.params_file, known.run).task
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", dest="profile_name", default=None)
     parser.add_argument("--model", default=None, help="grpo, warmup or base (when starting a server)")
     parser.add_argument("--params-file", default="params.yaml")
+    parser.add_argument(
+        "--run", default=None, help="the run of params.yaml's runs whose task and model (default: the first)"
+    )
     parser.add_argument("--json", action="store_true", help="print the whole result as JSON (one sentence)")
     args = vars(parser.parse_args(argv))
     as_json = args.pop("json")

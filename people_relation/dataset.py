@@ -83,7 +83,9 @@ def columns(task: Task) -> tuple[str, ...]:
 def row_problems(row: Mapping[str, object], task: Task) -> list[str]:
     """What is wrong with one row (empty list when it is valid)."""
     problems = [
-        f"column {c!r} is empty" for c in columns(task) if not isinstance(row.get(c), str) or not str(row[c]).strip()
+        f"column {task.label_column if c == LABEL else c!r} is empty"
+        for c in columns(task)
+        if not isinstance(row.get(c), str) or not str(row[c]).strip()
     ]
     if problems:
         return problems
@@ -136,7 +138,8 @@ def _line_of(problem: str) -> int:
 def decode_csv_bytes(raw: bytes, where: str, task: Task) -> str:
     """UTF-8 text of a CSV file (a byte-order mark is allowed), or a DataError naming the line."""
     if not raw.strip():
-        raise DataError(f"{where}: the file is empty; expected a header {','.join(columns(task))} and data rows")
+        expected = ",".join((*task.fields, task.label_column))
+        raise DataError(f"{where}: the file is empty; expected a header {expected} and data rows")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -148,9 +151,9 @@ def decode_csv_bytes(raw: bytes, where: str, task: Task) -> str:
 
 
 def parse_csv_text(content: str, split: str, where: str, task: Task) -> list[Example]:
-    """Validate CSV text whose header names the task's input fields and ``label`` (other
-    columns are ignored)."""
-    expected = columns(task)
+    """Validate CSV text whose header names the task's input fields and its label column
+    (``label`` unless the task's data says; other columns are ignored)."""
+    expected = (*task.fields, task.label_column)
     reader = csv.reader(io.StringIO(content, newline=""))
     try:
         header = next(reader)
@@ -161,7 +164,7 @@ def parse_csv_text(content: str, split: str, where: str, task: Task) -> list[Exa
     if missing:
         raise DataError(
             f"{where}: line 1: header {','.join(header)!r} lacks column(s) {', '.join(missing)}; "
-            f"expected {','.join(expected)} (the task's input fields and label)"
+            f"expected {','.join(expected)} (the task's input fields and label column)"
         )
     index = {c: header.index(c) for c in expected}
     rows: list[tuple[int, Mapping[str, object]]] = []
@@ -175,7 +178,7 @@ def parse_csv_text(content: str, split: str, where: str, task: Task) -> list[Exa
                     "quote fields that contain commas"
                 )
             else:
-                rows.append((line, {c: record[i] for c, i in index.items()}))
+                rows.append((line, {LABEL if c == task.label_column else c: record[i] for c, i in index.items()}))
         line = reader.line_num + 1
     return validate_rows(rows, split, where, task, problems)
 

@@ -95,6 +95,8 @@ class CsvData(_Spec):
     params.yaml's ``data.source`` says so (``auto``: when the folder lacks the files)."""
     hub_revision: str = "main"
     """Branch, tag or commit of ``hub_id``."""
+    label_column: str = Field(default=LABEL, min_length=1)
+    """The column of the gold label (``label``); the pipeline's own files call it ``label``."""
 
 
 class LabelFile(_Spec):
@@ -203,6 +205,8 @@ class Task(_Spec):
 
         if self.none_label is not None and self.none_label not in self.labels:
             raise ValueError(f"none_label {self.none_label!r} is not one of the labels")
+        if isinstance(self.data, CsvData) and self.data.label_column in self.inputs:
+            raise ValueError(f"data.label_column {self.data.label_column!r} is an input field")
         if isinstance(self.data, LinesData):
             unknown = sorted(set(self.data.files) - set(self.labels))
             if unknown:
@@ -259,6 +263,11 @@ class Task(_Spec):
     @property
     def fields(self) -> tuple[str, ...]:
         return tuple(self.inputs)
+
+    @property
+    def label_column(self) -> str:
+        """The gold label's column in the task's CSV files (``label`` unless its data says)."""
+        return getattr(self.data, "label_column", LABEL)
 
     @property
     def display_title(self) -> str:

@@ -309,3 +309,39 @@ def test_no_stage_tracks_or_runs_an_applications_settings(project_root):
         keys = [k for k in stage.get("params", []) if isinstance(k, str)]
         assert not [k for k in keys if k.split(".")[0] in ("demo", "rehearsal")], name
         assert not [d for d in stage.get("deps", []) if d.startswith("apps/") or d.endswith("rehearsal.py")], name
+
+
+# -- runs -------------------------------------------------------------------------------------
+
+
+def test_a_run_is_its_task_its_profile_its_own_params_and_its_folders(params):
+    first, sentiment = parse_settings(params), parse_settings(params, run="sentiment")
+    assert (first.run, first.task.name, first.train.profile) == (
+        "relation",
+        "relation",
+        params["runs"]["relation"]["profile"],
+    )
+    assert first.split.out_dir == params["split"]["out_dir"] and first.split.strategy == "published"
+    assert (sentiment.run, sentiment.task.name, sentiment.train.profile) == ("sentiment", "sentiment", "sentiment-cpu")
+    assert sentiment.split.strategy == "stratified" and sentiment.report.arm_pairs == []  # its `set`
+    root = params["runs"]["sentiment"]["root"]
+    for key in ("split.out_dir", "data.prepared_dir", "train.models_dir", "evaluate.metrics_dir", "report.dir"):
+        section, name = key.split(".")
+        assert getattr(getattr(sentiment, section), name) == root + params[section][name], key
+    # what every run shares stays where it is: the corpus, the pretrained model, the MLflow store
+    assert sentiment.pretrain.out_dir == first.pretrain.out_dir and sentiment.corpus.out_dir == first.corpus.out_dir
+    assert sentiment.tracking == first.tracking
+
+
+def test_a_bad_run_is_named(params):
+    with pytest.raises(ParamsError, match="no run 'kin'; the runs are relation, sentiment"):
+        parse_settings(params, run="kin")
+    p = copy.deepcopy(params)
+    p["runs"]["sentiment"]["set"] = {"split.stratgy": "stratified"}
+    with pytest.raises(ParamsError, match="no parameter 'split.stratgy'"):
+        parse_settings(p, run="sentiment")
+    p = copy.deepcopy(params)
+    p["runs"]["sentiment"]["root"] = "/elsewhere"
+    with pytest.raises(ParamsError, match=r"runs\.sentiment\.root: String should match pattern"):
+        parse_settings(p, run="sentiment")
+    assert "task: not a key of params.yaml; set runs.<run>.task" in bad(params, lambda p: p.update(task="x.yaml"))

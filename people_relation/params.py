@@ -11,6 +11,10 @@ A profile may name another as its ``base`` and list only what differs: :func:`lo
 returns every profile resolved (the base's tree with the profile's values laid over it,
 key by key; a list or a scalar replaces the base's whole), so everything downstream sees
 complete profiles. ``python -m flows.train --dry-run`` prints one resolved.
+
+A command works for one of ``runs`` (``--run``, default the first): :func:`resolve_run` lays
+that run out into the tree (its task file, its profile, its own ``set`` values, its output
+folders under its root), so the typed settings describe one run.
 """
 
 from __future__ import annotations
@@ -83,4 +87,64 @@ def resolve_profiles(params: dict[str, Any], source: str = "params.yaml") -> dic
 
     out = dict(params)
     out["profiles"] = {name: resolve(name, (name,)) for name in profiles}
+    return out
+
+
+def with_values(raw: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the params tree ``raw`` with ``values`` (dotted keys, as ``dvc exp run -S``
+    takes them) put in; every key must already exist."""
+    out = copy.deepcopy(raw)
+    for dotted, value in values.items():
+        node, rest = out, dotted
+        while True:
+            # the longest key that starts the rest: profile names hold dots (qwen2.5-7b)
+            key = next((k for k in sorted(node, key=len, reverse=True) if rest == k or rest.startswith(f"{k}.")), None)
+            if key is None:
+                raise ParamsError(f"params.yaml: no parameter {dotted!r}")
+            if rest == key:
+                node[key] = copy.deepcopy(value)
+                break
+            node, rest = node[key], rest[len(key) + 1 :]
+            if not isinstance(node, dict):
+                raise ParamsError(f"params.yaml: no parameter {dotted!r}")
+    return out
+
+
+# outputs every run shares: the corpus and the pretrained model (one for the project), the MLflow store
+SHARED_OUTPUTS = ("corpus.", "pretrain.", "tracking.")
+
+
+def resolve_run(
+    raw: dict[str, Any], run: str | None, output_keys: list[str], source: str = "params.yaml"
+) -> dict[str, Any]:
+    """The params tree for run ``run`` (default: the first of ``runs``): its ``set`` values put
+    in, its task file and profile in ``task`` and ``train.profile``, and the folders of
+    ``output_keys`` under its ``root`` (the typed settings check the run's keys)."""
+    runs = raw.get("runs")
+    if not isinstance(runs, dict) or not runs:
+        raise ParamsError(f"{source}: runs: missing; name at least one run (a task file and a profile)")
+    for key, where in (("task", "runs.<run>.task"), ("run", "--run")):
+        if key in raw:
+            raise ParamsError(f"{source}: {key}: not a key of params.yaml; set {where}")
+    if isinstance(raw.get("train"), dict) and "profile" in raw["train"]:
+        raise ParamsError(f"{source}: train.profile: set the run's profile in runs.<run>.profile")
+    name = run or next(iter(runs))
+    if name not in runs:
+        raise ParamsError(f"{source}: no run {name!r}; the runs are {', '.join(runs)}")
+    spec = runs[name] if isinstance(runs[name], dict) else {}
+    task, profile, root = spec.get("task"), spec.get("profile"), spec.get("root") or ""
+    if not isinstance(task, str) or not isinstance(profile, str):
+        raise ParamsError(f"{source}: runs.{name}: a run needs a task (its task file) and a profile")
+    out = with_values(raw, spec.get("set") or {})
+    out = {"runs": out.pop("runs"), "run": name, "task": task, **out}
+    out["train"] = {"profile": profile, **out.get("train", {})}
+    if isinstance(root, str) and root and root.endswith("/") and not root.startswith("/"):
+        prefixed = {}
+        for key in output_keys:
+            node: Any = out
+            for part in key.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, str) and not key.startswith(SHARED_OUTPUTS) and not Path(node).is_absolute():
+                prefixed[key] = root + node
+        out = with_values(out, prefixed)
     return out

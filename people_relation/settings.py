@@ -11,7 +11,6 @@ all under another folder at once (a sandbox, a rehearsal) from this one list.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import difflib
 import json
@@ -24,7 +23,7 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from people_relation.params import ParamsError, load_params, resolve_profiles
+from people_relation.params import ParamsError, load_params, resolve_profiles, resolve_run, with_values
 from people_relation.task import Task, load_task
 from people_relation.trl_config import GRPO_FIELDS, KeyProblem, checked_trl_fields
 
@@ -1004,41 +1003,6 @@ def find_project_root() -> Path:
     return Path.cwd().resolve()
 
 
-# outputs every run shares: the corpus and the pretrained model (one for the project), the MLflow store
-SHARED_OUTPUTS = ("corpus.", "pretrain.", "tracking.")
-
-
-def resolve_run(raw: dict[str, Any], run: str | None, source: str = "params.yaml") -> dict[str, Any]:
-    """The params tree for run ``run`` (default: the first of ``runs``): its ``set`` values put
-    in, its task file and profile in ``task`` and ``train.profile``, its output folders under
-    its ``root``."""
-    runs = raw.get("runs")
-    if not isinstance(runs, dict) or not runs:
-        raise ParamsError(f"{source}: runs: missing; name at least one run (a task file and a profile)")
-    for key, where in (("task", "runs.<run>.task"), ("run", "--run")):
-        if key in raw:
-            raise ParamsError(f"{source}: {key}: not a key of params.yaml; set {where}")
-    if isinstance(raw.get("train"), dict) and "profile" in raw["train"]:
-        raise ParamsError(f"{source}: train.profile: set the run's profile in runs.<run>.profile")
-    name = run or next(iter(runs))
-    if name not in runs:
-        raise ParamsError(f"{source}: no run {name!r}; the runs are {', '.join(runs)}")
-    spec = parse_section(Run, runs[name], f"runs.{name}", source)
-    out = with_values(raw, spec.set)
-    out = {"runs": out.pop("runs"), "run": name, "task": spec.task, **out}
-    out["train"] = {"profile": spec.profile, **out.get("train", {})}
-    if spec.root:
-        prefixed = {}
-        for key in output_dir_keys():
-            node: Any = out
-            for part in key.split("."):
-                node = node.get(part) if isinstance(node, dict) else None
-            if isinstance(node, str) and not key.startswith(SHARED_OUTPUTS) and not Path(node).is_absolute():
-                prefixed[key] = spec.root + node
-        out = with_values(out, prefixed)
-    return out
-
-
 def parse_settings(
     raw: dict[str, Any], source: str = "params.yaml", root: Path | None = None, run: str | None = None
 ) -> Settings:
@@ -1047,7 +1011,7 @@ def parse_settings(
     project's), or a ParamsError naming each bad key in ``source`` (a TaskError naming the
     task file's)."""
     try:
-        resolved = resolve_run(resolve_profiles(raw, source), run, source)
+        resolved = resolve_run(resolve_profiles(raw, source), run, output_dir_keys(), source)
         return Settings.model_validate(resolved, context={"root": root})
     except ValidationError as err:
         problems = [_describe(e, Settings) for e in err.errors(include_url=False)]
@@ -1086,26 +1050,6 @@ def output_dir_keys(model: type[BaseModel] = None, prefix: str = "") -> list[str
         if isinstance(inner, type) and issubclass(inner, BaseModel):
             keys += output_dir_keys(inner, f"{prefix}{name}.")
     return keys
-
-
-def with_values(raw: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-    """A copy of the params tree ``raw`` with ``values`` (dotted keys, as ``dvc exp run -S``
-    takes them) put in; every key must already exist."""
-    out = copy.deepcopy(raw)
-    for dotted, value in values.items():
-        node, rest = out, dotted
-        while True:
-            # the longest key that starts the rest: profile names hold dots (qwen2.5-7b)
-            key = next((k for k in sorted(node, key=len, reverse=True) if rest == k or rest.startswith(f"{k}.")), None)
-            if key is None:
-                raise ParamsError(f"params.yaml: no parameter {dotted!r}")
-            if rest == key:
-                node[key] = copy.deepcopy(value)
-                break
-            node, rest = node[key], rest[len(key) + 1 :]
-            if not isinstance(node, dict):
-                raise ParamsError(f"params.yaml: no parameter {dotted!r}")
-    return out
 
 
 def reroot_outputs(raw: dict[str, Any], root: Path) -> dict[str, Any]:

@@ -254,6 +254,14 @@ def tiny_model(tmp_path_factory, published_split, task) -> Path:
     return folder
 
 
+def task_data_dir(params: dict) -> Path:
+    """The folder of the first run's data: params.yaml's data.local_dir, else its task file's."""
+    from people_relation.settings import parse_settings
+
+    settings = parse_settings(params)
+    return project_path(settings.data.local_dir or settings.task.data.local_dir)
+
+
 def served_sandbox(root: Path, params: dict, published_split: Path, tiny_model: Path, **overrides) -> Path:
     """A sandbox at ``root`` whose ``cpu`` profile (smallest settings) has the published split
     and the tiny model published as both warm-up and GRPO model (serving does not care what
@@ -263,7 +271,7 @@ def served_sandbox(root: Path, params: dict, published_split: Path, tiny_model: 
 
     p = copy.deepcopy(params)
     shrink_cpu_profile(p)
-    params_file = write_sandbox_params(p, root, Path(p["data"]["local_dir"]), **overrides)
+    params_file = write_sandbox_params(p, root, task_data_dir(p), **overrides)
     shutil.copytree(published_split, root / "data" / "split")
     for stage in ("warmup", "grpo"):
         shutil.copytree(tiny_model, root / "models" / "cpu" / stage)

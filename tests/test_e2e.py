@@ -143,7 +143,8 @@ def test_dvc_repro_runs_every_stage_and_mlflow_records_it(project, env, repro):
     comparison = (project / "reports/comparison/comparison.md").read_text(encoding="utf-8")
     assert "88.84%" in comparison and "this project" in comparison and "measured here" in comparison
     labels = load_settings(project / "params.yaml").profile(PROFILE).warmup.labels  # resolved: it may come from a base
-    assert f"{method_name('grpo', labels)} ({PROFILE})" in comparison
+    prior = load_settings(project / "params.yaml").task.prior_title
+    assert f"{method_name('grpo', labels, prior)} ({PROFILE})" in comparison
     errors = (project / "reports/comparison/errors.md").read_text(encoding="utf-8")
     assert "## F1 per label" in errors and f"{PROFILE}/grpo" in errors and "agree against the gold label" in errors
     assert sum(1 for _ in open(project / "data/split/test.jsonl", encoding="utf-8")) == 776

@@ -108,7 +108,7 @@ def test_params_rewritten_by_dvc_set_param_read_back_unchanged(tmp_path, project
     assert grpo.vllm_mode == "off"
     assert grpo.learning_rate == 2e-5
     changed = [n for n, p in after["profiles"].items() if p != before["profiles"][n]]
-    assert changed == ["cpu", "cpu-pretrained"]  # and the profile built on cpu, which takes its value
+    assert changed == ["cpu", "cpu-pretrained", "sentiment-cpu"]  # and the profiles built on cpu, which take its value
     for name in changed:
         after["profiles"][name]["grpo"]["learning_rate"] = before["profiles"][name]["grpo"]["learning_rate"]
     assert after == before

@@ -75,5 +75,5 @@ def test_the_pipeline_command_refuses_an_unknown_stage_with_status_2(prefect_api
         command, cwd=project_root, env=env() | {"PREFECT_API_URL": prefect_api}, capture_output=True, text=True
     )
     assert done.returncode == 2, done.stderr[-3000:]
-    stages = "['prepare', 'split', 'corpus', 'pretrain', 'profile'"
+    stages = "['prepare@relation', 'prepare@sentiment', 'split@relation', 'split@sentiment', 'corpus', 'pretrain'"
     assert f"error: unknown stage(s) ['trian']; dvc.yaml has {stages}" in done.stderr

@@ -220,7 +220,7 @@ def test_dry_run_prints_the_launch_without_running(project_root):
     body, launch = rest.split("\n# launch\n")
     # the profile as it runs, every value after its description
     assert profile.startswith("# profile qwen2.5-7b, resolved from params.yaml")
-    assert "  # Peak learning rate (TRL ``learning_rate``).\n  learning_rate: 5e-07\n" in profile
+    assert "  # TRL: The initial learning rate for AdamW.\n  learning_rate: 5e-07\n" in profile  # TRL's own help
     launch, serve = launch.split("\n# serve the trained model (serve and evaluate steps)\n")
     plan = json.loads(body)
     assert plan["batch"]["completions_per_step"] == 192

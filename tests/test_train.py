@@ -119,7 +119,7 @@ def _base_model_only(split_sandbox, tiny_model, params, data_dir, name, **grpo):
 
 
 def test_collapse_guard_stops_a_collapsing_run_and_publishes_its_best_checkpoint(
-    split_sandbox, tiny_model, params, data_dir, project_root
+    split_sandbox, tiny_model, params, data_dir, project_root, task
 ):
     """A collapsed policy is stopped. The tiny model, warmed up for 2 epochs, answers the
     majority label 不知道 to most validation rows (measured: 56 of 64, the rest unparsed);
@@ -156,7 +156,8 @@ def test_collapse_guard_stops_a_collapsing_run_and_publishes_its_best_checkpoint
         log_every=1000,
         labels="gold",
     )
-    train_warmup(model, tokenizer, read_examples(split_sandbox / "data/split/train.jsonl"), settings, root / "warm")
+    rows = read_examples(split_sandbox / "data/split/train.jsonl")
+    train_warmup(task, model, tokenizer, rows, settings, root / "warm")
     save_model(model, tokenizer, paths.base)
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = mlflow.MlflowClient(tracking_uri=uri)

@@ -12,7 +12,7 @@ nothing is sent.
 
 With ``--url`` the page asks a server that is already running (``make serve``; the API key
 from the ``serve.api_key_env`` variable when the server needs one); without, it starts a
-vLLM server on ``serve.model`` of ``train.profile`` and stops it when the page stops
+vLLM server on ``serve.model`` of the run's profile and stops it when the page stops
 (Ctrl-C). Where the page listens and which examples it offers: ``demo`` in params.yaml.
 
 The page is a Streamlit app (Gradio needs older pillow and tomlkit than the lock holds).

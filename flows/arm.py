@@ -3,7 +3,7 @@
 ``python -m flows.arm --profile cpu-rl`` (``make arm ARM=cpu-rl``; without a profile,
 ``cpu-prior``) trains the profile and evaluates its models on the test split with the same
 flows, code and settings as ``dvc repro`` does for the pipeline's profile
-(``train.profile``). Its results land under the profile's own names
+(``runs.<run>.profile``). Its results land under the profile's own names
 (``reports/train/<profile>/``, ``reports/evaluate/<profile>/``,
 ``reports/metrics/<profile>.json``, MLflow runs tagged with the profile) and are committed
 with the project; the report stage reads every arm that has them, so the next

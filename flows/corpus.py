@@ -23,8 +23,8 @@ REPORT_FILE = "corpus_report.json"
 
 
 @flow(name="corpus", log_prints=True)
-def corpus_flow(params_file: str = "params.yaml") -> dict:
-    settings = read_settings(params_file)
+def corpus_flow(params_file: str = "params.yaml", run: str | None = None) -> dict:
+    settings = read_settings(params_file, run)
     corpus = settings.corpus
     with mlflow_run(settings.tracking, settings.train.profile, "corpus", {"corpus": corpus}):
         result, report = clean_corpus(settings.task, corpus, settings.split, read_sources(corpus))

@@ -58,7 +58,7 @@ def tag_registered_version(arm: Arm, model: Path, result: dict) -> None:
     from people_relation.infra.registry import record_test_scores, registered_name
 
     logger = get_run_logger()
-    registered = registered_name(arm.settings.tracking, arm.name)
+    registered = registered_name(arm.settings.tracking, arm.name, arm.settings.own_run)
     if arm.settings.evaluate.max_rows is not None:
         logger.info("Not tagging %s: evaluate.max_rows scores only part of the test set", registered)
         return

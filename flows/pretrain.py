@@ -29,8 +29,8 @@ METRICS_FILE = "metrics.json"
 
 
 @flow(name="pretrain", log_prints=True)
-def pretrain_flow(params_file: str = "params.yaml") -> dict:
-    settings = read_settings(params_file)
+def pretrain_flow(params_file: str = "params.yaml", run: str | None = None) -> dict:
+    settings = read_settings(params_file, run)
     pretrain = settings.pretrain
     with mlflow_run(settings.tracking, settings.train.profile, "pretrain", {"pretrain": pretrain}) as active:
         model, tokenizer, metrics, curve = pretrain_model(

@@ -135,7 +135,18 @@ def resolve_run(
     task, profile, root = spec.get("task"), spec.get("profile"), spec.get("root") or ""
     if not isinstance(task, str) or not isinstance(profile, str):
         raise ParamsError(f"{source}: runs.{name}: a run needs a task (its task file) and a profile")
-    out = with_values(raw, spec.get("set") or {})
+    roots = [r.get("root") or "" for r in runs.values() if isinstance(r, dict)]
+    shared = sorted({r for r in roots if roots.count(r) > 1})
+    if shared:
+        raise ParamsError(f"{source}: runs: two runs have the root {shared[0]!r}; give each run a folder of its own")
+    values = spec.get("set") or {}
+    fixed = [k for k in values if k in output_keys or k.startswith((*SHARED_OUTPUTS, "runs", "profiles"))]
+    if fixed:
+        raise ParamsError(
+            f"{source}: runs.{name}.set: {fixed[0]} cannot be set for one run: a run's folders follow its root, "
+            "and the corpus, the pretrained model, the MLflow store and the profiles are every run's"
+        )
+    out = with_values(raw, values)
     out = {"runs": out.pop("runs"), "run": name, "task": task, **out}
     out["train"] = {"profile": profile, **out.get("train", {})}
     if isinstance(root, str) and root and root.endswith("/") and not root.startswith("/"):

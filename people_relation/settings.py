@@ -904,6 +904,26 @@ class Settings(Section):
         return load_task(path if path.is_absolute() else Path(root) / path, value)
 
     @model_validator(mode="after")
+    def _task_fits_the_profile(self) -> Settings:
+        """What the run's profile asks of its task: a prior to warm up on, rewards that its
+        scaling does not cancel."""
+        prof = self.profiles.get(self.train.profile)
+        if prof is None:
+            return self
+        if prof.warmup.enabled and prof.warmup.labels == "prior" and self.task.prior is None:
+            raise ValueError(
+                f"profiles.{self.train.profile}.warmup.labels is 'prior', and task {self.task.name} has no prior: "
+                "use gold or random, or give the task file a prior"
+            )
+        if "balance" in self.task.rewards and prof.grpo.scale_rewards == "group":
+            raise ValueError(
+                f"task {self.task.name}'s reward 'balance' needs profiles.{self.train.profile}.grpo.scale_rewards "
+                "'batch' or 'none': 'group' divides each prompt's rewards by their spread, which cancels a "
+                "per-label weight"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _runs_named(self) -> Settings:
         unknown = {name: r.profile for name, r in self.runs.items() if r.profile not in self.profiles}
         if unknown:
@@ -916,6 +936,11 @@ class Settings(Section):
         if self.train.profile not in self.profiles:
             raise ValueError(f"train.profile is {self.train.profile!r}; the profiles are {', '.join(self.profiles)}")
         return self
+
+    @property
+    def own_run(self) -> str | None:
+        """The run's name when it is not the first (its registered models carry it), else None."""
+        return None if self.run == next(iter(self.runs)) else self.run
 
     def profile(self, name: str | None = None) -> Profile:
         """Profile ``name`` (default: the run's, ``runs.<run>.profile``), or a ParamsError naming the defined ones."""

@@ -38,6 +38,13 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 LABEL = "label"  # the gold label's key in every row the pipeline writes
+# names an input field cannot take: the keys of the rows and answer records the pipeline writes,
+# and the options of the commands whose flags are the fields (apps/predict.py)
+RESERVED_FIELDS = frozenset(
+    {"id", "split", "line", LABEL, "row", "gold", "status", "error", "completion", "think", "answer", "reasoning",
+     "format_ok", "valid", "latency_s", "input", "output", "url", "run", "model", "profile", "json", "help",
+     "params_file", "result", "example"}
+)  # fmt: skip
 SYSTEM_FIELDS = ("labels", "label_count")  # what the system text may name: the labels joined by "、", their number
 LABEL_JOINER = "、"
 
@@ -128,7 +135,7 @@ class LinesData(_Spec):
     @model_validator(mode="after")
     def _one_place(self) -> LinesData:
         if (self.local_dir is None) == (self.package is None):
-            raise ValueError("data: give local_dir or package (with its version), not both")
+            raise ValueError("give one of local_dir (a folder) and package (with its version)")
         if self.package is not None and self.version is None:
             raise ValueError("data.package needs data.version: another version's files may differ")
         return self
@@ -190,8 +197,10 @@ class Task(_Spec):
     @classmethod
     def _inputs(cls, inputs: dict[str, InputField]) -> dict[str, InputField]:
         for name, spec in inputs.items():
-            if not name.isidentifier() or name in (LABEL, "id", "split", "line"):
-                raise ValueError(f"input field {name!r}: a field is a plain name, and not label, id, split or line")
+            if not name.isidentifier() or name in RESERVED_FIELDS:
+                raise ValueError(
+                    f"input field {name!r}: a field is a plain name, and none of {', '.join(sorted(RESERVED_FIELDS))}"
+                )
             if spec.occurs_in is not None and spec.occurs_in not in inputs:
                 raise ValueError(f"{name}.occurs_in names {spec.occurs_in!r}, which is not an input field")
             if spec.occurs_in == name:
@@ -208,6 +217,10 @@ class Task(_Spec):
         if isinstance(self.data, CsvData) and self.data.label_column in self.inputs:
             raise ValueError(f"data.label_column {self.data.label_column!r} is an input field")
         if isinstance(self.data, LinesData):
+            if len(self.inputs) != 1:
+                raise ValueError(
+                    f"data: lines files hold one text a line; the task has {len(self.inputs)} input fields"
+                )
             unknown = sorted(set(self.data.files) - set(self.labels))
             if unknown:
                 raise ValueError(f"data.files names {', '.join(map(repr, unknown))}, which are not labels")
@@ -455,7 +468,7 @@ def load_task(path: Path, shown: str | None = None) -> Task:
         with path.open(encoding="utf-8") as fh:
             raw = YAML(typ="safe").load(fh)
     except FileNotFoundError:
-        raise TaskError(f"{source}: no such task file; `task` in params.yaml names it") from None
+        raise TaskError(f"{source}: no such task file; runs.<run>.task in params.yaml names it") from None
     except YAMLError as err:
         where = getattr(err, "problem_mark", None)
         line = f"line {where.line + 1}: " if where is not None else ""

@@ -32,6 +32,10 @@ DERIVED_TRL = {
     "load_best_model_at_end": "grpo.publish",
     "ddp_timeout": "launch.ddp_timeout_s",
     "report_to": "the project's own MLflow logging",
+    "disable_dropout": "the project (always true: GRPO's log-probs need a deterministic policy)",
+    "shuffle_dataset": "the project (always true)",
+    "log_completions": "grpo.completions_every (the project's MLflow tables)",
+    "dataloader_num_workers": "the project (0: the rows are in memory)",
     **dict.fromkeys(
         (
             "vllm_server_host",
@@ -83,8 +87,12 @@ def trl_value(key: str, value: Any) -> Any:
     """``value`` checked against GRPOConfig field ``key``'s type (a number DVC wrote as a string
     is a number), or a ValueError saying what is allowed."""
     kinds = GRPO_FIELDS[key]["kinds"]
+    if value is None and key in STATED_TRL:
+        raise ValueError("needs a value (null leaves it to TRL's default, which the project does not)")
     if "any" in kinds or (value is None and "None" in kinds):
         return value
+    if isinstance(value, int) and not isinstance(value, bool) and ("float" in kinds or "int" in kinds):
+        return value  # a whole number stays one (TRL's float fields take it as it is)
     if "bool" in kinds and isinstance(value, bool):
         return value
     if not isinstance(value, bool) and ("int" in kinds or "float" in kinds):

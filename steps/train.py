@@ -356,7 +356,7 @@ def register(arm: Arm, model: Path, val: dict[str, float]) -> dict:
     from people_relation.serving.pyfunc import log_and_register
 
     settings, prof, name = arm.settings, arm.profile, arm.name
-    registered = registered_name(settings.tracking, name)
+    registered = registered_name(settings.tracking, name, settings.own_run)
     info = log_and_register(
         settings.task,
         model,

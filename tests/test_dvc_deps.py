@@ -18,7 +18,7 @@ import yaml
 
 PACKAGES = ("people_relation", "steps", "flows")
 MODULE_NAME = re.compile(rf"^(?:{'|'.join(PACKAGES)})(?:\.\w+)+$")
-COMMAND = re.compile(r"^python -m ((?:\w+\.)*\w+)(?: --run \$\{key\})?$")  # a stage, or one per run
+COMMAND = re.compile(r"^python -m ((?:\w+\.)*\w+)(?: --run (?:\$\{key\}|\w+))?$")  # a stage, or one per run
 
 
 def module_file(root: Path, name: str) -> Path | None:

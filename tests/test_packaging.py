@@ -95,8 +95,10 @@ def test_the_wheel_holds_exactly_the_code_packages(project_root, tmp_path):
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     (wheel,) = tmp_path.glob("people_relation_grpo-*.whl")
-    top = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {name.split("/")[0] for name in names}
     assert top - {n for n in top if n.endswith(".dist-info")} == CODE_PACKAGES
+    assert "people_relation/grpo_fields.json" in names  # the settings read it at import
 
 
 def test_every_module_and_script_imports(project_root):

@@ -162,9 +162,10 @@ def test_the_reward_weights_are_the_tasks_and_the_balance_bonus_needs_batch_scal
     assert grpo_config_kwargs(settings.profile("cpu-rl"), settings.task, "out")["reward_weights"] == [1.0, 1.0]
     task_file = tmp_path / "balanced.yaml"
     YAML().dump(settings.task.to_dict() | {"rewards": {"format": 1.0, "label": 2.0, "balance": 2.0}}, task_file)
-    balanced = parse_settings(
-        with_values(params, {"runs.relation.task": str(task_file), "profiles.cpu-rl.grpo.scale_rewards": "batch"})
-    )
+    run = {"runs.relation.task": str(task_file), "runs.relation.profile": "cpu-rl"}
+    with pytest.raises(ParamsError, match=r"reward 'balance' needs profiles\.cpu-rl\.grpo\.scale_rewards"):
+        parse_settings(with_values(params, run))  # refused when the run's settings load
+    balanced = parse_settings(with_values(params, run | {"profiles.cpu-rl.grpo.scale_rewards": "batch"}))
     assert list(balanced.task.rewards) == ["format", "label", "balance"]
     prof = balanced.profile("cpu-rl")
     assert grpo_config_kwargs(prof, balanced.task, "out")["reward_weights"] == [1.0, 2.0, 2.0]

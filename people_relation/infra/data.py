@@ -109,7 +109,7 @@ def find_dataset(task: Task, data: Data) -> LoadedData:
             return load_hub(task, spec.hub_id, spec.hub_revision)
         except SourceUnavailable as err:
             looked.append(str(err))
-    columns = ",".join((*task.fields, "label"))
+    columns = ",".join((*task.fields, task.label_column))
     names = " and ".join(n for n in (spec.files.train, spec.files.test) if n)
     raise DataError(
         "no dataset found. Looked in:\n"

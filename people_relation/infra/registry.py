@@ -32,8 +32,10 @@ def locked_requirements(lock: Path = PROJECT_ROOT / "requirements.lock") -> list
     return pins
 
 
-def registered_name(tracking: Tracking, profile: str) -> str:
-    return f"{tracking.registered_model}-{profile}"
+def registered_name(tracking: Tracking, profile: str, run: str | None = None) -> str:
+    """``<registered_model>-<profile>`` for the first run's models; another run's carry its name
+    too (``people-relation-sentiment-sentiment-cpu``), so two tasks never share a name or a champion."""
+    return f"{tracking.registered_model}-{run + '-' if run else ''}{profile}"
 
 
 def crown_on_validation(name: str, version: str, key: str = "val_weighted_f1") -> bool:

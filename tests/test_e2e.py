@@ -131,7 +131,7 @@ def test_dvc_repro_runs_every_stage_and_mlflow_records_it(project, env, repro):
     assert ran | skipped == STAGES and not ran & skipped
     assert ran >= STAGES - {"baseline@relation"}, repro[-3000:]
     lock = yaml.safe_load((project / "dvc.lock").read_text())
-    assert set(lock["stages"]) == STAGES
+    assert STAGES <= set(lock["stages"])  # the committed lock also holds the sentiment run's entries
     assert (project / f"models/{PROFILE}/grpo/model.safetensors").is_file()
     shown = json.loads(dvc(project, "metrics", "show", "--json", env=env))[""]["data"]
     assert 0 <= shown[f"reports/metrics/{PROFILE}.json"]["data"]["grpo"]["weighted_f1"] <= 1  # test split, served

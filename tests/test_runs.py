@@ -39,8 +39,11 @@ def test_the_sentiment_run_prepares_splits_and_scores_its_baseline_through_dvc(c
     )
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-4000:]
-    for stage in ("prepare@sentiment", "split@sentiment", "baseline@sentiment"):
+    # the clone lacks the cached data (prepare, split run); the baseline's inputs and git-tracked
+    # outputs may match the committed lock, so DVC may skip it
+    for stage in ("prepare@sentiment", "split@sentiment"):
         assert f"Running stage '{stage}'" in out, out[-3000:]
+    assert "Running stage 'baseline@sentiment'" in out or "Stage 'baseline@sentiment' didn't change" in out
     assert "@relation" not in out and not (copy / "data" / "split").exists()  # the other run untouched
 
     root = copy / "runs" / "sentiment"
